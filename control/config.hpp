@@ -1,0 +1,44 @@
+// The daemon's own options (after the EAL's, past "--"), from the command line and an INI config file
+// (--config); the command line wins over the file. Every value is validated here, before the EAL starts,
+// so bad configuration ends with one line naming the key and never with a half-started daemon.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/net_addr.hpp"
+#include "dataplane/policy.hpp"
+
+namespace portcullis {
+
+struct Config {
+    uint16_t inside_port = 0;
+    uint16_t outside_port = 1;
+    std::vector<Prefix> managed_prefixes;
+    std::vector<Prefix> relay_hosts;
+    std::vector<Prefix> approved;
+    std::vector<uint16_t> blocked_ports;
+    std::vector<uint16_t> open_ports;
+    Action action_unapproved = Action::Rst;
+    unsigned stats_interval = 10;  // seconds between counter log lines; 0 turns them off
+    std::string log_level = "info";
+    std::string ready_file;  // written once the gateway forwards; removed at exit
+    uint16_t rx_desc = 1024;
+    uint16_t tx_desc = 1024;
+    uint32_t mbufs = 16383;
+};
+
+struct ConfigResult {
+    enum class Status { Run, Exit, Error } status = Status::Error;
+    std::string message;  // help/version text for Exit, the one-line error for Error
+    Config config;
+};
+
+// args: the daemon's options only (what follows "--"), without argv[0].
+ConfigResult parse_config(const std::vector<std::string>& args);
+
+// The --help text.
+std::string config_help();
+
+}  // namespace portcullis

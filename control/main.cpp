@@ -1,0 +1,159 @@
+// portcullis: the daemon. The main lcore parses options, brings the ports up, launches one worker per
+// remaining lcore, then reports counters until SIGINT/SIGTERM, when it stops the workers and the ports.
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <spdlog/async.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "control/config.hpp"
+#include "control/policy_builder.hpp"
+#include "control/ports.hpp"
+#include "control/stats.hpp"
+#include "dataplane/worker.hpp"
+
+namespace {
+
+using namespace portcullis;
+
+std::atomic<bool> g_stop{false};
+
+extern "C" void on_signal(int) { g_stop.store(true); }
+
+int die(const std::string& msg, int code = 1) {
+    std::fprintf(stderr, "portcullis: error: %s\n", msg.c_str());
+    return code;
+}
+
+void setup_logging(const std::string& level) {
+    spdlog::init_thread_pool(8192, 1);
+    auto log = spdlog::create_async<spdlog::sinks::stdout_color_sink_mt>("portcullis");
+    log->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    log->set_level(spdlog::level::from_str(level));
+    log->flush_on(spdlog::level::info);
+    spdlog::set_default_logger(log);
+}
+
+bool write_ready_file(const std::string& path) {
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::trunc);
+        out << "ready pid=" << getpid() << "\n";
+        if (!out.flush()) return false;
+    }
+    return std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    // EAL options come first, then "--", then ours. Without "--", --help/--version still answer.
+    int split = argc;
+    for (int i = 1; i < argc; ++i)
+        if (std::string(argv[i]) == "--") {
+            split = i;
+            break;
+        }
+    std::vector<std::string> own;
+    if (split < argc) {
+        own.assign(argv + split + 1, argv + argc);
+    } else {
+        for (int i = 1; i < argc; ++i) {
+            const std::string a = argv[i];
+            if (a == "--help" || a == "-h" || a == "--version") own = {a};
+        }
+    }
+    auto parsed = parse_config(own);
+    if (parsed.status == ConfigResult::Status::Exit) {
+        std::fputs(parsed.message.c_str(), stdout);
+        return 0;
+    }
+    if (parsed.status == ConfigResult::Status::Error) return die(parsed.message, 2);
+    const Config cfg = std::move(parsed.config);
+    std::unique_ptr<Policy> policy = build_policy(cfg);
+
+    setup_logging(cfg.log_level);
+
+    std::vector<char*> eal_args(argv, argv + split);
+    if (rte_eal_init(static_cast<int>(eal_args.size()), eal_args.data()) < 0)
+        return die(std::string("EAL initialisation failed: ") + rte_strerror(rte_errno));
+
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+
+    const unsigned workers = rte_lcore_count() - 1;
+    auto fail = [&](const std::string& msg) {
+        rte_eal_cleanup();
+        return die(msg);
+    };
+    if (workers == 0) return fail("no worker lcore: give the EAL at least two lcores (e.g. -l 0-1)");
+    for (auto [key, port] : {std::pair{"inside", cfg.inside_port}, std::pair{"outside", cfg.outside_port}})
+        if (!rte_eth_dev_is_valid_port(port))
+            return fail(std::string(key) + ": port " + std::to_string(port) +
+                        " does not exist; ports: " + describe_ports());
+
+    rte_mempool* pool = rte_pktmbuf_pool_create("portcullis_mbufs", cfg.mbufs, 256, 0,
+                                                RTE_MBUF_DEFAULT_BUF_SIZE, static_cast<int>(rte_socket_id()));
+    if (!pool) return fail(std::string("cannot create the packet buffer pool: ") + rte_strerror(rte_errno));
+    for (auto port : {cfg.inside_port, cfg.outside_port}) {
+        const auto err = port_start(port, static_cast<uint16_t>(workers), cfg.rx_desc, cfg.tx_desc, pool);
+        if (!err.empty()) return fail(err);
+    }
+
+    std::atomic<const Policy*> live_policy{policy.get()};
+    std::vector<std::unique_ptr<Counters>> counters;
+    std::vector<WorkerContext> contexts(workers);
+    std::vector<const Counters*> counter_view;
+    unsigned q = 0, lcore;
+    RTE_LCORE_FOREACH_WORKER(lcore) {
+        counters.push_back(std::make_unique<Counters>());
+        counter_view.push_back(counters.back().get());
+        contexts[q] = WorkerContext{cfg.inside_port, cfg.outside_port, static_cast<uint16_t>(q), &live_policy,
+                                    &g_stop, counters.back().get()};
+        rte_eal_remote_launch(worker_main, &contexts[q], lcore);
+        ++q;
+    }
+
+    spdlog::info("portcullis {} ready: inside port {} <-> outside port {}, {} worker(s); {} managed prefix(es), "
+                 "{} approved, {} relay(s); refused attempts get {}",
+                 PORTCULLIS_VERSION, cfg.inside_port, cfg.outside_port, workers, cfg.managed_prefixes.size(),
+                 cfg.approved.size(), cfg.relay_hosts.size(),
+                 cfg.action_unapproved == Action::Rst ? "a TCP reset" : "dropped");
+    if (!cfg.ready_file.empty() && !write_ready_file(cfg.ready_file))
+        spdlog::warn("cannot write ready_file {}", cfg.ready_file);
+
+    auto next_report = std::chrono::steady_clock::now() + std::chrono::seconds(cfg.stats_interval);
+    while (!g_stop.load()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        if (cfg.stats_interval && std::chrono::steady_clock::now() >= next_report) {
+            spdlog::info("counters: {}", stats_line(sum_counters(counter_view)));
+            next_report += std::chrono::seconds(cfg.stats_interval);
+        }
+    }
+
+    spdlog::info("stopping");
+    rte_eal_mp_wait_lcore();
+    if (!cfg.ready_file.empty()) std::filesystem::remove(cfg.ready_file);
+    for (auto port : {cfg.inside_port, cfg.outside_port}) port_stop(port);
+    spdlog::info("final counters:\n{}", stats_table(sum_counters(counter_view)));
+    spdlog::shutdown();
+    rte_mempool_free(pool);
+    rte_eal_cleanup();
+    return 0;
+}

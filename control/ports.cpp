@@ -1,0 +1,57 @@
+// Port bring-up (see ports.hpp).
+#include "control/ports.hpp"
+
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+
+namespace portcullis {
+
+namespace {
+std::string fail(uint16_t port, const char* what, int rc) {
+    return "port " + std::to_string(port) + ": " + what + ": " + rte_strerror(rc < 0 ? -rc : rc);
+}
+}  // namespace
+
+std::string describe_ports() {
+    std::string out;
+    uint16_t id;
+    RTE_ETH_FOREACH_DEV(id) {
+        char name[RTE_ETH_NAME_MAX_LEN] = "?";
+        rte_eth_dev_get_name_by_port(id, name);
+        if (!out.empty()) out += ", ";
+        out += std::to_string(id) + " (" + name + ")";
+    }
+    return out.empty() ? "none" : out;
+}
+
+std::string port_start(uint16_t port, uint16_t queues, uint16_t rx_desc, uint16_t tx_desc, rte_mempool* pool) {
+    if (!rte_eth_dev_is_valid_port(port))
+        return "port " + std::to_string(port) + " does not exist; ports: " + describe_ports();
+    rte_eth_dev_info info{};
+    if (int rc = rte_eth_dev_info_get(port, &info); rc != 0) return fail(port, "device info", rc);
+    if (info.max_rx_queues < queues || info.max_tx_queues < queues)
+        return "port " + std::to_string(port) + " (" + info.driver_name + ") has " +
+               std::to_string(info.max_rx_queues) + " queue(s), " + std::to_string(queues) +
+               " worker(s) need one each: add queues to the device (e.g. qpairs=N) or use fewer lcores";
+    rte_eth_conf conf{};
+    if (int rc = rte_eth_dev_configure(port, queues, queues, &conf); rc != 0) return fail(port, "configure", rc);
+    if (int rc = rte_eth_dev_adjust_nb_rx_tx_desc(port, &rx_desc, &tx_desc); rc != 0)
+        return fail(port, "descriptor counts", rc);
+    const int socket = rte_eth_dev_socket_id(port);
+    for (uint16_t q = 0; q < queues; ++q) {
+        if (int rc = rte_eth_rx_queue_setup(port, q, rx_desc, socket, nullptr, pool); rc != 0)
+            return fail(port, "RX queue setup", rc);
+        if (int rc = rte_eth_tx_queue_setup(port, q, tx_desc, socket, nullptr); rc != 0)
+            return fail(port, "TX queue setup", rc);
+    }
+    if (int rc = rte_eth_dev_start(port); rc != 0) return fail(port, "start", rc);
+    if (int rc = rte_eth_promiscuous_enable(port); rc != 0 && rc != -ENOTSUP) return fail(port, "promiscuous mode", rc);
+    return {};
+}
+
+void port_stop(uint16_t port) {
+    rte_eth_dev_stop(port);
+    rte_eth_dev_close(port);
+}
+
+}  // namespace portcullis

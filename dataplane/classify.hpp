@@ -1,0 +1,38 @@
+// The outbound policy decision for one parsed frame from the inside port. Pure and branch-light: a frame
+// that is not TCP to a blocked port is decided after two tests, and the address sets are consulted only
+// for the few frames that are.
+#pragma once
+
+#include "dataplane/counters.hpp"
+#include "dataplane/parse.hpp"
+#include "dataplane/policy.hpp"
+
+namespace portcullis {
+
+enum class Verdict : uint8_t {
+    Forward,  // send on to the other port, unchanged
+    Refuse,   // answer the client (TCP RST) on the port it came from
+    Drop,     // free it
+};
+
+struct Decision {
+    Verdict verdict;
+    Ctr reason;  // counted in addition to rx/tx; fwd_outbound means "nothing special"
+};
+
+inline Decision classify_outbound(const Parsed& p, const Policy& pol) {
+    if (p.kind != L3Kind::Tcp) [[likely]] {
+        if (p.kind == L3Kind::Malformed) [[unlikely]]
+            return {Verdict::Drop, malformed_counter(p.malformation)};
+        return {Verdict::Forward, Ctr::fwd_outbound};
+    }
+    if (!pol.blocked_ports.test(p.dport)) [[likely]]
+        return {Verdict::Forward, Ctr::fwd_outbound};
+    if (!pol.managed(p.src)) return {Verdict::Forward, Ctr::pass_unmanaged};
+    if (pol.relay(p.dst)) return {Verdict::Forward, Ctr::pass_relay};
+    if (pol.approved(p.src)) return {Verdict::Forward, Ctr::pass_approved};
+    if (p.tcp_flags & tcpflag::RST) return {Verdict::Forward, Ctr::pass_client_rst};
+    return {pol.action_unapproved == Action::Rst ? Verdict::Refuse : Verdict::Drop, Ctr::refused_unapproved};
+}
+
+}  // namespace portcullis

@@ -1,0 +1,34 @@
+// The policy snapshot: everything a worker needs to decide on a packet, immutable once built.
+// The control side builds one (control/policy_builder.cpp); workers only read it. IPv4 sets are CRoaring
+// bitmaps (prefixes become run containers, so a /8 costs a few bytes); IPv6 sets are Prefix6Set.
+#pragma once
+
+#include <bitset>
+#include <cstdint>
+#include <roaring/roaring.hh>
+
+#include "dataplane/prefix6_set.hpp"
+
+namespace portcullis {
+
+// What happens to a refused connection attempt.
+enum class Action : uint8_t {
+    Rst,   // answer the client with a TCP RST: its MTA fails at once and logs "connection refused"
+    Drop,  // silently discard (the client times out)
+};
+
+struct Policy {
+    ::Roaring managed4, approved4, relay4;
+    Prefix6Set managed6, approved6, relay6;
+    std::bitset<65536> blocked_ports;  // outbound TCP refused from managed, unapproved sources
+    std::bitset<65536> open_ports;     // SMTP submission ports, always open
+    Action action_unapproved = Action::Rst;
+
+    bool managed(const IpAddr& a) const { return a.v6 ? managed6.contains(a.v6addr) : managed4.contains(a.v4); }
+    bool approved(const IpAddr& a) const {
+        return a.v6 ? approved6.contains(a.v6addr) : approved4.contains(a.v4);
+    }
+    bool relay(const IpAddr& a) const { return a.v6 ? relay6.contains(a.v6addr) : relay4.contains(a.v4); }
+};
+
+}  // namespace portcullis

@@ -1,0 +1,86 @@
+// Worker loop and burst processing (see worker.hpp).
+#include "dataplane/worker.hpp"
+
+#include <rte_ethdev.h>
+#include <rte_prefetch.h>
+
+#include "dataplane/classify.hpp"
+#include "dataplane/respond.hpp"
+
+namespace portcullis {
+
+namespace {
+
+// Sends what it can; frees and counts the rest. Returns how many went out.
+uint16_t send_or_free(uint16_t port, uint16_t queue, rte_mbuf** pkts, uint16_t n, Counters& c, Ctr full) {
+    if (n == 0) return 0;
+    const uint16_t sent = rte_eth_tx_burst(port, queue, pkts, n);
+    if (sent < n) [[unlikely]] {
+        rte_pktmbuf_free_bulk(pkts + sent, n - sent);
+        c.add(full, n - sent);
+    }
+    return sent;
+}
+
+void process_inbound(const WorkerContext& ctx, rte_mbuf** pkts, uint16_t n) {
+    // Inbound traffic, port 25 included, is never policed: forward the burst as it came.
+    Counters& c = *ctx.counters;
+    c.add(Ctr::rx_outside, n);
+    c.add(Ctr::fwd_inbound, send_or_free(ctx.inside_port, ctx.queue, pkts, n, c, Ctr::tx_full_inside));
+}
+
+}  // namespace
+
+void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pkts, uint16_t n) {
+    Counters& c = *ctx.counters;
+    rte_mbuf* fwd[kBurst];
+    rte_mbuf* back[kBurst];
+    rte_mbuf* drop[kBurst];
+    uint16_t nf = 0, nb = 0, nd = 0;
+
+    c.add(Ctr::rx_inside, n);
+    for (uint16_t i = 0; i < n; ++i) {
+        if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
+        rte_mbuf* m = pkts[i];
+        uint8_t* data = rte_pktmbuf_mtod(m, uint8_t*);
+        const Parsed p = parse_frame(data, rte_pktmbuf_data_len(m));
+        const Decision d = classify_outbound(p, pol);
+        if (d.verdict == Verdict::Forward) [[likely]] {
+            if (d.reason != Ctr::fwd_outbound) c.add(d.reason);
+            fwd[nf++] = m;
+            continue;
+        }
+        c.add(d.reason);
+        if (d.reason == Ctr::refused_unapproved && (p.tcp_flags & tcpflag::SYN))
+            c.add(Ctr::refused_unapproved_syn);
+        if (d.verdict == Verdict::Refuse && m->nb_segs == 1) {
+            const uint32_t len = make_rst_in_place(data, p);
+            m->data_len = static_cast<uint16_t>(len);
+            m->pkt_len = len;
+            m->ol_flags = 0;
+            back[nb++] = m;
+            continue;
+        }
+        if (d.verdict == Verdict::Refuse) c.add(Ctr::multi_segment);
+        if (d.reason == Ctr::refused_unapproved) c.add(Ctr::dropped_refused);
+        drop[nd++] = m;
+    }
+    c.add(Ctr::fwd_outbound, send_or_free(ctx.outside_port, ctx.queue, fwd, nf, c, Ctr::tx_full_outside));
+    c.add(Ctr::rst_sent, send_or_free(ctx.inside_port, ctx.queue, back, nb, c, Ctr::tx_full_inside));
+    if (nd) rte_pktmbuf_free_bulk(drop, nd);
+}
+
+int worker_main(void* arg) {
+    const auto& ctx = *static_cast<const WorkerContext*>(arg);
+    rte_mbuf* pkts[kBurst];
+    while (!ctx.stop->load(std::memory_order_relaxed)) {
+        const Policy& pol = *ctx.policy->load(std::memory_order_acquire);
+        uint16_t n = rte_eth_rx_burst(ctx.inside_port, ctx.queue, pkts, kBurst);
+        if (n) process_outbound(ctx, pol, pkts, n);
+        n = rte_eth_rx_burst(ctx.outside_port, ctx.queue, pkts, kBurst);
+        if (n) process_inbound(ctx, pkts, n);
+    }
+    return 0;
+}
+
+}  // namespace portcullis

@@ -1,0 +1,32 @@
+// A worker lcore's run-to-completion loop: poll both ports' RX queue, decide each frame, send bursts on.
+// Nothing here allocates, locks, logs or makes a system call; what happened is recorded in Counters.
+#pragma once
+
+#include <rte_mbuf.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "dataplane/counters.hpp"
+#include "dataplane/policy.hpp"
+
+namespace portcullis {
+
+inline constexpr uint16_t kBurst = 32;
+
+struct WorkerContext {
+    uint16_t inside_port = 0;
+    uint16_t outside_port = 1;
+    uint16_t queue = 0;
+    const std::atomic<const Policy*>* policy = nullptr;
+    const std::atomic<bool>* stop = nullptr;
+    Counters* counters = nullptr;
+};
+
+// The lcore entry point (rte_eal_remote_launch): arg is a WorkerContext*. Returns when *stop is set.
+int worker_main(void* arg);
+
+// One burst received on the inside port: classified, forwarded, refused or dropped. Exposed for tests.
+void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pkts, uint16_t n);
+
+}  // namespace portcullis

@@ -1,0 +1,123 @@
+// Configuration tests: what operators write, and the one-line errors for what they get wrong.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "control/config.hpp"
+
+using namespace portcullis;
+
+namespace {
+
+ConfigResult parse(std::vector<std::string> args) { return parse_config(args); }
+
+std::vector<std::string> minimal() { return {"--inside", "0", "--outside", "1", "--managed_prefixes", "198.51.100.0/24"}; }
+
+std::string error_of(std::vector<std::string> args) {
+    const auto r = parse(std::move(args));
+    EXPECT_EQ(r.status, ConfigResult::Status::Error);
+    return r.message;
+}
+
+struct TempFile {
+    std::string path;
+    explicit TempFile(const std::string& text) {
+        char tmpl[] = "/tmp/portcullis-test-XXXXXX";
+        const int fd = mkstemp(tmpl);
+        path = tmpl;
+        ::close(fd);
+        std::ofstream(path) << text;
+    }
+    ~TempFile() { std::remove(path.c_str()); }
+};
+
+TEST(Config, Defaults) {
+    const auto r = parse(minimal());
+    ASSERT_EQ(r.status, ConfigResult::Status::Run) << r.message;
+    EXPECT_EQ(r.config.blocked_ports, std::vector<uint16_t>{25});
+    EXPECT_EQ(r.config.open_ports, (std::vector<uint16_t>{465, 587}));
+    EXPECT_EQ(r.config.action_unapproved, Action::Rst);
+}
+
+TEST(Config, FileWithRepeatedAndCommaListsAndCommandLineOverride) {
+    TempFile f(
+        "# demo\n"
+        "inside = 0\noutside = 1\n"
+        "managed_prefixes = 198.51.100.0/25\nmanaged_prefixes = 2001:db8:100::/48\n"
+        "approved = 198.51.100.10, 2001:db8:100::10\n"
+        "blocked_ports = 25\nblocked_ports = 2525\n"
+        "action_unapproved = drop\n");
+    auto r = parse({"--config", f.path});
+    ASSERT_EQ(r.status, ConfigResult::Status::Run) << r.message;
+    EXPECT_EQ(r.config.managed_prefixes.size(), 2u);
+    EXPECT_EQ(r.config.approved.size(), 2u);
+    EXPECT_EQ(r.config.blocked_ports, (std::vector<uint16_t>{25, 2525}));
+    EXPECT_EQ(r.config.action_unapproved, Action::Drop);
+
+    r = parse({"--config", f.path, "--action_unapproved", "rst", "--approved", "198.51.100.11"});
+    ASSERT_EQ(r.status, ConfigResult::Status::Run) << r.message;
+    EXPECT_EQ(r.config.action_unapproved, Action::Rst);
+    ASSERT_EQ(r.config.approved.size(), 1u);  // the command line replaces the file's list
+    EXPECT_EQ(to_string(r.config.approved[0]), "198.51.100.11");
+}
+
+TEST(Config, UnknownKeyInFileNamesIt) {
+    TempFile f("inside = 0\noutside = 1\nmanaged_prefixes = 198.51.100.0/24\napprove = 198.51.100.1\n");
+    const auto msg = error_of({"--config", f.path});
+    EXPECT_NE(msg.find("approve"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(f.path), std::string::npos) << msg;
+}
+
+TEST(Config, UnknownCommandLineOption) {
+    auto args = minimal();
+    args.push_back("--frobnicate");
+    EXPECT_NE(error_of(args).find("frobnicate"), std::string::npos);
+}
+
+TEST(Config, BadCidrNamesKeyAndValue) {
+    auto args = minimal();
+    args.insert(args.end(), {"--approved", "198.51.100.10/33"});
+    EXPECT_EQ(error_of(args), "approved: '198.51.100.10/33' prefix length over 32");
+    args = minimal();
+    args.insert(args.end(), {"--relay_hosts", "mail.example.com"});
+    EXPECT_EQ(error_of(args), "relay_hosts: 'mail.example.com' not an IPv4 or IPv6 address");
+}
+
+TEST(Config, MissingRequired) {
+    EXPECT_EQ(error_of({"--outside", "1", "--managed_prefixes", "198.51.100.0/24"}),
+              "inside: required (a DPDK port id)");
+    EXPECT_NE(error_of({"--inside", "0", "--outside", "1"}).find("managed_prefixes: required"), std::string::npos);
+}
+
+TEST(Config, BadPortsAndActions) {
+    auto args = minimal();
+    args.insert(args.end(), {"--blocked_ports", "25,70000"});
+    EXPECT_EQ(error_of(args), "blocked_ports: '70000' is not a port number (1-65535)");
+    args = minimal();
+    args.insert(args.end(), {"--open_ports", "25"});
+    EXPECT_EQ(error_of(args), "open_ports: port 25 is also in blocked_ports");
+    args = minimal();
+    args.insert(args.end(), {"--action_unapproved", "reject"});
+    EXPECT_EQ(error_of(args), "action_unapproved: 'reject' is not one of rst, drop");
+    EXPECT_EQ(error_of({"--inside", "0", "--outside", "0", "--managed_prefixes", "198.51.100.0/24"}),
+              "outside: must differ from inside");
+    args = minimal();
+    args.insert(args.end(), {"--inside", "x"});
+    EXPECT_FALSE(error_of(args).empty());
+}
+
+TEST(Config, MissingFile) {
+    EXPECT_EQ(error_of({"--config", "/nonexistent/portcullis.conf"}),
+              "config: cannot read '/nonexistent/portcullis.conf'");
+}
+
+TEST(Config, HelpListsEveryOption) {
+    const auto r = parse({"--help"});
+    ASSERT_EQ(r.status, ConfigResult::Status::Exit);
+    for (auto key : {"inside", "outside", "managed_prefixes", "blocked_ports", "open_ports", "relay_hosts", "approved",
+                     "action_unapproved", "stats_interval", "ready_file"})
+        EXPECT_NE(r.message.find(key), std::string::npos) << key;
+}
+
+}  // namespace
