@@ -22,14 +22,14 @@ uint16_t send_or_free(uint16_t port, uint16_t queue, rte_mbuf** pkts, uint16_t n
     return sent;
 }
 
+}  // namespace
+
 void process_inbound(const WorkerContext& ctx, rte_mbuf** pkts, uint16_t n) {
     // Inbound traffic, port 25 included, is never policed: forward the burst as it came.
     Counters& c = *ctx.counters;
     c.add(Ctr::rx_outside, n);
     c.add(Ctr::fwd_inbound, send_or_free(ctx.inside_port, ctx.queue, pkts, n, c, Ctr::tx_full_inside));
 }
-
-}  // namespace
 
 void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pkts, uint16_t n) {
     Counters& c = *ctx.counters;

@@ -28,5 +28,7 @@ int worker_main(void* arg);
 
 // One burst received on the inside port: classified, forwarded, refused or dropped. Exposed for tests.
 void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pkts, uint16_t n);
+// One burst received on the outside port: forwarded to the inside untouched. Exposed for tests.
+void process_inbound(const WorkerContext& ctx, rte_mbuf** pkts, uint16_t n);
 
 }  // namespace portcullis

@@ -1,0 +1,201 @@
+// Burst processing on real mbufs and real (ring-backed) DPDK ports: what leaves on which port, byte for byte,
+// what is counted, and that every mbuf goes back to its pool whatever the verdict or a full TX queue.
+#include <gtest/gtest.h>
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_eth_ring.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "control/policy_builder.hpp"
+#include "dataplane/worker.hpp"
+#include "tests/unit/frames.hpp"
+
+using namespace portcullis;
+using namespace portcullis::test;
+
+namespace {
+
+rte_mempool* g_pool = nullptr;
+
+class EalEnvironment : public ::testing::Environment {
+public:
+    void SetUp() override {
+        const std::string prefix = "--file-prefix=pcunit" + std::to_string(getpid());
+        std::vector<std::string> args = {"unit_tests", "-l",          "0",   "--no-huge", "--no-pci", "-m",
+                                         "128",        "--no-shconf", prefix, "--log-level=error"};
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        ASSERT_GE(rte_eal_init(static_cast<int>(argv.size()), argv.data()), 0);
+        g_pool = rte_pktmbuf_pool_create("unit_pool", 1023, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+        ASSERT_NE(g_pool, nullptr);
+    }
+};
+
+[[maybe_unused]] auto* const g_env = ::testing::AddGlobalTestEnvironment(new EalEnvironment);
+
+// A port whose RX and TX queues are rte_rings the test reads and writes.
+struct RingPort {
+    uint16_t id = 0;
+    rte_ring* rx = nullptr;
+    rte_ring* tx = nullptr;
+
+    RingPort(const std::string& name, unsigned tx_size) {
+        rx = rte_ring_create((name + "_rx").c_str(), 1024, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+        tx = rte_ring_create((name + "_tx").c_str(), tx_size, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+        const int port = rte_eth_from_rings(name.c_str(), &rx, 1, &tx, 1, SOCKET_ID_ANY);
+        EXPECT_GE(port, 0);
+        id = static_cast<uint16_t>(port);
+        rte_eth_conf conf{};
+        EXPECT_EQ(rte_eth_dev_configure(id, 1, 1, &conf), 0);
+        EXPECT_EQ(rte_eth_rx_queue_setup(id, 0, 64, SOCKET_ID_ANY, nullptr, g_pool), 0);
+        EXPECT_EQ(rte_eth_tx_queue_setup(id, 0, 64, SOCKET_ID_ANY, nullptr), 0);
+        EXPECT_EQ(rte_eth_dev_start(id), 0);
+    }
+    ~RingPort() {
+        drain();
+        rte_eth_dev_stop(id);
+        rte_eth_dev_close(id);
+        rte_ring_free(rx);
+        rte_ring_free(tx);
+    }
+    // Frames the worker transmitted on this port, freed after copying.
+    std::vector<std::vector<uint8_t>> drain() {
+        std::vector<std::vector<uint8_t>> out;
+        void* obj;
+        while (rte_ring_dequeue(tx, &obj) == 0) {
+            auto* m = static_cast<rte_mbuf*>(obj);
+            const auto* d = rte_pktmbuf_mtod(m, const uint8_t*);
+            out.emplace_back(d, d + rte_pktmbuf_data_len(m));
+            rte_pktmbuf_free(m);
+        }
+        return out;
+    }
+};
+
+rte_mbuf* mbuf_of(const std::vector<uint8_t>& frame) {
+    rte_mbuf* m = rte_pktmbuf_alloc(g_pool);
+    auto* d = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, static_cast<uint16_t>(frame.size())));
+    std::memcpy(d, frame.data(), frame.size());
+    return m;
+}
+
+std::unique_ptr<Policy> lab_policy(Action action) {
+    Config c;
+    c.managed_prefixes = {*parse_prefix("198.51.100.0/25"), *parse_prefix("2001:db8:100::/48")};
+    c.approved = {*parse_prefix("198.51.100.10")};
+    c.blocked_ports = {25};
+    c.open_ports = {587};
+    c.action_unapproved = action;
+    return build_policy(c);
+}
+
+class Worker : public ::testing::Test {
+protected:
+    void SetUp() override {
+        static int n = 0;
+        ++n;
+        inside = std::make_unique<RingPort>("in" + std::to_string(n), 1024);
+        outside = std::make_unique<RingPort>("out" + std::to_string(n), out_ring_size);
+        ctx = WorkerContext{inside->id, outside->id, 0, nullptr, nullptr, &counters};
+        available = rte_mempool_avail_count(g_pool);
+    }
+    void TearDown() override {
+        inside->drain();
+        outside->drain();
+        EXPECT_EQ(rte_mempool_avail_count(g_pool), available) << "an mbuf leaked";
+        inside.reset();
+        outside.reset();
+    }
+    void outbound(const std::vector<std::vector<uint8_t>>& frames, const Policy& pol) {
+        std::vector<rte_mbuf*> pkts;
+        for (const auto& f : frames) pkts.push_back(mbuf_of(f));
+        process_outbound(ctx, pol, pkts.data(), static_cast<uint16_t>(pkts.size()));
+    }
+
+    unsigned out_ring_size = 1024;
+    std::unique_ptr<RingPort> inside, outside;
+    Counters counters;
+    WorkerContext ctx;
+    unsigned available = 0;
+};
+
+TEST_F(Worker, ForwardsRefusesAndDropsOneBurst) {
+    const auto pol = lab_policy(Action::Rst);
+    FrameSpec web;
+    web.dport = 80;
+    FrameSpec qinq_submission;  // 802.1ad + 802.1Q, byte for byte
+    qinq_submission.tpids = {0x88a8, 0x8100};
+    qinq_submission.dport = 587;
+    FrameSpec approved;
+    approved.src = "198.51.100.10";
+    FrameSpec refused;  // unapproved SYN to 25, double tagged
+    refused.tpids = {0x88a8, 0x8100};
+    auto malformed = build_frame(FrameSpec{});
+    malformed[14] = 0x41;
+
+    const std::vector<std::vector<uint8_t>> in = {build_frame(web), build_frame(refused), malformed,
+                                                  build_frame(qinq_submission), build_frame(approved)};
+    outbound(in, *pol);
+
+    EXPECT_EQ(outside->drain(), (std::vector<std::vector<uint8_t>>{in[0], in[3], in[4]}));
+    const auto back = inside->drain();
+    ASSERT_EQ(back.size(), 1u);
+    const auto p = parse_frame(back[0].data(), static_cast<uint32_t>(back[0].size()));
+    EXPECT_EQ(p.kind, L3Kind::Tcp);
+    EXPECT_EQ(p.vlan_tags, 2);
+    EXPECT_EQ(back[0][12], 0x88);  // the 802.1ad TPID survives
+    EXPECT_EQ(back[0][13], 0xa8);
+    EXPECT_EQ(p.tcp_flags, tcpflag::RST | tcpflag::ACK);
+    EXPECT_EQ(counters.get(Ctr::rx_inside), 5u);
+    EXPECT_EQ(counters.get(Ctr::fwd_outbound), 3u);
+    EXPECT_EQ(counters.get(Ctr::refused_unapproved), 1u);
+    EXPECT_EQ(counters.get(Ctr::refused_unapproved_syn), 1u);
+    EXPECT_EQ(counters.get(Ctr::rst_sent), 1u);
+    EXPECT_EQ(counters.get(Ctr::pass_approved), 1u);
+    EXPECT_EQ(counters.get(Ctr::malformed_ipv4_bad_ihl), 1u);
+}
+
+TEST_F(Worker, DropActionFreesTheSegment) {
+    const auto pol = lab_policy(Action::Drop);
+    outbound({build_frame(FrameSpec{})}, *pol);
+    EXPECT_TRUE(inside->drain().empty());
+    EXPECT_TRUE(outside->drain().empty());
+    EXPECT_EQ(counters.get(Ctr::dropped_refused), 1u);
+    EXPECT_EQ(counters.get(Ctr::rst_sent), 0u);
+}
+
+TEST_F(Worker, InboundPort25IsForwardedUntouched) {
+    FrameSpec s;  // from the internet to an unapproved rack address, port 25: inbound mail
+    s.src = "203.0.113.25";
+    s.dst = "198.51.100.20";
+    const auto f = build_frame(s);
+    rte_mbuf* m = mbuf_of(f);
+    process_inbound(ctx, &m, 1);
+    EXPECT_EQ(inside->drain(), std::vector<std::vector<uint8_t>>{f});
+    EXPECT_EQ(counters.get(Ctr::fwd_inbound), 1u);
+}
+
+class WorkerFullTx : public Worker {
+protected:
+    void SetUp() override {
+        out_ring_size = 4;  // room for 3
+        Worker::SetUp();
+    }
+};
+
+TEST_F(WorkerFullTx, FullTxQueueDropsAndCountsWithoutLeaking) {
+    const auto pol = lab_policy(Action::Rst);
+    FrameSpec web;
+    web.dport = 443;
+    outbound(std::vector<std::vector<uint8_t>>(8, build_frame(web)), *pol);
+    EXPECT_EQ(outside->drain().size(), 3u);
+    EXPECT_EQ(counters.get(Ctr::fwd_outbound), 3u);
+    EXPECT_EQ(counters.get(Ctr::tx_full_outside), 5u);
+}
+
+}  // namespace

@@ -1,0 +1,60 @@
+#!/usr/bin/python3
+"""A real SMTP server for the lab's "internet" namespace (aiosmtpd), listening on every address of the
+namespace on the given ports, both IPv4 and IPv6. Each accepted message is appended as one JSON line to
+--log (peer, local address and port, envelope); --ready is written once every port listens."""
+import argparse
+import asyncio
+import json
+import os
+import socket
+
+from aiosmtpd.smtp import SMTP
+
+
+class Recorder:
+    def __init__(self, path):
+        self.path = path
+
+    async def handle_DATA(self, server, session, envelope):
+        local = server.transport.get_extra_info("sockname")
+        record = {
+            "peer": session.peer[0],
+            "local": local[0],
+            "port": local[1],
+            "helo": session.host_name,
+            "mail_from": envelope.mail_from,
+            "rcpt_tos": envelope.rcpt_tos,
+            "bytes": len(envelope.content or b""),
+        }
+        with open(self.path, "a", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
+        return "250 2.0.0 Message accepted for delivery"
+
+
+async def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--ports", default="25,587")
+    ap.add_argument("--log", required=True)
+    ap.add_argument("--ready", required=True)
+    ap.add_argument("--hostname", default="mx.example.net")
+    args = ap.parse_args()
+    handler = Recorder(args.log)
+    loop = asyncio.get_running_loop()
+    servers = []
+    for port in [int(p) for p in args.ports.split(",")]:
+        for family, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+            servers.append(await loop.create_server(
+                lambda: SMTP(handler, hostname=args.hostname), host=host, port=port, family=family,
+                reuse_address=True))
+    tmp = args.ready + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as out:
+        out.write(f"{os.getpid()}\n")
+    os.rename(tmp, args.ready)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,50 @@
+# shellcheck shell=bash
+# Shared by tools/demo and tools/test: install what is missing from Debian's archive, then build.
+# Sourced, not run. Expects to be called from the repository root, as root.
+
+PORTCULLIS_PACKAGES=(
+    # toolchain and build
+    g++ meson ninja-build pkg-config
+    # libraries (the design card's list)
+    libdpdk-dev dpdk dpdk-dev libhyperscan-dev libboost-program-options-dev libspdlog-dev libfmt-dev
+    libroaring-dev libgtest-dev nlohmann-json3-dev
+    # the lab: namespaces, offload switches, captures, real mail tools
+    iproute2 ethtool tcpdump procps swaks libio-socket-inet6-perl postfix
+    python3 python3-aiosmtpd python3-pytest python3-scapy
+    # lint for the shell scripts
+    shellcheck
+)
+
+die() {
+    echo "error: $*" >&2
+    exit 1
+}
+
+need_root() {
+    [ "$(id -u)" -eq 0 ] || die "run as root: the lab creates network namespaces and DPDK needs raw sockets"
+}
+
+ensure_packages() {
+    local missing=()
+    local pkg
+    for pkg in "${PORTCULLIS_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "== installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # postfix is here for its smtp-source/smtp-sink tools: install it without a mail configuration.
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# build DIR: configure (warnings are errors) if needed, then compile.
+build_project() {
+    local dir=$1
+    if [ ! -f "$dir/build.ninja" ]; then
+        meson setup "$dir" --werror >/dev/null || die "meson setup failed"
+    fi
+    echo "== building in $dir"
+    ninja -C "$dir" >"$dir.log" 2>&1 || { tail -50 "$dir.log"; die "build failed (full log: $dir.log)"; }
+}
