@@ -8,6 +8,7 @@
 #include <rte_ring.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,10 @@ public:
         ASSERT_GE(rte_eal_init(static_cast<int>(argv.size()), argv.data()), 0);
         g_pool = rte_pktmbuf_pool_create("unit_pool", 1023, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
         ASSERT_NE(g_pool, nullptr);
+    }
+    void TearDown() override {
+        rte_eal_cleanup();
+        std::filesystem::remove_all("/var/run/dpdk/pcunit" + std::to_string(getpid()));
     }
 };
 

@@ -58,7 +58,7 @@ def wait_for(what, predicate, timeout=20.0, proc=None, log=None):
 
 
 class Lab:
-    def __init__(self, prefix, workdir=None, build_dir=None):
+    def __init__(self, prefix, workdir=None, build_dir=None, hugepages=False):
         self.prefix = prefix
         self.ns_rack, self.ns_gw, self.ns_net = f"{prefix}-rack", f"{prefix}-gw", f"{prefix}-net"
         self.workdir = Path(workdir or f"/tmp/{prefix}-lab")
@@ -68,6 +68,7 @@ class Lab:
         self.mx = None
         self.mx_log = self.workdir / "mx-messages.jsonl"
         self.repo = REPO
+        self.hugepages = hugepages  # back DPDK memory with reserved hugepages instead of --no-huge
         self.extra = []  # further processes started in the lab, stopped by cleanup()
 
     # ---- lifetime -------------------------------------------------------------------------------------
@@ -167,7 +168,9 @@ class Lab:
         exe = self.build_dir / "control" / "portcullis"
         if not exe.exists():
             raise LabError(f"{exe} not built")
-        return ["ip", "netns", "exec", self.ns_gw, str(exe), "-l", "0-1", "--no-huge", "--no-pci", "-m", "256",
+        # --huge-unlink=always: no hugepage files outlive the process, however it ends.
+        memory = ["--socket-mem", "256", "--huge-unlink=always"] if self.hugepages else ["--no-huge", "-m", "256"]
+        return ["ip", "netns", "exec", self.ns_gw, str(exe), "-l", "0-1", *memory, "--no-pci",
                 f"--file-prefix={self.prefix}", "--log-level=lib.eal:warning",
                 "--vdev=net_af_packet0,iface=gwin", "--vdev=net_af_packet1,iface=gwout", "--",
                 "--config", str(config or REPO / "configs" / "lab.conf"),

@@ -1,0 +1,114 @@
+#!/usr/bin/python3
+"""The demo behind tools/demo: builds the namespace lab, starts portcullis between the rack and the internet,
+and shows with swaks what a customer's mail server meets. Leaves everything running for the user to try until
+Ctrl-C (or, with --once, exits: 0 when every step behaved, 1 otherwise)."""
+import argparse
+import signal
+import sys
+import time
+
+from portcullis_lab import MX_V4, MX_V6, RACK_V4, RACK_V6, RELAY_V4, RELAY_V6, Lab, LabError
+
+GREEN, RED, BOLD, RESET = ("\033[32m", "\033[31m", "\033[1m", "\033[0m") if sys.stdout.isatty() else ("",) * 4
+
+STEPS = [
+    # (what an operator would say, source, server, port, expect delivered?)
+    ("an unapproved server sends direct-to-MX on port 25", RACK_V4["unapproved"], MX_V4, 25, False),
+    ("an approved server sends direct-to-MX on port 25", RACK_V4["approved"], MX_V4, 25, True),
+    ("the unapproved server submits on port 587 instead", RACK_V4["unapproved"], MX_V4, 587, True),
+    ("the approved server submits on port 587", RACK_V4["approved"], MX_V4, 587, True),
+    ("the unapproved server relays through the provider's smarthost on 25", RACK_V4["unapproved"], RELAY_V4, 25,
+     True),
+    ("a customer-brought (BYOIP) address, outside the managed prefixes, on 25", RACK_V4["unmanaged"], MX_V4, 25,
+     True),
+    ("IPv6: an unapproved server on port 25", RACK_V6["unapproved"], MX_V6, 25, False),
+    ("IPv6: an approved server on port 25", RACK_V6["approved"], MX_V6, 25, True),
+    ("IPv6: the unapproved server on port 587", RACK_V6["unapproved"], MX_V6, 587, True),
+    ("IPv6: the unapproved server through the smarthost on 25", RACK_V6["unapproved"], RELAY_V6, 25, True),
+]
+
+
+def say(text=""):
+    print(text, flush=True)
+
+
+def run_steps(lab):
+    ok = True
+    for i, (what, src, server, port, expect) in enumerate(STEPS, 1):
+        rc, secs, out = lab.swaks(src, server, port, timeout=10)
+        delivered = rc == 0
+        if delivered:
+            result = f"delivered ({secs:.2f}s)"
+        elif "Connection refused" in out:
+            result = f"refused at once with a TCP reset ({secs:.2f}s): the MTA logs 'Connection refused' and retries"
+        else:
+            last = [line for line in out.splitlines() if line.startswith("***")][-1:] or ["failed"]
+            result = f"failed: {last[0].strip('* ')} ({secs:.2f}s)"
+        good = delivered == expect
+        ok &= good
+        mark = f"{GREEN}ok{RESET}" if good else f"{RED}UNEXPECTED{RESET}"
+        where = f"[{server}]:{port}" if ":" in server else f"{server}:{port}"
+        say(f" {i:2}. {what}\n     {src} -> {where}: {result}  [{mark}]")
+    return ok
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--once", action="store_true", help="run the scenario, tear down and exit")
+    ap.add_argument("--hugepages", action="store_true",
+                    help="back the gateway's memory with reserved hugepages (default: --no-huge)")
+    args = ap.parse_args()
+    lab = Lab("pcdemo", hugepages=args.hugepages)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
+    try:
+        say(f"{BOLD}== Building the lab{RESET}: namespaces {lab.ns_rack} (customer rack), {lab.ns_gw} (portcullis), "
+            f"{lab.ns_net} (the internet)")
+        lab.create()
+        lab.start_mx()
+        say(f"   SMTP server (aiosmtpd) in {lab.ns_net}: {MX_V4} / {MX_V6} on ports 25, 587 and 2525; "
+            f"smarthost {RELAY_V4} / {RELAY_V6}")
+        lab.start_gateway()
+        say(f"   portcullis is forwarding between the rack and the internet (policy: configs/lab.conf, "
+            f"log: {lab.gateway_log})")
+        say(f"   rack: {RACK_V4['approved']} and {RACK_V6['approved']} approved; {RACK_V4['unapproved']} and "
+            f"{RACK_V6['unapproved']} not; {RACK_V4['unmanaged']} is outside the managed prefixes")
+        say(f"\n{BOLD}== What customers' mail servers meet{RESET}")
+        ok = run_steps(lab)
+        got = len(lab.delivered())
+        want = sum(1 for s in STEPS if s[4])
+        say(f"\n   the SMTP server accepted {got} message(s); {want} were expected")
+        ok &= got == want
+        if args.once:
+            lab.stop_gateway()
+            c = lab.final_counters()
+            say(f"   gateway counters: {c['refused_unapproved_syn']} connection attempt(s) refused, "
+                f"{c['rst_sent']} reset(s) sent, {c['pass_approved']} approved, {c['pass_relay']} relay and "
+                f"{c['pass_unmanaged']} unmanaged frame(s) passed on port 25")
+            say(f"\n{BOLD}== {'All steps behaved' if ok else 'SOME STEPS DID NOT BEHAVE'}{RESET}")
+            return 0 if ok else 1
+        say(f"""
+{BOLD}== Try it yourself{RESET} (the lab stays up until Ctrl-C)
+   ip netns exec {lab.ns_rack} swaks --server {MX_V4} --port 25 --local-interface {RACK_V4['unapproved']} --to you@example.net
+   ip netns exec {lab.ns_rack} swaks --server {MX_V4} --port 25 --local-interface {RACK_V4['approved']} --to you@example.net
+   ip netns exec {lab.ns_rack} swaks -6 --server {MX_V6} --port 587 --local-interface {RACK_V6['unapproved']} --to you@example.net
+   tail -f {lab.gateway_log}        # counters every 5 s
+   the messages the SMTP server accepted: {lab.mx_log}""")
+        while lab.gateway.poll() is None:
+            time.sleep(0.5)
+        say(f"{RED}portcullis exited{RESET}; its log:\n" + lab.gateway_output()[-2000:])
+        return 1
+    except KeyboardInterrupt:
+        say("\n== Ctrl-C: stopping portcullis and removing the lab")
+        if lab.gateway is not None:
+            lab.stop_gateway()
+            say(lab.gateway_output().split("final counters:", 1)[-1])
+        return 0
+    except LabError as e:
+        say(f"{RED}error:{RESET} {e}")
+        return 1
+    finally:
+        lab.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
