@@ -23,15 +23,29 @@ std::array<uint8_t, 16> v6_to_bytes(u128 v) {
     return out;
 }
 
-IpAddr IpAddr::from_v6_bytes(const uint8_t* wire16) { return from_v6(v6_from_bytes(wire16)); }
+IpAddr IpAddr::from_v6_bytes(const uint8_t* wire16) {
+    return from_v6(v6_from_bytes(wire16));
+}
 
-static u128 mask6(uint8_t len) { return len == 0 ? 0 : ~u128{0} << (128 - len); }
-static uint32_t mask4(uint8_t len) { return len == 0 ? 0 : ~uint32_t{0} << (32 - len); }
+static u128 mask6(uint8_t len) {
+    return len == 0 ? 0 : ~u128{0} << (128 - len);
+}
+static uint32_t mask4(uint8_t len) {
+    return len == 0 ? 0 : ~uint32_t{0} << (32 - len);
+}
 
-uint32_t Prefix::first4() const { return addr.v4 & mask4(len); }
-uint32_t Prefix::last4() const { return first4() | ~mask4(len); }
-u128 Prefix::first6() const { return addr.v6addr & mask6(len); }
-u128 Prefix::last6() const { return first6() | ~mask6(len); }
+uint32_t Prefix::first4() const {
+    return addr.v4 & mask4(len);
+}
+uint32_t Prefix::last4() const {
+    return first4() | ~mask4(len);
+}
+u128 Prefix::first6() const {
+    return addr.v6addr & mask6(len);
+}
+u128 Prefix::last6() const {
+    return first6() | ~mask6(len);
+}
 
 bool Prefix::contains(const IpAddr& a) const {
     if (a.v6 != addr.v6) return false;

@@ -44,6 +44,11 @@ po::options_description make_description() {
             "seconds between counter log lines (0: only at exit)")
         ("log_level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error")
         ("ready_file", po::value<std::string>(), "file written once the gateway forwards, removed at exit")
+        ("control_socket", po::value<std::string>()->default_value("/run/portcullis/portcullis.sock"),
+            "Unix socket portcullisctl talks to (mode 0660, directory 0750)")
+        ("control_group", po::value<std::string>(), "group owning the control socket (default: the daemon's)")
+        ("state_dir", po::value<std::string>()->default_value("/var/lib/portcullis"),
+            "directory for approvals (snapshot + journal) and the audit log")
         ("rx_desc", po::value<unsigned>()->default_value(1024), "RX descriptors per queue")
         ("tx_desc", po::value<unsigned>()->default_value(1024), "TX descriptors per queue")
         ("mbufs", po::value<unsigned>()->default_value(16383), "packet buffers in the pool");
@@ -96,8 +101,8 @@ std::vector<uint16_t> ports(const po::variables_map& vm, const char* key, std::v
 unsigned bounded(const po::variables_map& vm, const char* key, unsigned lo, unsigned hi) {
     const unsigned v = vm[key].as<unsigned>();
     if (v < lo || v > hi)
-        throw ConfigError{std::string(key) + ": " + std::to_string(v) + " is out of range (" + std::to_string(lo) +
-                          "-" + std::to_string(hi) + ")"};
+        throw ConfigError{std::string(key) + ": " + std::to_string(v) + " is out of range (" +
+                          std::to_string(lo) + "-" + std::to_string(hi) + ")"};
     return v;
 }
 
@@ -132,6 +137,12 @@ Config build(const po::variables_map& vm) {
         c.log_level != "error")
         throw ConfigError{"log_level: '" + c.log_level + "' is not one of trace, debug, info, warn, error"};
     if (vm.count("ready_file")) c.ready_file = vm["ready_file"].as<std::string>();
+    c.control_socket = vm["control_socket"].as<std::string>();
+    if (c.control_socket.empty() || c.control_socket.size() > 100)
+        throw ConfigError{"control_socket: must be a path of 1 to 100 characters"};
+    if (vm.count("control_group")) c.control_group = vm["control_group"].as<std::string>();
+    c.state_dir = vm["state_dir"].as<std::string>();
+    if (c.state_dir.empty()) throw ConfigError{"state_dir: must not be empty"};
     c.rx_desc = static_cast<uint16_t>(bounded(vm, "rx_desc", 64, 16384));
     c.tx_desc = static_cast<uint16_t>(bounded(vm, "tx_desc", 64, 16384));
     c.mbufs = bounded(vm, "mbufs", 1023, 4u << 20);
@@ -143,7 +154,8 @@ Config build(const po::variables_map& vm) {
 std::string config_help() {
     std::ostringstream os;
     os << "usage: portcullis [EAL options] -- [options]\n\n"
-          "Inline gateway between customer racks (inside port) and the upstream (outside port). Forwards every\n"
+          "Inline gateway between customer racks (inside port) and the upstream (outside port). Forwards "
+          "every\n"
           "frame unchanged, except outbound TCP to a blocked port (25) from a managed source that is not\n"
           "approved, which is refused.\n\n"
        << make_description();
@@ -157,7 +169,8 @@ ConfigResult parse_config(const std::vector<std::string>& args) {
     try {
         po::store(po::command_line_parser(args).options(desc).run(), vm);
         if (vm.count("help")) return {ConfigResult::Status::Exit, config_help(), {}};
-        if (vm.count("version")) return {ConfigResult::Status::Exit, "portcullis " PORTCULLIS_VERSION "\n", {}};
+        if (vm.count("version"))
+            return {ConfigResult::Status::Exit, "portcullis " PORTCULLIS_VERSION "\n", {}};
         if (vm.count("config")) {
             const auto& path = vm["config"].as<std::string>();
             std::ifstream in(path);

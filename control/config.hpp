@@ -24,6 +24,9 @@ struct Config {
     unsigned stats_interval = 10;  // seconds between counter log lines; 0 turns them off
     std::string log_level = "info";
     std::string ready_file;  // written once the gateway forwards; removed at exit
+    std::string control_socket = "/run/portcullis/portcullis.sock";
+    std::string control_group;  // group given the socket (0660); empty: the daemon's own
+    std::string state_dir = "/var/lib/portcullis";
     uint16_t rx_desc = 1024;
     uint16_t tx_desc = 1024;
     uint32_t mbufs = 16383;

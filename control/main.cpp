@@ -1,5 +1,7 @@
-// portcullis: the daemon. The main lcore parses options, brings the ports up, launches one worker per
-// remaining lcore, then reports counters until SIGINT/SIGTERM, when it stops the workers and the ports.
+// portcullis: the daemon. The main lcore parses options, loads the approval store, brings the ports up,
+// launches one worker per remaining lcore, then serves the control socket and reports counters until
+// SIGINT/SIGTERM, when it stops the workers and the ports. Nothing is forwarded before the stored approvals
+// are loaded.
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
@@ -19,13 +21,17 @@
 #include <fstream>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "control/audit.hpp"
+#include "control/commands.hpp"
 #include "control/config.hpp"
 #include "control/policy_builder.hpp"
 #include "control/ports.hpp"
+#include "control/publisher.hpp"
+#include "control/server.hpp"
 #include "control/stats.hpp"
+#include "control/store.hpp"
 #include "dataplane/worker.hpp"
 
 namespace {
@@ -34,7 +40,9 @@ using namespace portcullis;
 
 std::atomic<bool> g_stop{false};
 
-extern "C" void on_signal(int) { g_stop.store(true); }
+extern "C" void on_signal(int) {
+    g_stop.store(true);
+}
 
 int die(const std::string& msg, int code = 1) {
     std::fprintf(stderr, "portcullis: error: %s\n", msg.c_str());
@@ -86,9 +94,28 @@ int main(int argc, char** argv) {
     }
     if (parsed.status == ConfigResult::Status::Error) return die(parsed.message, 2);
     const Config cfg = std::move(parsed.config);
-    std::unique_ptr<Policy> policy = build_policy(cfg);
 
     setup_logging(cfg.log_level);
+
+    // State first: a daemon that cannot read its approvals or take its socket must not start forwarding.
+    ApprovalStore store(cfg.state_dir);
+    std::vector<std::string> warnings;
+    if (auto err = store.open(warnings); !err.empty()) return die(err);
+    for (const auto& w : warnings) spdlog::warn("{}", w);
+    AuditLog audit(std::filesystem::path(cfg.state_dir) / "audit.log");
+    if (auto err = audit.open(); !err.empty()) return die(err);
+    ControlPlane* control = nullptr;
+    ControlServer server(cfg.control_socket, cfg.control_group,
+                         [&](const std::string& line, const Peer& peer, Session& session) {
+                             return control->handle(line, peer, session);
+                         });
+    if (auto err = server.listen(); !err.empty()) return die(err);
+    const auto now_s = [] {
+        return std::chrono::duration_cast<std::chrono::seconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    };
+    auto built = build_policy(cfg, &store, now_s());
 
     std::vector<char*> eal_args(argv, argv + split);
     if (rte_eal_init(static_cast<int>(eal_args.size()), eal_args.data()) < 0)
@@ -116,42 +143,59 @@ int main(int argc, char** argv) {
         if (!err.empty()) return fail(err);
     }
 
-    std::atomic<const Policy*> live_policy{policy.get()};
-    std::vector<std::unique_ptr<Counters>> counters;
-    std::vector<WorkerContext> contexts(workers);
-    std::vector<const Counters*> counter_view;
-    unsigned q = 0, lcore;
-    RTE_LCORE_FOREACH_WORKER(lcore) {
-        counters.push_back(std::make_unique<Counters>());
-        counter_view.push_back(counters.back().get());
-        contexts[q] = WorkerContext{cfg.inside_port, cfg.outside_port, static_cast<uint16_t>(q), &live_policy,
-                                    &g_stop, counters.back().get()};
-        rte_eal_remote_launch(worker_main, &contexts[q], lcore);
-        ++q;
-    }
-
-    spdlog::info("portcullis {} ready: inside port {} <-> outside port {}, {} worker(s); {} managed prefix(es), "
-                 "{} approved, {} relay(s); refused attempts get {}",
-                 PORTCULLIS_VERSION, cfg.inside_port, cfg.outside_port, workers, cfg.managed_prefixes.size(),
-                 cfg.approved.size(), cfg.relay_hosts.size(),
-                 cfg.action_unapproved == Action::Rst ? "a TCP reset" : "dropped");
-    if (!cfg.ready_file.empty() && !write_ready_file(cfg.ready_file))
-        spdlog::warn("cannot write ready_file {}", cfg.ready_file);
-
-    auto next_report = std::chrono::steady_clock::now() + std::chrono::seconds(cfg.stats_interval);
-    while (!g_stop.load()) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        if (cfg.stats_interval && std::chrono::steady_clock::now() >= next_report) {
-            spdlog::info("counters: {}", stats_line(sum_counters(counter_view)));
-            next_report += std::chrono::seconds(cfg.stats_interval);
+    {
+        // Everything that lives in EAL memory (the RCU state) is destroyed at the end of this block, before
+        // rte_eal_cleanup().
+        PolicyPublisher publisher(workers, std::move(built.policy));
+        std::vector<std::unique_ptr<Counters>> counters;
+        std::vector<WorkerContext> contexts(workers);
+        std::vector<const Counters*> counter_view;
+        unsigned q = 0, lcore;
+        RTE_LCORE_FOREACH_WORKER(lcore) {
+            counters.push_back(std::make_unique<Counters>());
+            counter_view.push_back(counters.back().get());
+            contexts[q] = WorkerContext{cfg.inside_port,      cfg.outside_port, static_cast<uint16_t>(q),
+                                        &publisher.current(), &g_stop,          counters.back().get(),
+                                        publisher.qsbr()};
+            publisher.register_worker(q);
+            rte_eal_remote_launch(worker_main, &contexts[q], lcore);
+            ++q;
         }
-    }
 
-    spdlog::info("stopping");
-    rte_eal_mp_wait_lcore();
-    if (!cfg.ready_file.empty()) std::filesystem::remove(cfg.ready_file);
-    for (auto port : {cfg.inside_port, cfg.outside_port}) port_stop(port);
-    spdlog::info("final counters:\n{}", stats_table(sum_counters(counter_view)));
+        ControlPlane plane(
+            cfg, store, publisher, audit, [&] { return sum_counters(counter_view); },
+            DaemonInfo{cfg.inside_port, cfg.outside_port, workers, now_s()});
+        control = &plane;
+        plane.republish(now_s());  // arms the expiry timer
+
+        spdlog::info(
+            "portcullis {} ready: inside port {} <-> outside port {}, {} worker(s); {} managed prefix(es), "
+            "{} approved in the config, {} stored record(s), {} relay(s); refused attempts get {}; "
+            "control socket {}",
+            PORTCULLIS_VERSION, cfg.inside_port, cfg.outside_port, workers, cfg.managed_prefixes.size(),
+            cfg.approved.size(), store.records().size(), cfg.relay_hosts.size(),
+            cfg.action_unapproved == Action::Rst ? "a TCP reset" : "dropped", cfg.control_socket);
+        if (!cfg.ready_file.empty() && !write_ready_file(cfg.ready_file))
+            spdlog::warn("cannot write ready_file {}", cfg.ready_file);
+
+        auto next_report = std::chrono::steady_clock::now() + std::chrono::seconds(cfg.stats_interval);
+        while (!g_stop.load()) {
+            server.poll_once(100);
+            plane.tick(now_s());
+            if (cfg.stats_interval && std::chrono::steady_clock::now() >= next_report) {
+                spdlog::info("counters: {}", stats_line(sum_counters(counter_view)));
+                next_report += std::chrono::seconds(cfg.stats_interval);
+            }
+        }
+
+        spdlog::info("stopping");
+        rte_eal_mp_wait_lcore();
+        for (unsigned w = 0; w < workers; ++w) publisher.unregister_worker(w);
+        if (!cfg.ready_file.empty()) std::filesystem::remove(cfg.ready_file);
+        for (auto port : {cfg.inside_port, cfg.outside_port}) port_stop(port);
+        spdlog::info("final counters:\n{}", stats_table(sum_counters(counter_view)));
+        control = nullptr;
+    }
     spdlog::shutdown();
     rte_mempool_free(pool);
     rte_eal_cleanup();

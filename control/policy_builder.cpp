@@ -1,5 +1,8 @@
-// Policy snapshot construction: prefixes into Roaring run containers (IPv4) and interval tables (IPv6).
+// Policy snapshot construction (see policy_builder.hpp): sets into Roaring run containers (IPv4) and interval
+// tables (IPv6); approvals flattened most-specific-wins.
 #include "control/policy_builder.hpp"
+
+#include "control/prefix_flatten.hpp"
 
 namespace portcullis {
 
@@ -19,15 +22,53 @@ void add_prefixes(::Roaring& v4, Prefix6Set& v6, const std::vector<Prefix>& list
 
 }  // namespace
 
-std::unique_ptr<Policy> build_policy(const Config& cfg) {
-    auto pol = std::make_unique<Policy>();
-    add_prefixes(pol->managed4, pol->managed6, cfg.managed_prefixes);
-    add_prefixes(pol->approved4, pol->approved6, cfg.approved);
-    add_prefixes(pol->relay4, pol->relay6, cfg.relay_hosts);
-    for (auto port : cfg.blocked_ports) pol->blocked_ports.set(port);
-    for (auto port : cfg.open_ports) pol->open_ports.set(port);
-    pol->action_unapproved = cfg.action_unapproved;
-    return pol;
+std::vector<Prefix> effective_list(const std::vector<Prefix>& configured,
+                                   const ApprovalStore::Overlay* overlay) {
+    ApprovalStore::PrefixSet set(configured.begin(), configured.end());
+    if (overlay) {
+        for (const auto& p : overlay->removed) set.erase(p);
+        set.insert(overlay->added.begin(), overlay->added.end());
+    }
+    return {set.begin(), set.end()};
+}
+
+BuiltPolicy build_policy(const Config& cfg, const ApprovalStore* store, int64_t now) {
+    BuiltPolicy out;
+    out.policy = std::make_unique<Policy>();
+    Policy& pol = *out.policy;
+    add_prefixes(pol.managed4, pol.managed6,
+                 effective_list(cfg.managed_prefixes, store ? &store->managed() : nullptr));
+    add_prefixes(pol.relay4, pol.relay6, effective_list(cfg.relay_hosts, store ? &store->relay() : nullptr));
+
+    // Baseline from the config file, overridden prefix by prefix by the store; PrefixLess order is the
+    // sweep order flatten_innermost needs (IPv4 first, then by first address, wider first).
+    std::map<Prefix, bool, PrefixLess> grants;
+    for (const auto& p : cfg.approved) grants[p] = true;
+    if (store) {
+        for (const auto& [p, a] : store->records()) {
+            grants[p] = a.grants(now);
+            if (a.grants(now) && a.expires && (out.next_expiry == 0 || a.expires < out.next_expiry))
+                out.next_expiry = a.expires;
+        }
+    }
+    std::vector<PrefixSpan> v4, v6;
+    for (const auto& [p, granted] : grants) {
+        if (p.addr.v6)
+            v6.push_back({p.first6(), p.last6(), granted});
+        else
+            v4.push_back({p.first4(), p.last4(), granted});
+    }
+    for (const auto& r : flatten_innermost(v4))
+        pol.approved4.addRange(static_cast<uint64_t>(r.first), static_cast<uint64_t>(r.last) + 1);
+    pol.approved4.runOptimize();
+    pol.approved4.shrinkToFit();
+    for (const auto& r : flatten_innermost(v6)) pol.approved6.add_range(r.first, r.last);
+    pol.approved6.seal();
+
+    for (auto port : cfg.blocked_ports) pol.blocked_ports.set(port);
+    for (auto port : cfg.open_ports) pol.open_ports.set(port);
+    pol.action_unapproved = cfg.action_unapproved;
+    return out;
 }
 
 }  // namespace portcullis

@@ -24,7 +24,8 @@ std::string describe_ports() {
     return out.empty() ? "none" : out;
 }
 
-std::string port_start(uint16_t port, uint16_t queues, uint16_t rx_desc, uint16_t tx_desc, rte_mempool* pool) {
+std::string port_start(uint16_t port, uint16_t queues, uint16_t rx_desc, uint16_t tx_desc,
+                       rte_mempool* pool) {
     if (!rte_eth_dev_is_valid_port(port))
         return "port " + std::to_string(port) + " does not exist; ports: " + describe_ports();
     rte_eth_dev_info info{};
@@ -34,7 +35,8 @@ std::string port_start(uint16_t port, uint16_t queues, uint16_t rx_desc, uint16_
                std::to_string(info.max_rx_queues) + " queue(s), " + std::to_string(queues) +
                " worker(s) need one each: add queues to the device (e.g. qpairs=N) or use fewer lcores";
     rte_eth_conf conf{};
-    if (int rc = rte_eth_dev_configure(port, queues, queues, &conf); rc != 0) return fail(port, "configure", rc);
+    if (int rc = rte_eth_dev_configure(port, queues, queues, &conf); rc != 0)
+        return fail(port, "configure", rc);
     if (int rc = rte_eth_dev_adjust_nb_rx_tx_desc(port, &rx_desc, &tx_desc); rc != 0)
         return fail(port, "descriptor counts", rc);
     const int socket = rte_eth_dev_socket_id(port);
@@ -45,7 +47,8 @@ std::string port_start(uint16_t port, uint16_t queues, uint16_t rx_desc, uint16_
             return fail(port, "TX queue setup", rc);
     }
     if (int rc = rte_eth_dev_start(port); rc != 0) return fail(port, "start", rc);
-    if (int rc = rte_eth_promiscuous_enable(port); rc != 0 && rc != -ENOTSUP) return fail(port, "promiscuous mode", rc);
+    if (int rc = rte_eth_promiscuous_enable(port); rc != 0 && rc != -ENOTSUP)
+        return fail(port, "promiscuous mode", rc);
     return {};
 }
 

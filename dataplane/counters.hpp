@@ -10,35 +10,35 @@
 
 namespace portcullis {
 
-#define PORTCULLIS_COUNTERS(X)                                                                  \
-    X(rx_inside, "frames received on the inside (rack) port")                                   \
-    X(rx_outside, "frames received on the outside (upstream) port")                             \
-    X(fwd_outbound, "frames forwarded inside -> outside")                                       \
-    X(fwd_inbound, "frames forwarded outside -> inside")                                        \
-    X(pass_unmanaged, "blocked-port TCP from sources outside managed_prefixes, passed")         \
-    X(pass_relay, "blocked-port TCP to a relay host, passed")                                   \
-    X(pass_approved, "blocked-port TCP from an approved source, passed")                        \
-    X(pass_client_rst, "blocked-port TCP RST from an unapproved source, passed (harmless)")     \
-    X(refused_unapproved, "blocked-port TCP from a managed, unapproved source, refused")        \
-    X(refused_unapproved_syn, "of which connection attempts (SYN)")                             \
-    X(rst_sent, "TCP RSTs sent back to refused clients")                                        \
-    X(dropped_refused, "refused segments dropped (action drop, or no room to answer)")          \
-    X(malformed_eth_truncated, "dropped: frame shorter than an Ethernet header")                \
-    X(malformed_vlan_truncated, "dropped: VLAN tag cut short")                                  \
-    X(malformed_too_many_tags, "dropped: more than 4 stacked VLAN tags")                        \
-    X(malformed_ipv4_truncated, "dropped: IPv4 header cut short")                               \
-    X(malformed_ipv4_bad_version, "dropped: IPv4 ethertype with another IP version")            \
-    X(malformed_ipv4_bad_ihl, "dropped: IPv4 IHL < 5 or past the frame")                        \
-    X(malformed_ipv4_bad_length, "dropped: IPv4 total length inconsistent with the frame")      \
-    X(malformed_ipv6_truncated, "dropped: IPv6 header cut short")                               \
-    X(malformed_ipv6_bad_version, "dropped: IPv6 ethertype with another IP version")            \
-    X(malformed_ipv6_bad_length, "dropped: IPv6 payload length past the frame, or jumbogram")   \
-    X(malformed_ipv6_ext_truncated, "dropped: IPv6 extension header past the payload")          \
-    X(malformed_ipv6_ext_too_many, "dropped: IPv6 extension header chain longer than 8")        \
-    X(malformed_tcp_truncated, "dropped: TCP header cut short (incl. tiny first fragments)")    \
-    X(malformed_tcp_bad_offset, "dropped: TCP data offset < 5 or past the segment")             \
+#define PORTCULLIS_COUNTERS(X)                                                                    \
+    X(rx_inside, "frames received on the inside (rack) port")                                     \
+    X(rx_outside, "frames received on the outside (upstream) port")                               \
+    X(fwd_outbound, "frames forwarded inside -> outside")                                         \
+    X(fwd_inbound, "frames forwarded outside -> inside")                                          \
+    X(pass_unmanaged, "blocked-port TCP from sources outside managed_prefixes, passed")           \
+    X(pass_relay, "blocked-port TCP to a relay host, passed")                                     \
+    X(pass_approved, "blocked-port TCP from an approved source, passed")                          \
+    X(pass_client_rst, "blocked-port TCP RST from an unapproved source, passed (harmless)")       \
+    X(refused_unapproved, "blocked-port TCP from a managed, unapproved source, refused")          \
+    X(refused_unapproved_syn, "of which connection attempts (SYN)")                               \
+    X(rst_sent, "TCP RSTs sent back to refused clients")                                          \
+    X(dropped_refused, "refused segments dropped (action drop, or no room to answer)")            \
+    X(malformed_eth_truncated, "dropped: frame shorter than an Ethernet header")                  \
+    X(malformed_vlan_truncated, "dropped: VLAN tag cut short")                                    \
+    X(malformed_too_many_tags, "dropped: more than 4 stacked VLAN tags")                          \
+    X(malformed_ipv4_truncated, "dropped: IPv4 header cut short")                                 \
+    X(malformed_ipv4_bad_version, "dropped: IPv4 ethertype with another IP version")              \
+    X(malformed_ipv4_bad_ihl, "dropped: IPv4 IHL < 5 or past the frame")                          \
+    X(malformed_ipv4_bad_length, "dropped: IPv4 total length inconsistent with the frame")        \
+    X(malformed_ipv6_truncated, "dropped: IPv6 header cut short")                                 \
+    X(malformed_ipv6_bad_version, "dropped: IPv6 ethertype with another IP version")              \
+    X(malformed_ipv6_bad_length, "dropped: IPv6 payload length past the frame, or jumbogram")     \
+    X(malformed_ipv6_ext_truncated, "dropped: IPv6 extension header past the payload")            \
+    X(malformed_ipv6_ext_too_many, "dropped: IPv6 extension header chain longer than 8")          \
+    X(malformed_tcp_truncated, "dropped: TCP header cut short (incl. tiny first fragments)")      \
+    X(malformed_tcp_bad_offset, "dropped: TCP data offset < 5 or past the segment")               \
     X(multi_segment, "dropped: refused frame spread over chained mbufs (cannot answer in place)") \
-    X(tx_full_outside, "dropped: outside port TX queue full")                                   \
+    X(tx_full_outside, "dropped: outside port TX queue full")                                     \
     X(tx_full_inside, "dropped: inside port TX queue full")
 
 enum class Ctr : uint16_t {
@@ -63,14 +63,15 @@ inline constexpr std::array<CounterInfo, kCounterCount> kCounterInfo = {{
 
 // The counter that records a given malformation; Malformation and the malformed_* counters share an order.
 inline Ctr malformed_counter(Malformation m) {
-    static_assert(static_cast<int>(Ctr::malformed_tcp_bad_offset) - static_cast<int>(Ctr::malformed_eth_truncated) ==
-                  static_cast<int>(Malformation::TcpBadOffset) - static_cast<int>(Malformation::EthTruncated));
+    static_assert(
+        static_cast<int>(Ctr::malformed_tcp_bad_offset) - static_cast<int>(Ctr::malformed_eth_truncated) ==
+        static_cast<int>(Malformation::TcpBadOffset) - static_cast<int>(Malformation::EthTruncated));
     return static_cast<Ctr>(static_cast<int>(Ctr::malformed_eth_truncated) + static_cast<int>(m) -
                             static_cast<int>(Malformation::EthTruncated));
 }
 
 class alignas(64) Counters {
-public:
+  public:
     // Single writer: a relaxed load + store compiles to a plain add, yet is a well-defined concurrent read.
     void add(Ctr c, uint64_t n = 1) {
         auto& v = v_[static_cast<size_t>(c)];
@@ -78,7 +79,7 @@ public:
     }
     uint64_t get(Ctr c) const { return v_[static_cast<size_t>(c)].load(std::memory_order_relaxed); }
 
-private:
+  private:
     std::array<std::atomic<uint64_t>, kCounterCount> v_{};
 };
 

@@ -69,15 +69,15 @@ Parsed parse_ipv6(Parsed p, const uint8_t* data, uint32_t len) {
     p.kind = L3Kind::IpOther;
 
     uint8_t next = ip[6];
-    uint32_t cur = off + 40;           // start of the next header
+    uint32_t cur = off + 40;          // start of the next header
     const uint32_t end = cur + plen;  // end of the IPv6 payload
     for (int n = 0;; ++n) {
         switch (next) {
-            case 0:     // hop-by-hop options
-            case 43:    // routing
-            case 60:    // destination options
-            case 135:   // mobility
-            case 139:   // HIP
+            case 0:      // hop-by-hop options
+            case 43:     // routing
+            case 60:     // destination options
+            case 135:    // mobility
+            case 139:    // HIP
             case 140: {  // shim6
                 if (n >= kMaxIpv6Ext) return malformed(p, Malformation::Ipv6ExtTooMany);
                 if (end - cur < 8) return malformed(p, Malformation::Ipv6ExtTruncated);

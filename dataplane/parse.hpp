@@ -19,20 +19,20 @@ enum class L3Kind : uint8_t {
 
 enum class Malformation : uint8_t {
     None,
-    EthTruncated,       // shorter than an Ethernet header
-    VlanTruncated,      // a VLAN tag cut short
-    TooManyTags,        // more than kMaxVlanTags stacked tags
-    Ipv4Truncated,      // fewer than 20 bytes after the Ethernet header(s)
-    Ipv4BadVersion,     // ethertype says IPv4, the version nibble does not
-    Ipv4BadIhl,         // IHL < 5, or IHL past the frame
-    Ipv4BadLength,      // total length < IHL*4 or past the end of the frame
-    Ipv6Truncated,      // fewer than 40 bytes
-    Ipv6BadVersion,     // ethertype says IPv6, the version nibble does not
-    Ipv6BadLength,      // payload length past the end of the frame (or a zero-length jumbogram)
-    Ipv6ExtTruncated,   // an extension header runs past the payload
-    Ipv6ExtTooMany,     // a chain longer than kMaxIpv6Ext
-    TcpTruncated,       // fewer than 20 bytes of TCP header (also the first fragment of a tiny-fragment attack)
-    TcpBadOffset,       // data offset < 5 or past the end of the IP payload
+    EthTruncated,      // shorter than an Ethernet header
+    VlanTruncated,     // a VLAN tag cut short
+    TooManyTags,       // more than kMaxVlanTags stacked tags
+    Ipv4Truncated,     // fewer than 20 bytes after the Ethernet header(s)
+    Ipv4BadVersion,    // ethertype says IPv4, the version nibble does not
+    Ipv4BadIhl,        // IHL < 5, or IHL past the frame
+    Ipv4BadLength,     // total length < IHL*4 or past the end of the frame
+    Ipv6Truncated,     // fewer than 40 bytes
+    Ipv6BadVersion,    // ethertype says IPv6, the version nibble does not
+    Ipv6BadLength,     // payload length past the end of the frame (or a zero-length jumbogram)
+    Ipv6ExtTruncated,  // an extension header runs past the payload
+    Ipv6ExtTooMany,    // a chain longer than kMaxIpv6Ext
+    TcpTruncated,  // fewer than 20 bytes of TCP header (also the first fragment of a tiny-fragment attack)
+    TcpBadOffset,  // data offset < 5 or past the end of the IP payload
     Count
 };
 

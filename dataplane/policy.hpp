@@ -24,7 +24,9 @@ struct Policy {
     std::bitset<65536> open_ports;     // SMTP submission ports, always open
     Action action_unapproved = Action::Rst;
 
-    bool managed(const IpAddr& a) const { return a.v6 ? managed6.contains(a.v6addr) : managed4.contains(a.v4); }
+    bool managed(const IpAddr& a) const {
+        return a.v6 ? managed6.contains(a.v6addr) : managed4.contains(a.v4);
+    }
     bool approved(const IpAddr& a) const {
         return a.v6 ? approved6.contains(a.v6addr) : approved4.contains(a.v4);
     }

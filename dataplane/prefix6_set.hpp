@@ -1,9 +1,10 @@
 // An immutable set of IPv6 prefixes for per-packet membership tests.
 //
-// Why not a Roaring64Map of /64s: hosting customers get anything from a /128 to a /48, and keying on the upper
-// 64 bits would widen a /128 approval to its whole /64. Prefixes are instead flattened, once, when a policy
-// snapshot is built, into sorted, disjoint [first, last] intervals of 128-bit integers; a lookup is a binary
-// search over one contiguous array: O(log n), no pointers to chase, no allocation, and 32 bytes per interval.
+// Why not a Roaring64Map of /64s: hosting customers get anything from a /128 to a /48, and keying on the
+// upper 64 bits would widen a /128 approval to its whole /64. Prefixes are instead flattened, once, when a
+// policy snapshot is built, into sorted, disjoint [first, last] intervals of 128-bit integers; a lookup is a
+// binary search over one contiguous array: O(log n), no pointers to chase, no allocation, and 32 bytes per
+// interval.
 #pragma once
 
 #include <algorithm>
@@ -14,7 +15,7 @@
 namespace portcullis {
 
 class Prefix6Set {
-public:
+  public:
     struct Interval {
         u128 first;
         u128 last;
@@ -23,6 +24,7 @@ public:
     Prefix6Set() = default;
     // Adds a prefix; call seal() before lookups.
     void add(const Prefix& p) { pending_.push_back({p.first6(), p.last6()}); }
+    void add_range(u128 first, u128 last) { pending_.push_back({first, last}); }
     // Sorts and merges overlapping or adjacent intervals.
     void seal();
 
@@ -35,7 +37,7 @@ public:
     bool empty() const { return intervals_.empty(); }
     size_t interval_count() const { return intervals_.size(); }
 
-private:
+  private:
     std::vector<Interval> pending_;
     std::vector<Interval> intervals_;
 };

@@ -72,7 +72,8 @@ uint32_t make_rst_in_place(uint8_t* data, const Parsed& p) {
         t[13] = tcpflag::RST;
     } else {
         // A SYN (or a bare segment): acknowledge exactly what it occupied so the client accepts the reset.
-        const uint32_t occupied = p.payload_len + ((flags & tcpflag::SYN) ? 1 : 0) + ((flags & tcpflag::FIN) ? 1 : 0);
+        const uint32_t occupied =
+            p.payload_len + ((flags & tcpflag::SYN) ? 1 : 0) + ((flags & tcpflag::FIN) ? 1 : 0);
         store_be32(t + 8, seq + occupied);
         t[13] = tcpflag::RST | tcpflag::ACK;
     }

@@ -79,6 +79,7 @@ int worker_main(void* arg) {
         if (n) process_outbound(ctx, pol, pkts, n);
         n = rte_eth_rx_burst(ctx.outside_port, ctx.queue, pkts, kBurst);
         if (n) process_inbound(ctx, pkts, n);
+        rte_rcu_qsbr_quiescent(ctx.qsbr, ctx.queue);  // done with `pol`
     }
     return 0;
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <rte_mbuf.h>
+#include <rte_rcu_qsbr.h>
 
 #include <atomic>
 #include <cstdint>
@@ -21,9 +22,11 @@ struct WorkerContext {
     const std::atomic<const Policy*>* policy = nullptr;
     const std::atomic<bool>* stop = nullptr;
     Counters* counters = nullptr;
+    rte_rcu_qsbr* qsbr = nullptr;  // registered (thread id = queue) and online before launch
 };
 
 // The lcore entry point (rte_eal_remote_launch): arg is a WorkerContext*. Returns when *stop is set.
+// Loads the policy snapshot once per iteration and reports an RCU quiescent state when done with it.
 int worker_main(void* arg);
 
 // One burst received on the inside port: classified, forwarded, refused or dropped. Exposed for tests.

@@ -10,7 +10,9 @@ from portcullis_lab import Lab, wait_for
 
 EAL = ["-l", "0-1", "--no-huge", "--no-pci", "-m", "128", "--file-prefix=pctdaemon", "--log-level=lib.eal:error",
        "--vdev=net_null0", "--vdev=net_null1"]
-GOOD = ["--inside", "0", "--outside", "1", "--managed_prefixes", "198.51.100.0/24"]
+WORK = "/tmp/pctdaemon-lab"
+STATE = ["--control_socket", f"{WORK}/ctl.sock", "--state_dir", f"{WORK}/state"]
+GOOD = ["--inside", "0", "--outside", "1", "--managed_prefixes", "198.51.100.0/24", *STATE]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def error_lines(res):
     (GOOD + ["--blocked_ports", "0"], 2, "blocked_ports: '0' is not a port number"),
     (GOOD + ["--bogus", "1"], 2, "bogus"),
     (["--config", "/nonexistent.conf"], 2, "config: cannot read '/nonexistent.conf'"),
-    (["--inside", "0", "--outside", "7", "--managed_prefixes", "198.51.100.0/24"], 1,
+    (["--inside", "0", "--outside", "7", "--managed_prefixes", "198.51.100.0/24", *STATE], 1,
      "outside: port 7 does not exist; ports: 0 (net_null0), 1 (net_null1)"),
 ])
 def test_bad_configuration_is_one_line_and_no_daemon(env, args, rc, expect):
@@ -80,6 +82,17 @@ def test_help_documents_every_option(env):
         assert key in res.stdout
 
 
+def test_corrupt_state_is_refused_not_ignored(env):
+    """A snapshot an operator edited into invalid JSON must stop the start, not silently drop approvals."""
+    state = env.workdir / "bad-state"
+    state.mkdir()
+    (state / "approvals.json").write_text('{"format": 1, "seq": 3, "records": [{"prefix": "198.51.100.7"')
+    res = run(env, GOOD[:-4] + ["--control_socket", f"{WORK}/bad.sock", "--state_dir", str(state)])
+    assert res.returncode == 1
+    lines = error_lines(res)
+    assert len(lines) == 1 and "approvals.json" in lines[0], res.stderr
+
+
 def test_sigint_stops_cleanly_with_counters(env):
     ready = env.workdir / "ready"
     exe = str(env.build_dir / "control" / "portcullis")
@@ -96,3 +109,22 @@ def test_sigint_stops_cleanly_with_counters(env):
     assert proc.returncode == 0, out
     assert "final counters:" in out
     assert not ready.exists(), "the ready file must go with the daemon"
+    assert not (env.workdir / "ctl.sock").exists(), "the control socket must go with the daemon"
+
+
+def test_second_daemon_on_the_same_socket_is_refused(env):
+    exe = str(env.build_dir / "control" / "portcullis")
+    ready = env.workdir / "ready"
+    first = subprocess.Popen(["ip", "netns", "exec", env.ns_gw, exe, *EAL, "--", *GOOD, "--ready_file", str(ready)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for("ready file", ready.exists, timeout=30, proc=first)
+        eal2 = [a.replace("pctdaemon", "pctdaemon2") for a in EAL]
+        res = run(env, GOOD, eal=eal2)
+        assert res.returncode == 1
+        assert "is in use by a running daemon" in error_lines(res)[0]
+        assert first.poll() is None, "the running daemon must be left alone"
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=30)
+        subprocess.run(["rm", "-rf", "/var/run/dpdk/pctdaemon2"])

@@ -13,8 +13,8 @@
 namespace portcullis::test {
 
 struct Ext6 {
-    uint8_t type;       // 0, 43, 60, 44, 51 ...
-    size_t body_len;    // bytes after the 2-byte next/len for generic headers (total = body_len + 2)
+    uint8_t type;           // 0, 43, 60, 44, 51 ...
+    size_t body_len;        // bytes after the 2-byte next/len for generic headers (total = body_len + 2)
     uint16_t frag_off = 0;  // for type 44: fragment offset in 8-byte units
 };
 
@@ -26,7 +26,7 @@ struct FrameSpec {
     uint16_t sport = 40000, dport = 25;
     uint8_t flags = 0x02;  // SYN
     uint32_t seq = 1000, ack = 0;
-    size_t ip_options = 0;  // IPv4 option bytes (multiple of 4)
+    size_t ip_options = 0;   // IPv4 option bytes (multiple of 4)
     size_t tcp_options = 0;  // TCP option bytes (multiple of 4)
     std::vector<Ext6> ext6;
     uint16_t frag = 0;  // IPv4 flags+offset field
@@ -124,6 +124,8 @@ inline std::vector<uint8_t> build_frame(const FrameSpec& s) {
 }
 
 // Offset of the IP header in a frame built from `s`.
-inline size_t l3_offset(const FrameSpec& s) { return 14 + 4 * s.tpids.size(); }
+inline size_t l3_offset(const FrameSpec& s) {
+    return 14 + 4 * s.tpids.size();
+}
 
 }  // namespace portcullis::test

@@ -14,12 +14,13 @@ namespace {
 std::unique_ptr<Policy> demo_policy(Action action = Action::Rst) {
     Config c;
     for (auto s : {"198.51.100.0/25", "2001:db8:100::/48"}) c.managed_prefixes.push_back(*parse_prefix(s));
-    for (auto s : {"198.51.100.10", "198.51.100.64/28", "2001:db8:100::10"}) c.approved.push_back(*parse_prefix(s));
+    for (auto s : {"198.51.100.10", "198.51.100.64/28", "2001:db8:100::10"})
+        c.approved.push_back(*parse_prefix(s));
     for (auto s : {"203.0.113.53", "2001:db8:25::53"}) c.relay_hosts.push_back(*parse_prefix(s));
     c.blocked_ports = {25};
     c.open_ports = {465, 587};
     c.action_unapproved = action;
-    return build_policy(c);
+    return build_policy(c, nullptr, 0).policy;
 }
 
 Decision decide(const FrameSpec& s, const Policy& pol) {

@@ -10,9 +10,13 @@ using namespace portcullis;
 
 namespace {
 
-ConfigResult parse(std::vector<std::string> args) { return parse_config(args); }
+ConfigResult parse(std::vector<std::string> args) {
+    return parse_config(args);
+}
 
-std::vector<std::string> minimal() { return {"--inside", "0", "--outside", "1", "--managed_prefixes", "198.51.100.0/24"}; }
+std::vector<std::string> minimal() {
+    return {"--inside", "0", "--outside", "1", "--managed_prefixes", "198.51.100.0/24"};
+}
 
 std::string error_of(std::vector<std::string> args) {
     const auto r = parse(std::move(args));
@@ -87,7 +91,8 @@ TEST(Config, BadCidrNamesKeyAndValue) {
 TEST(Config, MissingRequired) {
     EXPECT_EQ(error_of({"--outside", "1", "--managed_prefixes", "198.51.100.0/24"}),
               "inside: required (a DPDK port id)");
-    EXPECT_NE(error_of({"--inside", "0", "--outside", "1"}).find("managed_prefixes: required"), std::string::npos);
+    EXPECT_NE(error_of({"--inside", "0", "--outside", "1"}).find("managed_prefixes: required"),
+              std::string::npos);
 }
 
 TEST(Config, BadPortsAndActions) {
@@ -115,8 +120,8 @@ TEST(Config, MissingFile) {
 TEST(Config, HelpListsEveryOption) {
     const auto r = parse({"--help"});
     ASSERT_EQ(r.status, ConfigResult::Status::Exit);
-    for (auto key : {"inside", "outside", "managed_prefixes", "blocked_ports", "open_ports", "relay_hosts", "approved",
-                     "action_unapproved", "stats_interval", "ready_file"})
+    for (auto key : {"inside", "outside", "managed_prefixes", "blocked_ports", "open_ports", "relay_hosts",
+                     "approved", "action_unapproved", "stats_interval", "ready_file"})
         EXPECT_NE(r.message.find(key), std::string::npos) << key;
 }
 

@@ -9,8 +9,12 @@ using namespace portcullis::test;
 
 namespace {
 
-Parsed parse(const std::vector<uint8_t>& f) { return parse_frame(f.data(), static_cast<uint32_t>(f.size())); }
-Parsed parse(const FrameSpec& s) { return parse(build_frame(s)); }
+Parsed parse(const std::vector<uint8_t>& f) {
+    return parse_frame(f.data(), static_cast<uint32_t>(f.size()));
+}
+Parsed parse(const FrameSpec& s) {
+    return parse(build_frame(s));
+}
 
 TEST(Parse, Ipv4TcpSyn) {
     const auto p = parse(FrameSpec{});

@@ -14,8 +14,9 @@ namespace {
 bool tcp_checksum_ok(std::vector<uint8_t> f, size_t l3, size_t l4, bool v6) {
     const uint16_t stored = static_cast<uint16_t>(f[l4 + 16] | (f[l4 + 17] << 8));
     f[l4 + 16] = f[l4 + 17] = 0;
-    const uint16_t again = v6 ? rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(f.data() + l3), f.data() + l4)
-                              : rte_ipv4_udptcp_cksum(reinterpret_cast<const rte_ipv4_hdr*>(f.data() + l3), f.data() + l4);
+    const uint16_t again =
+        v6 ? rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(f.data() + l3), f.data() + l4)
+           : rte_ipv4_udptcp_cksum(reinterpret_cast<const rte_ipv4_hdr*>(f.data() + l3), f.data() + l4);
     return stored == again && stored != 0;
 }
 

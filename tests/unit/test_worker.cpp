@@ -2,8 +2,8 @@
 // what is counted, and that every mbuf goes back to its pool whatever the verdict or a full TX queue.
 #include <gtest/gtest.h>
 #include <rte_eal.h>
-#include <rte_ethdev.h>
 #include <rte_eth_ring.h>
+#include <rte_ethdev.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 #include <unistd.h>
@@ -24,11 +24,12 @@ namespace {
 rte_mempool* g_pool = nullptr;
 
 class EalEnvironment : public ::testing::Environment {
-public:
+  public:
     void SetUp() override {
         const std::string prefix = "--file-prefix=pcunit" + std::to_string(getpid());
-        std::vector<std::string> args = {"unit_tests", "-l",          "0",   "--no-huge", "--no-pci", "-m",
-                                         "128",        "--no-shconf", prefix, "--log-level=error"};
+        std::vector<std::string> args = {
+            "unit_tests", "-l",  "0",           "--no-huge", "--no-pci",
+            "-m",         "128", "--no-shconf", prefix,      "--log-level=error"};
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
         ASSERT_GE(rte_eal_init(static_cast<int>(argv.size()), argv.data()), 0);
@@ -96,11 +97,11 @@ std::unique_ptr<Policy> lab_policy(Action action) {
     c.blocked_ports = {25};
     c.open_ports = {587};
     c.action_unapproved = action;
-    return build_policy(c);
+    return build_policy(c, nullptr, 0).policy;
 }
 
 class Worker : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         static int n = 0;
         ++n;
@@ -186,7 +187,7 @@ TEST_F(Worker, InboundPort25IsForwardedUntouched) {
 }
 
 class WorkerFullTx : public Worker {
-protected:
+  protected:
     void SetUp() override {
         out_ring_size = 4;  // room for 3
         Worker::SetUp();

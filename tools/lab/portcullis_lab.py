@@ -69,6 +69,7 @@ class Lab:
         self.mx_log = self.workdir / "mx-messages.jsonl"
         self.repo = REPO
         self.hugepages = hugepages  # back DPDK memory with reserved hugepages instead of --no-huge
+        self.socket = self.workdir / "portcullis.sock"
         self.extra = []  # further processes started in the lab, stopped by cleanup()
 
     # ---- lifetime -------------------------------------------------------------------------------------
@@ -174,14 +175,36 @@ class Lab:
                 f"--file-prefix={self.prefix}", "--log-level=lib.eal:warning",
                 "--vdev=net_af_packet0,iface=gwin", "--vdev=net_af_packet1,iface=gwout", "--",
                 "--config", str(config or REPO / "configs" / "lab.conf"),
-                "--ready_file", str(self.workdir / "portcullis.ready"), *extra]
+                "--ready_file", str(self.workdir / "portcullis.ready"),
+                "--control_socket", str(self.socket), "--state_dir", str(self.workdir / "state"), *extra]
 
     def start_gateway(self, config=None, extra=()):
         ready = self.workdir / "portcullis.ready"
         ready.unlink(missing_ok=True)
         self.gateway = subprocess.Popen(self.gateway_command(config, extra), stdout=open(self.gateway_log, "w"),
                                         stderr=subprocess.STDOUT)
-        wait_for("portcullis to be ready", ready.exists, timeout=60, proc=self.gateway, log=self.gateway_log)
+        wait_for("portcullis to be ready", self.ready, timeout=60, proc=self.gateway, log=self.gateway_log)
+
+    def ready(self):
+        """The daemon says it is up and forwarding (status over its control socket)."""
+        res = self.ctl("status", check=False)
+        return res.returncode == 0 and json.loads(res.stdout).get("ready") is True
+
+    def ctl(self, *args, check=True, json_out=True):
+        """Runs portcullisctl against the lab's daemon (in the root namespace: the socket is a file)."""
+        cmd = [str(self.build_dir / "tools" / "portcullisctl"), "--socket", str(self.socket)]
+        if json_out:
+            cmd.append("--json")
+        return run([*cmd, *args], check=check, timeout=600)
+
+    def kill_gateway(self):
+        """SIGKILL, as a crash would: no clean shutdown, no final counters."""
+        if self.gateway is None:
+            return
+        run(["pkill", "-KILL", "-f", f"file-prefix={self.prefix}( |$)"], check=False)
+        self.gateway.kill()
+        self.gateway.wait(timeout=30)
+        self.gateway = None
 
     def stop_gateway(self):
         """SIGTERM, as an operator's service manager would; returns the daemon's exit code."""

@@ -1,0 +1,324 @@
+// Approval records and their JSON and line forms (see approval.hpp).
+#include "control/approval.hpp"
+
+#include <charconv>
+#include <ctime>
+#include <stdexcept>
+
+namespace portcullis {
+
+namespace {
+
+constexpr const char* kStateNames[] = {"approved", "suspended", "revoked", "banned"};
+
+std::optional<uint32_t> parse_u32(std::string_view s) {
+    uint32_t v = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || ec != std::errc{} || end != s.data() + s.size()) return std::nullopt;
+    return v;
+}
+
+std::vector<std::string> split_commas(std::string_view s) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    while (start <= s.size()) {
+        const auto comma = s.find(',', start);
+        const auto part =
+            s.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+        if (!part.empty()) out.emplace_back(part);
+        if (comma == std::string_view::npos) break;
+        start = comma + 1;
+    }
+    return out;
+}
+
+// Whitespace-separated tokens; double quotes group, backslash escapes inside them.
+bool tokenize(std::string_view line, std::vector<std::string>& out, std::string* why) {
+    std::string cur;
+    bool in_token = false, quoted = false;
+    for (size_t i = 0; i < line.size(); ++i) {
+        const char c = line[i];
+        if (quoted) {
+            if (c == '\\' && i + 1 < line.size()) {
+                cur += line[++i];
+            } else if (c == '"') {
+                quoted = false;
+            } else {
+                cur += c;
+            }
+        } else if (c == '"') {
+            quoted = in_token = true;
+        } else if (c == ' ' || c == '\t' || c == '\r') {
+            if (in_token) out.push_back(std::move(cur));
+            cur.clear();
+            in_token = false;
+        } else {
+            cur += c;
+            in_token = true;
+        }
+    }
+    if (quoted) {
+        *why = "unterminated quote";
+        return false;
+    }
+    if (in_token) out.push_back(std::move(cur));
+    return true;
+}
+
+std::string quote_if_needed(const std::string& v) {
+    if (!v.empty() && v.find_first_of(" \t\"\\") == std::string::npos) return v;
+    std::string q = "\"";
+    for (char c : v) {
+        if (c == '"' || c == '\\') q += '\\';
+        q += c;
+    }
+    return q + "\"";
+}
+
+int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {  // H. Hinnant's algorithm
+    y -= m <= 2;
+    const int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const unsigned yoe = static_cast<unsigned>(y - era * 400);
+    const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + static_cast<int64_t>(doe) - 719468;
+}
+
+}  // namespace
+
+const char* state_name(ApprovalState s) {
+    return kStateNames[static_cast<int>(s)];
+}
+
+std::optional<ApprovalState> parse_state(std::string_view s) {
+    for (int i = 0; i < 4; ++i)
+        if (s == kStateNames[i]) return static_cast<ApprovalState>(i);
+    return std::nullopt;
+}
+
+bool PrefixLess::operator()(const Prefix& a, const Prefix& b) const {
+    if (a.addr.v6 != b.addr.v6) return !a.addr.v6;
+    if (a.addr.v6) {
+        if (a.first6() != b.first6()) return a.first6() < b.first6();
+    } else if (a.first4() != b.first4()) {
+        return a.first4() < b.first4();
+    }
+    return a.len < b.len;
+}
+
+bool valid_hostname(std::string_view h) {
+    if (h.empty() || h.size() > 253 || h.find('.') == std::string_view::npos) return false;
+    if (h.back() == '.') h.remove_suffix(1);
+    size_t label = 0;
+    for (size_t i = 0; i <= h.size(); ++i) {
+        if (i == h.size() || h[i] == '.') {
+            if (label == 0 || label > 63 || h[i - 1] == '-' || h[i - label] == '-') return false;
+            label = 0;
+            continue;
+        }
+        const char c = h[i];
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-')) return false;
+        ++label;
+    }
+    return true;
+}
+
+std::optional<uint32_t> parse_rate(std::string_view text) {
+    uint32_t per = 1;
+    if (text.ends_with("/min")) {
+        text.remove_suffix(4);
+    } else if (text.ends_with("/h")) {
+        text.remove_suffix(2);
+        per = 60;
+    }
+    auto n = parse_u32(text);
+    if (!n) return std::nullopt;
+    return per == 1 ? *n : (*n + per - 1) / per;
+}
+
+std::optional<int64_t> parse_time(std::string_view t, int64_t now) {
+    if (t.starts_with("+")) {
+        if (t.size() < 3) return std::nullopt;
+        const char unit = t.back();
+        auto n = parse_u32(t.substr(1, t.size() - 2));
+        const int64_t mult = unit == 'd' ? 86400 : unit == 'h' ? 3600 : unit == 'm' ? 60 : 0;
+        if (!n || mult == 0) return std::nullopt;
+        return now + *n * mult;
+    }
+    // YYYY-MM-DD[THH:MM[:SS]][Z]
+    if (t.size() < 10 || t[4] != '-' || t[7] != '-') return std::nullopt;
+    auto y = parse_u32(t.substr(0, 4)), mo = parse_u32(t.substr(5, 2)), d = parse_u32(t.substr(8, 2));
+    if (!y || !mo || !d || *mo < 1 || *mo > 12 || *d < 1 || *d > 31) return std::nullopt;
+    int64_t secs = days_from_civil(*y, *mo, *d) * 86400;
+    auto rest = t.substr(10);
+    if (!rest.empty()) {
+        if (rest.back() == 'Z') rest.remove_suffix(1);
+        if (rest.size() != 6 && rest.size() != 9) return std::nullopt;
+        if (rest[0] != 'T' && rest[0] != ' ') return std::nullopt;
+        auto hh = parse_u32(rest.substr(1, 2)), mm = parse_u32(rest.substr(4, 2));
+        if (!hh || !mm || rest[3] != ':' || *hh > 23 || *mm > 59) return std::nullopt;
+        secs += *hh * 3600 + *mm * 60;
+        if (rest.size() == 9) {
+            auto ss = parse_u32(rest.substr(7, 2));
+            if (!ss || rest[6] != ':' || *ss > 59) return std::nullopt;
+            secs += *ss;
+        }
+    }
+    return secs;
+}
+
+std::string format_time(int64_t t) {
+    if (t == 0) return "never";
+    const time_t tt = static_cast<time_t>(t);
+    tm g{};
+    gmtime_r(&tt, &g);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &g);
+    return buf;
+}
+
+nlohmann::json to_json(const Approval& a) {
+    return nlohmann::json{{"prefix", to_string(a.prefix)},
+                          {"state", state_name(a.state)},
+                          {"hostname", a.hostname},
+                          {"domains", a.domains},
+                          {"max_concurrent", a.max_concurrent},
+                          {"rate_per_min", a.rate_per_min},
+                          {"daily", a.daily},
+                          {"ticket", a.ticket},
+                          {"reason", a.reason},
+                          {"operator", a.operator_name},
+                          {"created", a.created},
+                          {"updated", a.updated},
+                          {"expires", a.expires}};
+}
+
+Approval approval_from_json(const nlohmann::json& j) {
+    if (!j.is_object()) throw std::runtime_error("a record must be an object");
+    Approval a;
+    auto str = [&](const char* k) -> std::string {
+        if (!j.contains(k)) return {};
+        if (!j[k].is_string()) throw std::runtime_error(std::string(k) + ": must be a string");
+        return j[k].get<std::string>();
+    };
+    auto num = [&](const char* k, int64_t lo, int64_t hi) -> int64_t {
+        if (!j.contains(k)) return 0;
+        if (!j[k].is_number_integer()) throw std::runtime_error(std::string(k) + ": must be an integer");
+        const auto v = j[k].get<int64_t>();
+        if (v < lo || v > hi) throw std::runtime_error(std::string(k) + ": out of range");
+        return v;
+    };
+    std::string why;
+    auto p = parse_prefix(str("prefix"), &why);
+    if (!p) throw std::runtime_error("prefix: " + (j.contains("prefix") ? why : std::string("missing")));
+    a.prefix = *p;
+    const auto st = str("state");
+    if (!st.empty()) {
+        auto s = parse_state(st);
+        if (!s)
+            throw std::runtime_error("state: '" + st +
+                                     "' is not one of approved, suspended, revoked, banned");
+        a.state = *s;
+    }
+    a.hostname = str("hostname");
+    if (!a.hostname.empty() && !valid_hostname(a.hostname))
+        throw std::runtime_error("hostname: '" + a.hostname + "' is not a fully qualified domain name");
+    if (j.contains("domains")) {
+        if (!j["domains"].is_array()) throw std::runtime_error("domains: must be an array of strings");
+        for (const auto& d : j["domains"]) {
+            if (!d.is_string() || !valid_hostname(d.get<std::string>()))
+                throw std::runtime_error("domains: each must be a domain name such as example.com");
+            a.domains.push_back(d.get<std::string>());
+        }
+    }
+    a.max_concurrent = static_cast<uint32_t>(num("max_concurrent", 0, 1'000'000));
+    a.rate_per_min = static_cast<uint32_t>(num("rate_per_min", 0, 1'000'000));
+    a.daily = static_cast<uint32_t>(num("daily", 0, 100'000'000));
+    a.ticket = str("ticket");
+    a.reason = str("reason");
+    a.operator_name = str("operator");
+    a.created = num("created", 0, INT64_MAX);
+    a.updated = num("updated", 0, INT64_MAX);
+    a.expires = num("expires", 0, INT64_MAX);
+    return a;
+}
+
+std::string to_line(const Approval& a) {
+    std::string s = to_string(a.prefix);
+    auto kv = [&](const char* k, const std::string& v) {
+        if (!v.empty()) s += std::string(" ") + k + "=" + quote_if_needed(v);
+    };
+    if (a.state != ApprovalState::Approved) kv("state", state_name(a.state));
+    kv("hostname", a.hostname);
+    std::string doms;
+    for (const auto& d : a.domains) doms += (doms.empty() ? "" : ",") + d;
+    kv("domains", doms);
+    if (a.max_concurrent) kv("max_concurrent", std::to_string(a.max_concurrent));
+    if (a.rate_per_min) kv("rate", std::to_string(a.rate_per_min) + "/min");
+    if (a.daily) kv("daily", std::to_string(a.daily));
+    if (a.expires) kv("expires", format_time(a.expires));
+    kv("ticket", a.ticket);
+    kv("reason", a.reason);
+    return s;
+}
+
+std::optional<Approval> parse_line(std::string_view line, std::string* why) {
+    why->clear();
+    std::vector<std::string> tok;
+    if (!tokenize(line, tok, why)) return std::nullopt;
+    if (tok.empty() || tok[0].starts_with("#")) return std::nullopt;
+    Approval a;
+    auto p = parse_prefix(tok[0], why);
+    if (!p) {
+        *why = "'" + tok[0] + "': " + *why;
+        return std::nullopt;
+    }
+    a.prefix = *p;
+    for (size_t i = 1; i < tok.size(); ++i) {
+        const auto eq = tok[i].find('=');
+        if (eq == std::string::npos) {
+            *why = "'" + tok[i] + "': expected key=value";
+            return std::nullopt;
+        }
+        const std::string k = tok[i].substr(0, eq), v = tok[i].substr(eq + 1);
+        auto bad = [&](const std::string& what) {
+            *why = k + ": '" + v + "' " + what;
+            return std::nullopt;
+        };
+        if (k == "state") {
+            auto s = parse_state(v);
+            if (!s) return bad("is not one of approved, suspended, revoked, banned");
+            a.state = *s;
+        } else if (k == "hostname") {
+            if (!valid_hostname(v)) return bad("is not a fully qualified domain name");
+            a.hostname = v;
+        } else if (k == "domains") {
+            a.domains = split_commas(v);
+            for (const auto& d : a.domains)
+                if (!valid_hostname(d)) return bad("is not a list of domain names");
+        } else if (k == "max_concurrent" || k == "daily") {
+            auto n = parse_u32(v);
+            if (!n) return bad("is not a whole number");
+            (k == "daily" ? a.daily : a.max_concurrent) = *n;
+        } else if (k == "rate") {
+            auto n = parse_rate(v);
+            if (!n) return bad("is not a rate such as 30/min");
+            a.rate_per_min = *n;
+        } else if (k == "expires") {
+            auto t = parse_time(v, 0);
+            if (!t || v.starts_with("+"))
+                return bad("is not a date such as 2026-12-31 or 2026-12-31T18:00:00Z");
+            a.expires = *t;
+        } else if (k == "ticket") {
+            a.ticket = v;
+        } else if (k == "reason") {
+            a.reason = v;
+        } else {
+            *why = "unknown key '" + k + "'";
+            return std::nullopt;
+        }
+    }
+    return a;
+}
+
+}  // namespace portcullis

@@ -1,0 +1,68 @@
+// An approval record: who may send on blocked ports, under which names and limits, and in which state.
+// Also its two text forms: JSON (the store and the control protocol) and the one-line import/export format:
+//   PREFIX [key=value ...]     e.g. 198.51.100.10 hostname=mail.example.com domains=example.com,example.org
+//                                   max_concurrent=5 rate=30/min daily=2000 ticket=T-1042 reason="invoices"
+// Values containing spaces or quotes are double-quoted with backslash escapes. '#' starts a comment line.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/net_addr.hpp"
+
+namespace portcullis {
+
+enum class ApprovalState : uint8_t {
+    Approved,   // may send
+    Suspended,  // switched off for now (by the customer or an operator); resume switches it back on
+    Revoked,    // taken away; a later approve may grant it again
+    Banned,     // revoked for good after abuse: approve refuses it
+};
+
+const char* state_name(ApprovalState s);
+std::optional<ApprovalState> parse_state(std::string_view s);
+
+struct Approval {
+    Prefix prefix;
+    ApprovalState state = ApprovalState::Approved;
+    std::string hostname;              // the EHLO name the server must use (empty: any FQDN)
+    std::vector<std::string> domains;  // MAIL FROM domains it may use (empty: any)
+    uint32_t max_concurrent = 0;       // per-source limits; 0: the configured default
+    uint32_t rate_per_min = 0;
+    uint32_t daily = 0;
+    std::string ticket, reason, operator_name;
+    int64_t created = 0, updated = 0;  // unix seconds
+    int64_t expires = 0;               // unix seconds; 0: never
+
+    // Does this record let its sources send at time `now`?
+    bool grants(int64_t now) const {
+        return state == ApprovalState::Approved && (expires == 0 || now < expires);
+    }
+    bool operator==(const Approval&) const = default;
+};
+
+nlohmann::json to_json(const Approval& a);
+// Throws std::runtime_error naming the field at fault.
+Approval approval_from_json(const nlohmann::json& j);
+
+std::string to_line(const Approval& a);
+// Parses one import line. Returns nullopt for blank and comment lines with *why empty, or with *why set.
+std::optional<Approval> parse_line(std::string_view line, std::string* why);
+
+// Strict total order on prefixes: family, first address, then length (shorter, i.e. wider, first).
+struct PrefixLess {
+    bool operator()(const Prefix& a, const Prefix& b) const;
+};
+
+// "2026-12-31", "2026-12-31T18:00:00Z", "+30d", "+12h" -> unix seconds (nullopt if unreadable).
+std::optional<int64_t> parse_time(std::string_view text, int64_t now);
+std::string format_time(int64_t t);
+
+// Strict validators shared by the CLI and the daemon.
+bool valid_hostname(std::string_view h);                    // a fully qualified domain name
+std::optional<uint32_t> parse_rate(std::string_view text);  // "30/min", "600/h", "30" -> per minute
+
+}  // namespace portcullis

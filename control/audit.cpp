@@ -1,0 +1,44 @@
+// Audit log appends (see audit.hpp).
+#include "control/audit.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "control/approval.hpp"
+
+namespace portcullis {
+
+AuditLog::~AuditLog() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+std::string AuditLog::open() {
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    return fd_ < 0 ? "open " + path_.string() + ": " + std::strerror(errno) : "";
+}
+
+std::string AuditLog::record(const Peer& peer, const std::string& cmd, const nlohmann::json& args,
+                             const nlohmann::json& before, const nlohmann::json& after,
+                             const std::string& result) {
+    const auto now = std::chrono::system_clock::now();
+    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+    const nlohmann::json line = {{"time", format_time(secs)}, {"uid", peer.uid}, {"pid", peer.pid},
+                                 {"user", peer.user},         {"cmd", cmd},      {"args", args},
+                                 {"before", before},          {"after", after},  {"result", result}};
+    const std::string text = line.dump() + "\n";
+    size_t off = 0;
+    while (off < text.size()) {
+        const ssize_t n = ::write(fd_, text.data() + off, text.size() - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return std::string("audit log write: ") + std::strerror(errno);
+        off += static_cast<size_t>(n);
+    }
+    if (::fdatasync(fd_) != 0) return std::string("audit log sync: ") + std::strerror(errno);
+    return {};
+}
+
+}  // namespace portcullis

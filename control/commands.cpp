@@ -1,0 +1,417 @@
+// Control protocol command handling (see commands.hpp).
+#include "control/commands.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <stdexcept>
+
+#include "control/policy_builder.hpp"
+
+namespace portcullis {
+
+using nlohmann::json;
+
+namespace {
+
+struct RequestError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+int64_t now_s() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+json ok(json body = json::object()) {
+    body["v"] = kProtocolVersion;
+    body["ok"] = true;
+    return body;
+}
+
+json fail(const std::string& why) {
+    return {{"v", kProtocolVersion}, {"ok", false}, {"error", why}};
+}
+
+std::string need_string(const json& req, const char* key) {
+    if (!req.contains(key)) throw RequestError(std::string("missing '") + key + "'");
+    if (!req[key].is_string()) throw RequestError(std::string("'") + key + "' must be a string");
+    return req[key].get<std::string>();
+}
+
+std::string opt_string(const json& req, const char* key) {
+    return req.contains(key) ? need_string(req, key) : std::string();
+}
+
+int64_t opt_int(const json& req, const char* key, int64_t lo, int64_t hi) {
+    if (!req.contains(key)) return -1;
+    if (!req[key].is_number_integer()) throw RequestError(std::string("'") + key + "' must be an integer");
+    const auto v = req[key].get<int64_t>();
+    if (v < lo || v > hi)
+        throw RequestError(std::string("'") + key + "' must be between " + std::to_string(lo) + " and " +
+                           std::to_string(hi));
+    return v;
+}
+
+Prefix need_prefix(const json& req, const char* key = "addr") {
+    const auto text = need_string(req, key);
+    std::string why;
+    auto p = parse_prefix(text, &why);
+    if (!p) throw RequestError("'" + text + "': " + why);
+    return *p;
+}
+
+std::string describe_ban(const Approval& a) {
+    std::string s = to_string(a.prefix) + " is banned since " + format_time(a.updated);
+    if (!a.ticket.empty()) s += " (ticket " + a.ticket + ")";
+    if (!a.reason.empty()) s += ": " + a.reason;
+    return s;
+}
+
+json counters_json(const Totals& t) {
+    json j = json::object();
+    for (size_t i = 0; i < kCounterCount; ++i) j[kCounterInfo[i].name] = t[i];
+    return j;
+}
+
+bool in_list(const std::vector<Prefix>& list, const IpAddr& a) {
+    for (const auto& p : list)
+        if (p.contains(a)) return true;
+    return false;
+}
+
+}  // namespace
+
+ControlPlane::ControlPlane(const Config& cfg, ApprovalStore& store, PolicyPublisher& publisher,
+                           AuditLog& audit, std::function<Totals()> counters, DaemonInfo info)
+    : cfg_(cfg),
+      store_(store),
+      publisher_(publisher),
+      audit_(audit),
+      counters_(std::move(counters)),
+      info_(info) {
+    for (const auto& p : cfg.approved) {
+        Approval a;
+        a.prefix = p;
+        a.operator_name = "config";
+        a.reason = "approved in the configuration file";
+        baseline_[p] = a;
+    }
+}
+
+void ControlPlane::republish(int64_t now) {
+    auto built = build_policy(cfg_, &store_, now);
+    next_expiry_ = built.next_expiry;
+    publisher_.publish(std::move(built.policy));
+}
+
+void ControlPlane::tick(int64_t now) {
+    if (next_expiry_ != 0 && now >= next_expiry_) republish(now);
+}
+
+json ControlPlane::handle(const std::string& line, const Peer& peer, Session& session) {
+    json req;
+    try {
+        req = json::parse(line);
+    } catch (const json::parse_error& e) {
+        return fail(std::string("malformed JSON: ") + e.what());
+    }
+    try {
+        if (!req.is_object()) throw RequestError("a request must be a JSON object");
+        if (!req.contains("v")) throw RequestError("missing protocol version 'v'");
+        if (req["v"] != kProtocolVersion)
+            throw RequestError("unsupported protocol version " + req["v"].dump() + " (this daemon speaks " +
+                               std::to_string(kProtocolVersion) + ")");
+        return dispatch(need_string(req, "cmd"), req, peer, session);
+    } catch (const RequestError& e) {
+        return fail(e.what());
+    } catch (const std::exception& e) {
+        return fail(std::string("internal error: ") + e.what());
+    }
+}
+
+json ControlPlane::dispatch(const std::string& cmd, const json& req, const Peer& peer, Session& session) {
+    if (cmd == "status") return ok(status());
+    if (cmd == "stats") return ok({{"counters", counters_json(counters_())}});
+    if (cmd == "approve") return approve(req, peer);
+    if (cmd == "suspend" || cmd == "resume" || cmd == "revoke") return set_state(cmd, req, peer);
+    if (cmd == "list") return ok(list(req));
+    if (cmd == "show") return ok(show(req));
+    if (cmd == "export") {
+        json lines = json::array();
+        for (const auto& [p, a] : store_.records()) lines.push_back(to_line(a));
+        return ok({{"lines", std::move(lines)}});
+    }
+    if (cmd == "import_begin") {
+        session = Session{true, {}};
+        return ok();
+    }
+    if (cmd == "import_chunk") return import_chunk(req, session);
+    if (cmd == "import_commit") return import_commit(peer, session);
+    if (cmd == "managed" || cmd == "relay") return overlay(cmd, req, peer);
+    throw RequestError("unknown command '" + cmd + "'");
+}
+
+json ControlPlane::commit(const std::string& cmd, const json& req, const Peer& peer, const Approval* before,
+                          const Approval& after) {
+    const json before_j = before ? to_json(*before) : json(nullptr);
+    if (auto err = store_.put(after); !err.empty()) {
+        audit_.record(peer, cmd, req, before_j, nullptr, "not saved: " + err);
+        return fail("not saved: " + err);
+    }
+    const json after_j = to_json(after);
+    if (auto err = audit_.record(peer, cmd, req, before_j, after_j, "ok"); !err.empty())
+        spdlog::error("{} (the change itself is saved)", err);
+    republish(now_s());
+    return ok({{"record", after_j}});
+}
+
+json ControlPlane::approve(const json& req, const Peer& peer) {
+    const Prefix p = need_prefix(req);
+    const int64_t now = now_s();
+    const Approval* existing = store_.find(p);
+    if (const Approval* cover = store_.covering(p); cover && cover->state == ApprovalState::Banned) {
+        const std::string why = cover->prefix == p ? describe_ban(*cover) + "; it cannot be approved again"
+                                                   : to_string(p) + " is inside " + describe_ban(*cover) +
+                                                         "; it cannot be approved";
+        audit_.record(peer, "approve", req, to_json(*cover), nullptr, "refused: " + why);
+        return fail(why);
+    }
+    Approval a = existing ? *existing : Approval{};
+    a.prefix = p;
+    a.state = ApprovalState::Approved;
+    if (req.contains("hostname")) {
+        a.hostname = need_string(req, "hostname");
+        if (!a.hostname.empty() && !valid_hostname(a.hostname))
+            throw RequestError("hostname '" + a.hostname + "' is not a fully qualified domain name");
+    }
+    if (req.contains("domains")) {
+        if (!req["domains"].is_array()) throw RequestError("'domains' must be an array of strings");
+        a.domains.clear();
+        for (const auto& d : req["domains"]) {
+            if (!d.is_string() || !valid_hostname(d.get<std::string>()))
+                throw RequestError("domains: " + d.dump() + " is not a domain name such as example.com");
+            a.domains.push_back(d.get<std::string>());
+        }
+    }
+    if (auto v = opt_int(req, "max_concurrent", 1, 1'000'000); v >= 0)
+        a.max_concurrent = static_cast<uint32_t>(v);
+    if (auto v = opt_int(req, "rate_per_min", 1, 1'000'000); v >= 0)
+        a.rate_per_min = static_cast<uint32_t>(v);
+    if (auto v = opt_int(req, "daily", 1, 100'000'000); v >= 0) a.daily = static_cast<uint32_t>(v);
+    if (auto v = opt_int(req, "expires", 0, INT64_MAX); v >= 0) {
+        if (v != 0 && v <= now) throw RequestError("'expires' is in the past: " + format_time(v));
+        a.expires = v;
+    }
+    if (req.contains("ticket")) a.ticket = need_string(req, "ticket");
+    if (req.contains("reason")) a.reason = need_string(req, "reason");
+    a.operator_name = peer.user;
+    if (!existing) a.created = now;
+    a.updated = now;
+    json reply = commit("approve", req, peer, existing, a);
+    if (reply["ok"] == true && !in_list(effective_list(cfg_.managed_prefixes, &store_.managed()), p.addr))
+        reply["note"] = to_string(p) + " is outside managed_prefixes: the policy does not apply to it anyway";
+    return reply;
+}
+
+json ControlPlane::set_state(const std::string& cmd, const json& req, const Peer& peer) {
+    const Prefix p = need_prefix(req);
+    const Approval* existing = store_.find(p);
+    Approval a;
+    if (cmd == "revoke") {
+        const bool ban = req.contains("ban") && req["ban"] == true;
+        if (req.contains("ban") && !req["ban"].is_boolean())
+            throw RequestError("'ban' must be true or false");
+        if (existing && existing->state == ApprovalState::Banned)
+            throw RequestError(to_string(p) + " is already banned");
+        // No record of its own: a revocation carves the prefix out of a wider approval.
+        a = existing ? *existing : Approval{};
+        a.prefix = p;
+        if (!existing) a.created = now_s();
+        a.state = ban ? ApprovalState::Banned : ApprovalState::Revoked;
+    } else {
+        if (!existing) {
+            const auto [rec, source] = effective_record(p);
+            throw RequestError(
+                to_string(p) + " has no approval record of its own" +
+                (rec ? std::string(" (") + to_string(rec->prefix) + " from the " + source + " covers it)"
+                     : std::string()));
+        }
+        const auto want = cmd == "suspend" ? ApprovalState::Approved : ApprovalState::Suspended;
+        if (existing->state != want)
+            throw RequestError(to_string(p) + " is " + state_name(existing->state) + ", not " +
+                               state_name(want));
+        a = *existing;
+        a.state = cmd == "suspend" ? ApprovalState::Suspended : ApprovalState::Approved;
+    }
+    if (req.contains("reason")) a.reason = need_string(req, "reason");
+    if (req.contains("ticket")) a.ticket = need_string(req, "ticket");
+    a.operator_name = peer.user;
+    a.updated = now_s();
+    return commit(cmd, req, peer, existing, a);
+}
+
+std::pair<const Approval*, const char*> ControlPlane::effective_record(const Prefix& p) const {
+    for (int len = p.len; len >= 0; --len) {
+        Prefix q{p.addr, static_cast<uint8_t>(len)};
+        if (q.addr.v6)
+            q.addr.v6addr = q.first6();
+        else
+            q.addr.v4 = q.first4();
+        if (const Approval* a = store_.find(q)) return {a, "store"};
+        if (auto it = baseline_.find(q); it != baseline_.end()) return {&it->second, "configuration"};
+    }
+    return {nullptr, ""};
+}
+
+json ControlPlane::list(const json& req) const {
+    const auto filter = opt_string(req, "state");
+    if (!filter.empty() && !parse_state(filter))
+        throw RequestError("state: '" + filter + "' is not one of approved, suspended, revoked, banned");
+    json out = json::array();
+    const int64_t now = now_s();
+    auto add = [&](const Approval& a, const char* source) {
+        if (!filter.empty() && filter != state_name(a.state)) return;
+        json j = to_json(a);
+        j["source"] = source;
+        j["in_force"] = a.grants(now);
+        out.push_back(std::move(j));
+    };
+    for (const auto& [p, a] : baseline_)
+        if (!store_.find(p)) add(a, "configuration");
+    for (const auto& [p, a] : store_.records()) add(a, "store");
+    return {{"records", std::move(out)}};
+}
+
+json ControlPlane::show(const json& req) const {
+    const Prefix p = need_prefix(req);
+    const auto [rec, source] = effective_record(p);
+    const int64_t now = now_s();
+    const bool managed = in_list(effective_list(cfg_.managed_prefixes, &store_.managed()), p.addr);
+    const bool relay = in_list(effective_list(cfg_.relay_hosts, &store_.relay()), p.addr);
+    std::string verdict;
+    if (!managed)
+        verdict = "outside managed_prefixes: the policy does not apply";
+    else if (rec && rec->grants(now))
+        verdict = "may send on blocked ports";
+    else if (rec && rec->state == ApprovalState::Approved)
+        verdict = "refused on blocked ports: its approval expired " + format_time(rec->expires);
+    else if (rec)
+        verdict = std::string("refused on blocked ports: ") + state_name(rec->state);
+    else
+        verdict = "refused on blocked ports: not approved";
+    json j = {{"addr", to_string(p)}, {"managed", managed}, {"relay", relay}, {"verdict", verdict}};
+    if (rec) {
+        j["record"] = to_json(*rec);
+        j["record"]["source"] = source;
+    } else {
+        j["record"] = nullptr;
+    }
+    return j;
+}
+
+json ControlPlane::status() const {
+    const Totals t = counters_();
+    auto c = [&](Ctr k) { return t[static_cast<size_t>(k)]; };
+    return {{"ready", true},
+            {"version", PORTCULLIS_VERSION},
+            {"uptime_s", now_s() - info_.started},
+            {"inside_port", info_.inside_port},
+            {"outside_port", info_.outside_port},
+            {"workers", info_.workers},
+            {"policy_generation", publisher_.generation()},
+            {"records", store_.records().size()},
+            {"config_approvals", baseline_.size()},
+            {"counters",
+             {{"rx_inside", c(Ctr::rx_inside)},
+              {"rx_outside", c(Ctr::rx_outside)},
+              {"fwd_outbound", c(Ctr::fwd_outbound)},
+              {"fwd_inbound", c(Ctr::fwd_inbound)},
+              {"refused_unapproved_syn", c(Ctr::refused_unapproved_syn)},
+              {"rst_sent", c(Ctr::rst_sent)}}}};
+}
+
+json ControlPlane::import_chunk(const json& req, Session& session) {
+    if (!session.importing) throw RequestError("no import in progress: send import_begin first");
+    if (!req.contains("lines") || !req["lines"].is_array()) throw RequestError("'lines' must be an array");
+    const auto first = opt_int(req, "first_line", 1, INT64_MAX);
+    size_t line_no = first < 0 ? session.pending.size() + 1 : static_cast<size_t>(first);
+    constexpr size_t kMaxImport = 2'000'000;
+    for (const auto& l : req["lines"]) {
+        if (!l.is_string()) throw RequestError("line " + std::to_string(line_no) + ": not a string");
+        std::string why;
+        auto a = parse_line(l.get<std::string>(), &why);
+        if (!a && !why.empty()) {
+            session = Session{};
+            throw RequestError("line " + std::to_string(line_no) + ": " + why + " (nothing imported)");
+        }
+        if (a) session.pending.emplace_back(line_no, std::move(*a));
+        if (session.pending.size() > kMaxImport) {
+            session = Session{};
+            throw RequestError("import larger than " + std::to_string(kMaxImport) +
+                               " entries (nothing imported)");
+        }
+        ++line_no;
+    }
+    return ok({{"pending", session.pending.size()}});
+}
+
+json ControlPlane::import_commit(const Peer& peer, Session& session) {
+    if (!session.importing) throw RequestError("no import in progress: send import_begin first");
+    const int64_t now = now_s();
+    std::vector<Approval> all;
+    all.reserve(session.pending.size());
+    for (auto& [line_no, a] : session.pending) {
+        if (const Approval* cover = store_.covering(a.prefix);
+            cover && cover->state == ApprovalState::Banned && a.state != ApprovalState::Banned) {
+            const std::string why =
+                "line " + std::to_string(line_no) + ": " + describe_ban(*cover) + " (nothing imported)";
+            session = Session{};
+            audit_.record(peer, "import", {{"entries", all.size()}}, nullptr, nullptr, "refused: " + why);
+            return fail(why);
+        }
+        const Approval* existing = store_.find(a.prefix);
+        a.created = existing ? existing->created : now;
+        a.updated = now;
+        a.operator_name = peer.user;
+        all.push_back(std::move(a));
+    }
+    const size_t n = all.size();
+    session = Session{};
+    if (auto err = store_.put_all(all); !err.empty()) {
+        audit_.record(peer, "import", {{"entries", n}}, nullptr, nullptr, "not saved: " + err);
+        return fail("not saved: " + err + " (nothing imported)");
+    }
+    audit_.record(peer, "import", {{"entries", n}}, nullptr, {{"records", store_.records().size()}}, "ok");
+    republish(now);
+    return ok({{"applied", n}, {"records", store_.records().size()}});
+}
+
+json ControlPlane::overlay(const std::string& set, const json& req, const Peer& peer) {
+    const auto action = need_string(req, "action");
+    const auto& configured = set == "managed" ? cfg_.managed_prefixes : cfg_.relay_hosts;
+    const auto& ov = set == "managed" ? store_.managed() : store_.relay();
+    if (action == "list") {
+        json out = json::array();
+        for (const auto& p : effective_list(configured, &ov)) out.push_back(to_string(p));
+        return ok({{"prefixes", std::move(out)}});
+    }
+    if (action != "add" && action != "del")
+        throw RequestError("action: '" + action + "' is not one of add, del, list");
+    const Prefix p = need_prefix(req, "prefix");
+    const auto before = effective_list(configured, &ov);
+    if (auto err = store_.change_overlay(set, action == "add", p, configured); !err.empty()) {
+        audit_.record(peer, set, req, nullptr, nullptr, "not saved: " + err);
+        return fail("not saved: " + err);
+    }
+    json after = json::array();
+    for (const auto& q : effective_list(configured, &ov)) after.push_back(to_string(q));
+    json before_j = json::array();
+    for (const auto& q : before) before_j.push_back(to_string(q));
+    audit_.record(peer, set, req, before_j, after, "ok");
+    republish(now_s());
+    return ok({{"prefixes", std::move(after)}});
+}
+
+}  // namespace portcullis

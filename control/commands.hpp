@@ -1,0 +1,74 @@
+// The control protocol's commands: one JSON request in, one JSON reply out, for every operator action.
+// Requests are {"v": 1, "cmd": "...", ...}; replies {"v": 1, "ok": true, ...} or {"v": 1, "ok": false,
+// "error": "one line"}. A change is durable (store), audited, and published to the workers (a new policy
+// snapshot) before its reply is returned. See docs/control.md for every command and its arguments.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "control/audit.hpp"
+#include "control/config.hpp"
+#include "control/publisher.hpp"
+#include "control/stats.hpp"
+#include "control/store.hpp"
+
+namespace portcullis {
+
+inline constexpr int kProtocolVersion = 1;
+
+// Per-connection state: a bulk import in progress.
+struct Session {
+    bool importing = false;
+    std::vector<std::pair<size_t, Approval>> pending;  // (file line, record)
+};
+
+struct DaemonInfo {
+    uint16_t inside_port = 0, outside_port = 1;
+    unsigned workers = 0;
+    int64_t started = 0;
+};
+
+class ControlPlane {
+  public:
+    ControlPlane(const Config& cfg, ApprovalStore& store, PolicyPublisher& publisher, AuditLog& audit,
+                 std::function<Totals()> counters, DaemonInfo info);
+
+    // Handles one request line; never throws.
+    nlohmann::json handle(const std::string& line, const Peer& peer, Session& session);
+    // Rebuilds the snapshot when an approval has expired since the last one. Call about once a second.
+    void tick(int64_t now);
+    // Builds and publishes a snapshot from the configuration and the store.
+    void republish(int64_t now);
+
+  private:
+    nlohmann::json dispatch(const std::string& cmd, const nlohmann::json& req, const Peer& peer,
+                            Session& session);
+    nlohmann::json approve(const nlohmann::json& req, const Peer& peer);
+    nlohmann::json set_state(const std::string& cmd, const nlohmann::json& req, const Peer& peer);
+    nlohmann::json list(const nlohmann::json& req) const;
+    nlohmann::json show(const nlohmann::json& req) const;
+    nlohmann::json status() const;
+    nlohmann::json import_chunk(const nlohmann::json& req, Session& session);
+    nlohmann::json import_commit(const Peer& peer, Session& session);
+    nlohmann::json overlay(const std::string& set, const nlohmann::json& req, const Peer& peer);
+    // A durable, audited, published change of one record.
+    nlohmann::json commit(const std::string& cmd, const nlohmann::json& req, const Peer& peer,
+                          const Approval* before, const Approval& after);
+    // The most specific record covering p among the store's and the config's baseline (nullptr if none).
+    std::pair<const Approval*, const char*> effective_record(const Prefix& p) const;
+
+    const Config& cfg_;
+    ApprovalStore& store_;
+    PolicyPublisher& publisher_;
+    AuditLog& audit_;
+    std::function<Totals()> counters_;
+    DaemonInfo info_;
+    int64_t next_expiry_ = 0;
+    std::map<Prefix, Approval, PrefixLess> baseline_;  // the config file's approvals, as records
+};
+
+}  // namespace portcullis

@@ -1,0 +1,227 @@
+// Control socket server (see server.hpp).
+#include "control/server.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <vector>
+
+namespace portcullis {
+
+namespace {
+
+std::string err(const std::string& what) {
+    return what + ": " + std::strerror(errno);
+}
+
+Peer peer_of(int fd) {
+    Peer p;
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+        p.uid = static_cast<int>(cred.uid);
+        p.gid = static_cast<int>(cred.gid);
+        p.pid = cred.pid;
+        passwd pw{}, *res = nullptr;
+        char buf[1024];
+        if (getpwuid_r(cred.uid, &pw, buf, sizeof buf, &res) == 0 && res)
+            p.user = res->pw_name;
+        else
+            p.user = "uid:" + std::to_string(cred.uid);
+    }
+    return p;
+}
+
+}  // namespace
+
+ControlServer::ControlServer(std::string path, std::string group, Handler handler)
+    : path_(std::move(path)), group_(std::move(group)), handler_(std::move(handler)) {}
+
+ControlServer::~ControlServer() {
+    for (auto& c : clients_) ::close(c.fd);
+    if (listen_fd_ >= 0) {
+        ::close(listen_fd_);
+        ::unlink(path_.c_str());
+    }
+}
+
+std::string ControlServer::listen() {
+    sockaddr_un addr{};
+    if (path_.size() >= sizeof addr.sun_path) return "control_socket: path too long: " + path_;
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
+
+    const auto dir = std::filesystem::path(path_).parent_path();
+    std::error_code ec;
+    if (!dir.empty() && !std::filesystem::exists(dir)) {
+        std::filesystem::create_directories(dir, ec);
+        if (ec) return "control_socket: " + dir.string() + ": " + ec.message();
+        ::chmod(dir.c_str(), 0750);
+    }
+    gid_t gid = static_cast<gid_t>(-1);
+    if (!group_.empty()) {
+        group g{}, *res = nullptr;
+        char buf[1024];
+        if (getgrnam_r(group_.c_str(), &g, buf, sizeof buf, &res) != 0 || !res)
+            return "control_group: no group named '" + group_ + "'";
+        gid = res->gr_gid;
+    }
+
+    // A socket file left by a daemon that died is stale; one that answers belongs to a live daemon.
+    const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe >= 0) {
+        const bool live = ::connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+        ::close(probe);
+        if (live) return "control_socket: " + path_ + " is in use by a running daemon";
+    }
+    ::unlink(path_.c_str());
+
+    listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (listen_fd_ < 0) return err("control_socket: socket");
+    const mode_t old = ::umask(0117);
+    const int rc = ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    ::umask(old);
+    if (rc != 0) return err("control_socket: bind " + path_);
+    if (::chmod(path_.c_str(), 0660) != 0) return err("control_socket: chmod " + path_);
+    if (gid != static_cast<gid_t>(-1) && ::chown(path_.c_str(), static_cast<uid_t>(-1), gid) != 0)
+        return err("control_socket: chown " + path_);
+    if (::listen(listen_fd_, 64) != 0) return err("control_socket: listen");
+    return {};
+}
+
+void ControlServer::accept_clients() {
+    for (;;) {
+        const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) return;  // EAGAIN, or a transient error: try again at the next poll
+        if (clients_.size() >= kMaxClients) {
+            const std::string msg =
+                nlohmann::json{
+                    {"v", kProtocolVersion}, {"ok", false}, {"error", "too many control clients; try again"}}
+                    .dump() +
+                "\n";
+            [[maybe_unused]] auto n = ::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            ::close(fd);
+            continue;
+        }
+        Client c;
+        c.fd = fd;
+        c.last_activity = std::chrono::steady_clock::now();
+        c.line_deadline = c.last_activity + kLineTimeout;
+        c.peer = peer_of(fd);
+        clients_.push_back(std::move(c));
+    }
+}
+
+void ControlServer::read_client(Client& c) {
+    char buf[65536];
+    const auto now = std::chrono::steady_clock::now();
+    for (;;) {
+        const ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
+        if (n > 0) {
+            c.last_activity = now;
+            if (c.in.empty() && c.line_deadline == std::chrono::steady_clock::time_point::max())
+                c.line_deadline = now + kLineTimeout;
+            c.in.append(buf, static_cast<size_t>(n));
+            if (c.in.size() > kMaxLine + sizeof buf) break;  // handle what we have before reading more
+            continue;
+        }
+        if (n == 0) {  // the client closed its side: answer what it sent, then close
+            c.closing = true;
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            c.closing = true;
+            c.in.clear();
+        }
+        break;
+    }
+    size_t start = 0;
+    for (;;) {
+        const size_t nl = c.in.find('\n', start);
+        if (nl == std::string::npos) break;
+        if (nl - start > kMaxLine) {
+            start = c.in.size();
+            c.out += nlohmann::json{{"v", kProtocolVersion},
+                                    {"ok", false},
+                                    {"error", "request line over " + std::to_string(kMaxLine) + " bytes"}}
+                         .dump() +
+                     "\n";
+            c.closing = true;
+            break;
+        }
+        std::string line = c.in.substr(start, nl - start);
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        start = nl + 1;
+        if (line.empty()) continue;
+        c.out += handler_(line, c.peer, c.session).dump() + "\n";
+    }
+    c.in.erase(0, start);
+    if (c.in.size() > kMaxLine) {
+        c.out += nlohmann::json{{"v", kProtocolVersion},
+                                {"ok", false},
+                                {"error", "request line over " + std::to_string(kMaxLine) + " bytes"}}
+                     .dump() +
+                 "\n";
+        c.in.clear();
+        c.closing = true;
+    }
+    if (start > 0)
+        c.line_deadline = c.in.empty() ? std::chrono::steady_clock::time_point::max() : now + kLineTimeout;
+}
+
+void ControlServer::write_client(Client& c) {
+    while (!c.out.empty()) {
+        const ssize_t n = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            c.out.erase(0, static_cast<size_t>(n));
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+        c.out.clear();  // the peer is gone
+        c.closing = true;
+        return;
+    }
+}
+
+void ControlServer::poll_once(int timeout_ms) {
+    std::vector<pollfd> fds;
+    fds.reserve(clients_.size() + 1);
+    fds.push_back({listen_fd_, POLLIN, 0});
+    for (const auto& c : clients_)
+        fds.push_back({c.fd, static_cast<short>(POLLIN | (c.out.empty() ? 0 : POLLOUT)), 0});
+    if (::poll(fds.data(), fds.size(), timeout_ms) < 0) return;
+
+    const auto now = std::chrono::steady_clock::now();
+    size_t i = 1;
+    for (auto it = clients_.begin(); it != clients_.end(); ++i) {
+        Client& c = *it;
+        const short re = fds[i].revents;
+        if (re & (POLLIN | POLLHUP | POLLERR)) read_client(c);
+        if (!c.closing && (now > c.line_deadline || now - c.last_activity > kIdleTimeout)) {
+            c.out +=
+                nlohmann::json{
+                    {"v", kProtocolVersion}, {"ok", false}, {"error", "no complete request in time; closing"}}
+                    .dump() +
+                "\n";
+            c.in.clear();
+            c.closing = true;
+        }
+        write_client(c);
+        if (c.closing && c.out.empty()) {
+            ::close(c.fd);
+            it = clients_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    if (fds[0].revents & POLLIN) accept_clients();
+}
+
+}  // namespace portcullis

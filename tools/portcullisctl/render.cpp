@@ -1,0 +1,123 @@
+// Human-readable rendering of control replies (see render.hpp).
+#include "tools/portcullisctl/render.hpp"
+
+#include <algorithm>
+#include <vector>
+
+#include "control/approval.hpp"
+
+namespace portcullis::ctl {
+
+using nlohmann::json;
+
+namespace {
+
+std::string str(const json& j, const char* k) {
+    if (!j.contains(k) || j[k].is_null()) return "";
+    return j[k].is_string() ? j[k].get<std::string>() : j[k].dump();
+}
+
+std::string limits(const json& r) {
+    std::string s;
+    auto add = [&](const char* k, const char* label, const char* unit) {
+        if (r.value(k, 0) > 0)
+            s += (s.empty() ? "" : " ") + std::string(label) + std::to_string(r[k].get<int>()) + unit;
+    };
+    add("max_concurrent", "conc=", "");
+    add("rate_per_min", "rate=", "/min");
+    add("daily", "daily=", "");
+    return s.empty() ? "defaults" : s;
+}
+
+std::string domains(const json& r) {
+    std::string s;
+    const json list = r.value("domains", json::array());
+    for (const auto& d : list) s += (s.empty() ? "" : ",") + d.get<std::string>();
+    return s.empty() ? "-" : s;
+}
+
+std::string table(const std::vector<std::vector<std::string>>& rows) {
+    std::vector<size_t> w;
+    for (const auto& r : rows)
+        for (size_t i = 0; i < r.size(); ++i) {
+            if (w.size() <= i) w.push_back(0);
+            w[i] = std::max(w[i], r[i].size());
+        }
+    std::string out;
+    for (const auto& r : rows) {
+        std::string line;
+        for (size_t i = 0; i < r.size(); ++i) {
+            line += r[i];
+            if (i + 1 < r.size()) line += std::string(w[i] - r[i].size() + 2, ' ');
+        }
+        out += line + "\n";
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string render_records(const json& records) {
+    std::vector<std::vector<std::string>> rows = {
+        {"PREFIX", "STATE", "HOSTNAME", "DOMAINS", "LIMITS", "EXPIRES", "TICKET", "SOURCE"}};
+    for (const auto& r : records) {
+        std::string state = str(r, "state");
+        if (state == "approved" && r.value("in_force", true) == false) state = "expired";
+        rows.push_back({str(r, "prefix"), state, str(r, "hostname").empty() ? "-" : str(r, "hostname"),
+                        domains(r), limits(r), format_time(r.value("expires", int64_t{0})),
+                        str(r, "ticket").empty() ? "-" : str(r, "ticket"), str(r, "source")});
+    }
+    return table(rows) + std::to_string(records.size()) + " record(s)\n";
+}
+
+std::string render_record(const json& r) {
+    std::vector<std::vector<std::string>> rows = {
+        {"prefix:", str(r, "prefix")},
+        {"state:", str(r, "state")},
+        {"hostname:", str(r, "hostname").empty() ? "(any FQDN)" : str(r, "hostname")},
+        {"domains:", domains(r) == "-" ? "(any)" : domains(r)},
+        {"limits:", limits(r)},
+        {"expires:", format_time(r.value("expires", int64_t{0}))},
+        {"ticket:", str(r, "ticket")},
+        {"reason:", str(r, "reason")},
+        {"operator:", str(r, "operator")},
+        {"created:", format_time(r.value("created", int64_t{0}))},
+        {"updated:", format_time(r.value("updated", int64_t{0}))}};
+    if (r.contains("source")) rows.push_back({"source:", str(r, "source")});
+    return table(rows);
+}
+
+std::string render_show(const json& reply) {
+    std::string out = table({{"address:", str(reply, "addr")},
+                             {"verdict:", str(reply, "verdict")},
+                             {"managed:", reply.value("managed", false) ? "yes" : "no"},
+                             {"relay:", reply.value("relay", false) ? "yes" : "no"}});
+    if (reply.contains("record") && !reply["record"].is_null())
+        out += "\nrecord that applies (most specific):\n" + render_record(reply["record"]);
+    else
+        out += "\nno approval record covers it\n";
+    return out;
+}
+
+std::string render_status(const json& s) {
+    std::vector<std::vector<std::string>> rows = {
+        {"state:", s.value("ready", false) ? "up, forwarding" : "starting"},
+        {"version:", str(s, "version")},
+        {"uptime:", str(s, "uptime_s") + " s"},
+        {"ports:", "inside " + str(s, "inside_port") + ", outside " + str(s, "outside_port")},
+        {"workers:", str(s, "workers")},
+        {"stored records:", str(s, "records")},
+        {"config approvals:", str(s, "config_approvals")},
+        {"policy generation:", str(s, "policy_generation")}};
+    const json counters = s.value("counters", json::object());
+    for (const auto& [k, v] : counters.items()) rows.push_back({k + ":", v.dump()});
+    return table(rows);
+}
+
+std::string render_counters(const json& counters) {
+    std::vector<std::vector<std::string>> rows = {{"COUNTER", "VALUE"}};
+    for (const auto& [k, v] : counters.items()) rows.push_back({k, v.dump()});
+    return table(rows);
+}
+
+}  // namespace portcullis::ctl
