@@ -141,7 +141,11 @@ std::optional<int64_t> parse_time(std::string_view t, int64_t now) {
         if (t.size() < 3) return std::nullopt;
         const char unit = t.back();
         auto n = parse_u32(t.substr(1, t.size() - 2));
-        const int64_t mult = unit == 'd' ? 86400 : unit == 'h' ? 3600 : unit == 'm' ? 60 : 0;
+        const int64_t mult = unit == 'd'   ? 86400
+                             : unit == 'h' ? 3600
+                             : unit == 'm' ? 60
+                             : unit == 's' ? 1
+                                           : 0;
         if (!n || mult == 0) return std::nullopt;
         return now + *n * mult;
     }

@@ -57,7 +57,8 @@ struct PrefixLess {
     bool operator()(const Prefix& a, const Prefix& b) const;
 };
 
-// "2026-12-31", "2026-12-31T18:00:00Z", "+30d", "+12h" -> unix seconds (nullopt if unreadable).
+// "2026-12-31", "2026-12-31T18:00:00Z", "+30d", "+12h", "+10m", "+90s" -> unix seconds (nullopt if
+// unreadable).
 std::optional<int64_t> parse_time(std::string_view text, int64_t now);
 std::string format_time(int64_t t);
 

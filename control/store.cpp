@@ -210,14 +210,22 @@ std::string ApprovalStore::compact() {
 std::string ApprovalStore::append(const nlohmann::json& entry) {
     const std::string line = entry.dump() + "\n";
     if (!write_all(journal_fd_, line) || ::fdatasync(journal_fd_) != 0) return errno_text("journal write");
-    if (++journal_entries_ >= kCompactEvery) return compact();
+    ++journal_entries_;
     return {};
+}
+
+void ApprovalStore::maybe_compact() {
+    // The change is already durable in the journal; a failed compaction leaves the journal as it was
+    // and is tried again at the next change.
+    if (journal_entries_ >= kCompactEvery) compact();
 }
 
 std::string ApprovalStore::put(const Approval& a) {
     const nlohmann::json e = {{"seq", seq_ + 1}, {"op", "put"}, {"record", to_json(a)}};
     if (auto err = append(e); !err.empty()) return err;
-    return apply(e);
+    auto err = apply(e);
+    maybe_compact();
+    return err;
 }
 
 std::string ApprovalStore::put_all(const std::vector<Approval>& all) {
@@ -240,7 +248,9 @@ std::string ApprovalStore::change_overlay(const std::string& set, bool add, cons
     const nlohmann::json e = {{"seq", seq_ + 1}, {"op", "overlay"},        {"set", set},
                               {"add", add},      {"prefix", to_string(p)}, {"configured", in_config}};
     if (auto err = append(e); !err.empty()) return err;
-    return apply(e);
+    auto err = apply(e);
+    maybe_compact();
+    return err;
 }
 
 }  // namespace portcullis

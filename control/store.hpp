@@ -59,6 +59,7 @@ class ApprovalStore {
   private:
     std::string append(const nlohmann::json& entry);
     std::string compact();
+    void maybe_compact();
     std::string apply(const nlohmann::json& entry);  // to memory only; "" or why the entry is bad
     nlohmann::json snapshot_json() const;
 

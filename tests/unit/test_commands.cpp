@@ -1,0 +1,188 @@
+// Control protocol tests: malformed requests get one-line errors; each command changes the store, the audit
+// log and the published snapshot as an operator expects.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "control/commands.hpp"
+
+using namespace portcullis;
+using nlohmann::json;
+
+namespace {
+
+class Commands : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/portcullis-cmd-XXXXXX";
+        dir = mkdtemp(tmpl);
+        cfg.managed_prefixes = {*parse_prefix("198.51.100.0/24"), *parse_prefix("2001:db8:100::/48")};
+        cfg.approved = {*parse_prefix("198.51.100.64/28")};
+        cfg.blocked_ports = {25};
+        store = std::make_unique<ApprovalStore>(dir);
+        std::vector<std::string> w;
+        ASSERT_EQ(store->open(w), "");
+        audit = std::make_unique<AuditLog>(std::filesystem::path(dir) / "audit.log");
+        ASSERT_EQ(audit->open(), "");
+        publisher = std::make_unique<PolicyPublisher>(1, std::make_unique<Policy>());
+        plane = std::make_unique<ControlPlane>(
+            cfg, *store, *publisher, *audit, [] { return Totals{}; }, DaemonInfo{});
+        plane->republish(0);
+        peer.user = "alice";
+        peer.uid = 1000;
+    }
+    void TearDown() override {
+        plane.reset();
+        publisher.reset();
+        std::filesystem::remove_all(dir);
+    }
+    json call(const json& req) { return plane->handle(req.dump(), peer, session); }
+    json raw(const std::string& line) { return plane->handle(line, peer, session); }
+    bool approved_now(const char* addr) { return publisher->current().load()->approved(*parse_addr(addr)); }
+    std::string error(const json& reply) {
+        EXPECT_EQ(reply["ok"], false) << reply.dump();
+        return reply.value("error", "");
+    }
+
+    std::string dir;
+    Config cfg;
+    std::unique_ptr<ApprovalStore> store;
+    std::unique_ptr<AuditLog> audit;
+    std::unique_ptr<PolicyPublisher> publisher;
+    std::unique_ptr<ControlPlane> plane;
+    Peer peer;
+    Session session;
+};
+
+TEST_F(Commands, MalformedRequestsGetOneLineErrors) {
+    EXPECT_NE(error(raw("{not json")).find("malformed JSON"), std::string::npos);
+    EXPECT_EQ(error(raw("[1,2]")), "a request must be a JSON object");
+    EXPECT_EQ(error(raw(R"({"cmd":"status"})")), "missing protocol version 'v'");
+    EXPECT_NE(error(raw(R"({"v":2,"cmd":"status"})")).find("unsupported protocol version 2"),
+              std::string::npos);
+    EXPECT_EQ(error(raw(R"({"v":1})")), "missing 'cmd'");
+    EXPECT_EQ(error(raw(R"({"v":1,"cmd":7})")), "'cmd' must be a string");
+    EXPECT_EQ(error(raw(R"({"v":1,"cmd":"frobnicate"})")), "unknown command 'frobnicate'");
+    EXPECT_EQ(error(call({{"v", 1}, {"cmd", "approve"}})), "missing 'addr'");
+    EXPECT_EQ(error(call({{"v", 1}, {"cmd", "approve"}, {"addr", "198.51.100.7/33"}})),
+              "'198.51.100.7/33': prefix length over 32");
+    EXPECT_EQ(error(call({{"v", 1}, {"cmd", "approve"}, {"addr", "198.51.100.7"}, {"daily", "lots"}})),
+              "'daily' must be an integer");
+    EXPECT_NE(error(call({{"v", 1}, {"cmd", "approve"}, {"addr", "198.51.100.7"}, {"hostname", "localhost"}}))
+                  .find("not a fully qualified domain name"),
+              std::string::npos);
+    EXPECT_NE(
+        error(call({{"v", 1}, {"cmd", "approve"}, {"addr", "198.51.100.7"}, {"expires", 5}})).find("past"),
+        std::string::npos);
+    EXPECT_TRUE(store->records().empty());
+}
+
+TEST_F(Commands, ApproveSuspendResumeRevokeBan) {
+    EXPECT_FALSE(approved_now("198.51.100.7"));
+    auto r = call({{"v", 1},
+                   {"cmd", "approve"},
+                   {"addr", "198.51.100.7"},
+                   {"hostname", "mail.example.com"},
+                   {"domains", {"example.com"}},
+                   {"max_concurrent", 3},
+                   {"ticket", "T-9"}});
+    ASSERT_EQ(r["ok"], true) << r.dump();
+    EXPECT_EQ(r["record"]["operator"], "alice");
+    EXPECT_TRUE(approved_now("198.51.100.7"));
+
+    EXPECT_EQ(error(call({{"v", 1}, {"cmd", "resume"}, {"addr", "198.51.100.7"}})),
+              "198.51.100.7 is approved, not suspended");
+    ASSERT_EQ(call({{"v", 1}, {"cmd", "suspend"}, {"addr", "198.51.100.7"}})["ok"], true);
+    EXPECT_FALSE(approved_now("198.51.100.7"));
+    ASSERT_EQ(call({{"v", 1}, {"cmd", "resume"}, {"addr", "198.51.100.7"}})["ok"], true);
+    EXPECT_TRUE(approved_now("198.51.100.7"));
+
+    ASSERT_EQ(call({{"v", 1},
+                    {"cmd", "revoke"},
+                    {"addr", "198.51.100.7"},
+                    {"ban", true},
+                    {"reason", "abuse"}})["ok"],
+              true);
+    EXPECT_FALSE(approved_now("198.51.100.7"));
+    const auto why = error(call({{"v", 1}, {"cmd", "approve"}, {"addr", "198.51.100.7"}}));
+    EXPECT_NE(why.find("is banned since"), std::string::npos) << why;
+    EXPECT_NE(why.find("abuse"), std::string::npos) << why;
+    EXPECT_NE(why.find("cannot be approved again"), std::string::npos) << why;
+    EXPECT_EQ(error(call({{"v", 1}, {"cmd", "revoke"}, {"addr", "198.51.100.7"}})),
+              "198.51.100.7 is already banned");
+    // The record keeps its ticket and hostname through every change.
+    EXPECT_EQ(store->find(*parse_prefix("198.51.100.7"))->hostname, "mail.example.com");
+}
+
+TEST_F(Commands, RevokeCarvesAnAddressOutOfAConfiguredPrefix) {
+    EXPECT_TRUE(approved_now("198.51.100.70"));
+    ASSERT_EQ(call({{"v", 1}, {"cmd", "revoke"}, {"addr", "198.51.100.70"}})["ok"], true);
+    EXPECT_FALSE(approved_now("198.51.100.70"));
+    EXPECT_TRUE(approved_now("198.51.100.71"));
+    const auto show = call({{"v", 1}, {"cmd", "show"}, {"addr", "198.51.100.71"}});
+    EXPECT_EQ(show["record"]["source"], "configuration");
+    EXPECT_EQ(show["verdict"], "may send on blocked ports");
+    EXPECT_NE(
+        error(call({{"v", 1}, {"cmd", "suspend"}, {"addr", "198.51.100.71"}})).find("has no approval record"),
+        std::string::npos);
+}
+
+TEST_F(Commands, BannedPrefixRefusesApprovalsInsideIt) {
+    ASSERT_EQ(call({{"v", 1}, {"cmd", "revoke"}, {"addr", "2001:db8:100:bad::/64"}, {"ban", true}})["ok"],
+              true);
+    const auto why = error(call({{"v", 1}, {"cmd", "approve"}, {"addr", "2001:db8:100:bad::25"}}));
+    EXPECT_NE(why.find("is inside 2001:db8:100:bad::/64"), std::string::npos) << why;
+}
+
+TEST_F(Commands, ImportIsAllOrNothingAndNamesTheBadLine) {
+    ASSERT_EQ(call({{"v", 1}, {"cmd", "import_begin"}})["ok"], true);
+    auto r = call({{"v", 1},
+                   {"cmd", "import_chunk"},
+                   {"first_line", 1},
+                   {"lines", {"# header", "198.51.100.1 hostname=a.example.com", "198.51.100.2 daily=x"}}});
+    EXPECT_EQ(error(r), "line 3: daily: 'x' is not a whole number (nothing imported)");
+    EXPECT_NE(error(call({{"v", 1}, {"cmd", "import_commit"}})).find("no import in progress"),
+              std::string::npos);
+    EXPECT_TRUE(store->records().empty());
+
+    ASSERT_EQ(call({{"v", 1}, {"cmd", "import_begin"}})["ok"], true);
+    ASSERT_EQ(
+        call({{"v", 1},
+              {"cmd", "import_chunk"},
+              {"first_line", 1},
+              {"lines", {"198.51.100.1 hostname=a.example.com", "2001:db8:100::1 state=suspended"}}})["ok"],
+        true);
+    r = call({{"v", 1}, {"cmd", "import_commit"}});
+    ASSERT_EQ(r["ok"], true) << r.dump();
+    EXPECT_EQ(r["applied"], 2);
+    EXPECT_TRUE(approved_now("198.51.100.1"));
+    EXPECT_FALSE(approved_now("2001:db8:100::1"));
+}
+
+TEST_F(Commands, EveryChangeIsAudited) {
+    call({{"v", 1}, {"cmd", "approve"}, {"addr", "198.51.100.9"}});
+    call({{"v", 1}, {"cmd", "revoke"}, {"addr", "198.51.100.9"}, {"ban", true}});
+    call({{"v", 1}, {"cmd", "approve"}, {"addr", "198.51.100.9"}});  // refused
+    std::ifstream in(std::filesystem::path(dir) / "audit.log");
+    std::vector<json> lines;
+    for (std::string l; std::getline(in, l);) lines.push_back(json::parse(l));
+    ASSERT_EQ(lines.size(), 3u);
+    EXPECT_EQ(lines[0]["user"], "alice");
+    EXPECT_TRUE(lines[0]["before"].is_null());
+    EXPECT_EQ(lines[1]["before"]["state"], "approved");
+    EXPECT_EQ(lines[1]["after"]["state"], "banned");
+    EXPECT_NE(lines[2]["result"].get<std::string>().find("refused"), std::string::npos);
+}
+
+TEST_F(Commands, ManagedPrefixesChangeLive) {
+    EXPECT_FALSE(publisher->current().load()->managed(*parse_addr("203.0.113.9")));
+    ASSERT_EQ(call({{"v", 1}, {"cmd", "managed"}, {"action", "add"}, {"prefix", "203.0.113.0/24"}})["ok"],
+              true);
+    EXPECT_TRUE(publisher->current().load()->managed(*parse_addr("203.0.113.9")));
+    EXPECT_EQ(error(call({{"v", 1}, {"cmd", "managed"}, {"action", "frob"}})),
+              "action: 'frob' is not one of add, del, list");
+}
+
+}  // namespace
