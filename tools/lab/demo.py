@@ -32,6 +32,37 @@ def say(text=""):
     print(text, flush=True)
 
 
+LIVE = [
+    # (what the operator does, portcullisctl arguments, then the same swaks: expect delivered?)
+    ("the provider approves the unapproved server, live",
+     ["approve", RACK_V4["unapproved"], "--hostname", "mail.customer.example", "--ticket", "T-1042"], True),
+    ("the customer switches port 25 off from a dashboard", ["suspend", RACK_V4["unapproved"]], False),
+    ("and back on", ["resume", RACK_V4["unapproved"]], True),
+    ("abuse complaints: the provider revokes it for good",
+     ["revoke", RACK_V4["unapproved"], "--ban", "--reason", "abuse complaints"], False),
+]
+
+
+def run_live(lab):
+    ok = True
+    src = RACK_V4["unapproved"]
+    for i, (what, args, expect) in enumerate(LIVE, len(STEPS) + 1):
+        lab.ctl(*args, json_out=False)
+        rc, secs, out = lab.swaks(src, MX_V4, 25, timeout=10)
+        good = (rc == 0) == expect
+        ok &= good
+        result = f"delivered ({secs:.2f}s)" if rc == 0 else f"refused ({secs:.2f}s)"
+        mark = f"{GREEN}ok{RESET}" if good else f"{RED}UNEXPECTED{RESET}"
+        say(f" {i:2}. {what}: portcullisctl {' '.join(args)}\n     {src} -> {MX_V4}:25: {result}  [{mark}]")
+    res = lab.ctl("approve", src, check=False, json_out=False)
+    good = res.returncode == 1 and "banned" in res.stderr
+    ok &= good
+    mark = f"{GREEN}ok{RESET}" if good else f"{RED}UNEXPECTED{RESET}"
+    say(f" {len(STEPS) + len(LIVE) + 1:2}. a later approve of the banned server is refused:\n     "
+        f"{res.stderr.strip()}  [{mark}]")
+    return ok
+
+
 def run_steps(lab):
     ok = True
     for i, (what, src, server, port, expect) in enumerate(STEPS, 1):
@@ -74,8 +105,10 @@ def main():
             f"{RACK_V6['unapproved']} not; {RACK_V4['unmanaged']} is outside the managed prefixes")
         say(f"\n{BOLD}== What customers' mail servers meet{RESET}")
         ok = run_steps(lab)
+        say(f"\n{BOLD}== Approvals on the running gateway{RESET} (portcullisctl, no restart)")
+        ok &= run_live(lab)
         got = len(lab.delivered())
-        want = sum(1 for s in STEPS if s[4])
+        want = sum(1 for s in STEPS if s[4]) + sum(1 for s in LIVE if s[2])
         say(f"\n   the SMTP server accepted {got} message(s); {want} were expected")
         ok &= got == want
         if args.once:
@@ -91,6 +124,8 @@ def main():
    ip netns exec {lab.ns_rack} swaks --server {MX_V4} --port 25 --local-interface {RACK_V4['unapproved']} --to you@example.net
    ip netns exec {lab.ns_rack} swaks --server {MX_V4} --port 25 --local-interface {RACK_V4['approved']} --to you@example.net
    ip netns exec {lab.ns_rack} swaks -6 --server {MX_V6} --port 587 --local-interface {RACK_V6['unapproved']} --to you@example.net
+   {lab.build_dir}/tools/portcullisctl --socket {lab.socket} approve {RACK_V4['unapproved']}
+   {lab.build_dir}/tools/portcullisctl --socket {lab.socket} list
    tail -f {lab.gateway_log}        # counters every 5 s
    the messages the SMTP server accepted: {lab.mx_log}""")
         while lab.gateway.poll() is None:
