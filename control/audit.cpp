@@ -37,8 +37,19 @@ std::string AuditLog::record(const Peer& peer, const std::string& cmd, const nlo
         if (n <= 0) return std::string("audit log write: ") + std::strerror(errno);
         off += static_cast<size_t>(n);
     }
+    if (batch_) {
+        unsynced_ = true;
+        return {};
+    }
     if (::fdatasync(fd_) != 0) return std::string("audit log sync: ") + std::strerror(errno);
     return {};
+}
+
+std::string AuditLog::end_batch() {
+    batch_ = false;
+    if (!unsynced_) return {};
+    unsynced_ = false;
+    return ::fdatasync(fd_) == 0 ? "" : std::string("audit log sync: ") + std::strerror(errno);
 }
 
 }  // namespace portcullis

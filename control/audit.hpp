@@ -22,9 +22,14 @@ class AuditLog {
     std::string record(const Peer& peer, const std::string& cmd, const nlohmann::json& args,
                        const nlohmann::json& before, const nlohmann::json& after, const std::string& result);
 
+    // Group commit, as in ApprovalStore.
+    void begin_batch() { batch_ = true; }
+    std::string end_batch();
+
   private:
     std::filesystem::path path_;
     int fd_ = -1;
+    bool batch_ = false, unsynced_ = false;
 };
 
 }  // namespace portcullis

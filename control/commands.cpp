@@ -1,6 +1,7 @@
 // Control protocol command handling (see commands.hpp).
 #include "control/commands.hpp"
 
+#include <rte_cycles.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -106,6 +107,30 @@ void ControlPlane::republish(int64_t now) {
     publisher_.publish(std::move(built.policy));
 }
 
+void ControlPlane::publish_change() {
+    if (batch_)
+        dirty_ = true;
+    else
+        republish(now_s());
+}
+
+void ControlPlane::begin_batch() {
+    batch_ = true;
+    dirty_ = false;
+    store_.begin_batch();
+    audit_.begin_batch();
+}
+
+std::string ControlPlane::end_batch() {
+    batch_ = false;
+    auto err = store_.end_batch();
+    if (auto aerr = audit_.end_batch(); !aerr.empty())
+        spdlog::error("{} (the changes themselves are saved)", aerr);
+    if (dirty_) republish(now_s());
+    dirty_ = false;
+    return err;
+}
+
 void ControlPlane::tick(int64_t now) {
     if (next_expiry_ != 0 && now >= next_expiry_) republish(now);
 }
@@ -163,8 +188,8 @@ json ControlPlane::commit(const std::string& cmd, const json& req, const Peer& p
     const json after_j = to_json(after);
     if (auto err = audit_.record(peer, cmd, req, before_j, after_j, "ok"); !err.empty())
         spdlog::error("{} (the change itself is saved)", err);
-    republish(now_s());
-    return ok({{"record", after_j}});
+    publish_change();
+    return ok({{"record", after_j}, {"_changed", true}});
 }
 
 json ControlPlane::approve(const json& req, const Peer& peer) {
@@ -320,6 +345,7 @@ json ControlPlane::status() const {
             {"inside_port", info_.inside_port},
             {"outside_port", info_.outside_port},
             {"workers", info_.workers},
+            {"tsc_hz", rte_get_tsc_hz()},
             {"policy_generation", publisher_.generation()},
             {"records", store_.records().size()},
             {"config_approvals", baseline_.size()},
@@ -384,8 +410,8 @@ json ControlPlane::import_commit(const Peer& peer, Session& session) {
         return fail("not saved: " + err + " (nothing imported)");
     }
     audit_.record(peer, "import", {{"entries", n}}, nullptr, {{"records", store_.records().size()}}, "ok");
-    republish(now);
-    return ok({{"applied", n}, {"records", store_.records().size()}});
+    publish_change();
+    return ok({{"applied", n}, {"records", store_.records().size()}, {"_changed", true}});
 }
 
 json ControlPlane::overlay(const std::string& set, const json& req, const Peer& peer) {
@@ -410,8 +436,8 @@ json ControlPlane::overlay(const std::string& set, const json& req, const Peer& 
     json before_j = json::array();
     for (const auto& q : before) before_j.push_back(to_string(q));
     audit_.record(peer, set, req, before_j, after, "ok");
-    republish(now_s());
-    return ok({{"prefixes", std::move(after)}});
+    publish_change();
+    return ok({{"prefixes", std::move(after)}, {"_changed", true}});
 }
 
 }  // namespace portcullis

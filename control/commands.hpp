@@ -37,8 +37,13 @@ class ControlPlane {
     ControlPlane(const Config& cfg, ApprovalStore& store, PolicyPublisher& publisher, AuditLog& audit,
                  std::function<Totals()> counters, DaemonInfo info);
 
-    // Handles one request line; never throws.
+    // Handles one request line; never throws. A reply to a request that changed something carries the
+    // internal key "_changed" (the server strips it) so that a failed batch sync can turn it into an error.
     nlohmann::json handle(const std::string& line, const Peer& peer, Session& session);
+    // Group commit around every request read in one pass of the server: one journal sync, one audit sync
+    // and one snapshot publication for all of them. end_batch() returns "" or why the changes are not saved.
+    void begin_batch();
+    std::string end_batch();
     // Rebuilds the snapshot when an approval has expired since the last one. Call about once a second.
     void tick(int64_t now);
     // Builds and publishes a snapshot from the configuration and the store.
@@ -58,6 +63,7 @@ class ControlPlane {
     // A durable, audited, published change of one record.
     nlohmann::json commit(const std::string& cmd, const nlohmann::json& req, const Peer& peer,
                           const Approval* before, const Approval& after);
+    void publish_change();  // now, or at the end of the batch
     // The most specific record covering p among the store's and the config's baseline (nullptr if none).
     std::pair<const Approval*, const char*> effective_record(const Prefix& p) const;
 
@@ -68,6 +74,7 @@ class ControlPlane {
     std::function<Totals()> counters_;
     DaemonInfo info_;
     int64_t next_expiry_ = 0;
+    bool batch_ = false, dirty_ = false;
     std::map<Prefix, Approval, PrefixLess> baseline_;  // the config file's approvals, as records
 };
 

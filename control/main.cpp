@@ -105,10 +105,12 @@ int main(int argc, char** argv) {
     AuditLog audit(std::filesystem::path(cfg.state_dir) / "audit.log");
     if (auto err = audit.open(); !err.empty()) return die(err);
     ControlPlane* control = nullptr;
-    ControlServer server(cfg.control_socket, cfg.control_group,
-                         [&](const std::string& line, const Peer& peer, Session& session) {
-                             return control->handle(line, peer, session);
-                         });
+    ControlServer server(
+        cfg.control_socket, cfg.control_group,
+        [&](const std::string& line, const Peer& peer, Session& session) {
+            return control->handle(line, peer, session);
+        },
+        ControlServer::Batch{[&] { control->begin_batch(); }, [&] { return control->end_batch(); }});
     if (auto err = server.listen(); !err.empty()) return die(err);
     const auto now_s = [] {
         return std::chrono::duration_cast<std::chrono::seconds>(

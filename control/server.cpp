@@ -43,8 +43,11 @@ Peer peer_of(int fd) {
 
 }  // namespace
 
-ControlServer::ControlServer(std::string path, std::string group, Handler handler)
-    : path_(std::move(path)), group_(std::move(group)), handler_(std::move(handler)) {}
+ControlServer::ControlServer(std::string path, std::string group, Handler handler, Batch batch)
+    : path_(std::move(path)),
+      group_(std::move(group)),
+      handler_(std::move(handler)),
+      batch_(std::move(batch)) {}
 
 ControlServer::~ControlServer() {
     for (auto& c : clients_) ::close(c.fd);
@@ -160,7 +163,7 @@ void ControlServer::read_client(Client& c) {
         if (!line.empty() && line.back() == '\r') line.pop_back();
         start = nl + 1;
         if (line.empty()) continue;
-        c.out += handler_(line, c.peer, c.session).dump() + "\n";
+        c.replies.push_back(handler_(line, c.peer, c.session));
     }
     c.in.erase(0, start);
     if (c.in.size() > kMaxLine) {
@@ -199,11 +202,24 @@ void ControlServer::poll_once(int timeout_ms) {
     if (::poll(fds.data(), fds.size(), timeout_ms) < 0) return;
 
     const auto now = std::chrono::steady_clock::now();
+    // Pass 1: read and handle every complete request, as one batch.
+    batch_.begin();
     size_t i = 1;
-    for (auto it = clients_.begin(); it != clients_.end(); ++i) {
+    for (auto& c : clients_)
+        if (fds[i++].revents & (POLLIN | POLLHUP | POLLERR)) read_client(c);
+    const std::string unsaved = batch_.end();
+    // Pass 2: release the replies (turned into errors if the batch is not durable), write, expire, close.
+    for (auto it = clients_.begin(); it != clients_.end();) {
         Client& c = *it;
-        const short re = fds[i].revents;
-        if (re & (POLLIN | POLLHUP | POLLERR)) read_client(c);
+        for (auto& r : c.replies) {
+            if (r.contains("_changed")) {
+                r.erase("_changed");
+                if (!unsaved.empty())
+                    r = {{"v", kProtocolVersion}, {"ok", false}, {"error", "not saved: " + unsaved}};
+            }
+            c.out += r.dump() + "\n";
+        }
+        c.replies.clear();
         if (!c.closing && (now > c.line_deadline || now - c.last_activity > kIdleTimeout)) {
             c.out +=
                 nlohmann::json{

@@ -9,6 +9,7 @@
 #include <functional>
 #include <list>
 #include <string>
+#include <vector>
 
 #include "control/audit.hpp"
 #include "control/commands.hpp"
@@ -24,8 +25,14 @@ class ControlServer {
     static constexpr std::chrono::seconds kIdleTimeout{600};  // a connection with no traffic at all
 
     using Handler = std::function<nlohmann::json(const std::string& line, const Peer&, Session&)>;
+    // Called around each pass over the readable clients: replies are sent only after end() says the pass's
+    // changes are durable (""); otherwise every reply that changed something becomes that error.
+    struct Batch {
+        std::function<void()> begin;
+        std::function<std::string()> end;
+    };
 
-    ControlServer(std::string path, std::string group, Handler handler);
+    ControlServer(std::string path, std::string group, Handler handler, Batch batch);
     ~ControlServer();
 
     // Creates the directory (0750), refuses to take over a live daemon's socket, binds (0660). "" or why not.
@@ -39,6 +46,7 @@ class ControlServer {
         int fd = -1;
         Peer peer;
         std::string in, out;
+        std::vector<nlohmann::json> replies;                  // this pass's, held until the batch is durable
         bool closing = false;                                 // close once `out` is flushed
         std::chrono::steady_clock::time_point line_deadline;  // max(): no line pending
         std::chrono::steady_clock::time_point last_activity;
@@ -50,6 +58,7 @@ class ControlServer {
 
     std::string path_, group_;
     Handler handler_;
+    Batch batch_;
     int listen_fd_ = -1;
     std::list<Client> clients_;
 };

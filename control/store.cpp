@@ -209,15 +209,30 @@ std::string ApprovalStore::compact() {
 
 std::string ApprovalStore::append(const nlohmann::json& entry) {
     const std::string line = entry.dump() + "\n";
-    if (!write_all(journal_fd_, line) || ::fdatasync(journal_fd_) != 0) return errno_text("journal write");
+    if (!write_all(journal_fd_, line)) return errno_text("journal write");
     ++journal_entries_;
-    return {};
+    if (batch_) {
+        unsynced_ = true;
+        return {};
+    }
+    return ::fdatasync(journal_fd_) == 0 ? "" : errno_text("journal sync");
+}
+
+void ApprovalStore::begin_batch() {
+    batch_ = true;
+}
+
+std::string ApprovalStore::end_batch() {
+    batch_ = false;
+    if (!unsynced_) return {};
+    unsynced_ = false;
+    return ::fdatasync(journal_fd_) == 0 ? "" : errno_text("journal sync");
 }
 
 void ApprovalStore::maybe_compact() {
-    // The change is already durable in the journal; a failed compaction leaves the journal as it was
-    // and is tried again at the next change.
-    if (journal_entries_ >= kCompactEvery) compact();
+    // The change is already in the journal; a failed compaction leaves the journal as it was and is tried
+    // again at the next change. A compaction also makes what the batch wrote so far durable.
+    if (journal_entries_ >= kCompactEvery && compact().empty()) unsynced_ = false;
 }
 
 std::string ApprovalStore::put(const Approval& a) {

@@ -2,9 +2,10 @@
 // a state directory so that nothing acknowledged is ever lost.
 //
 // On disk: approvals.json, a full snapshot written to a temporary file, fsync'd, renamed into place and the
-// directory fsync'd; and journal.jsonl, one line per change since that snapshot, each fdatasync'd before the
-// mutation returns. A crash can only tear the journal's last line, which was never acknowledged: open() drops
-// it and says so. The journal is folded into a new snapshot every kCompactEvery changes and on every import.
+// directory fsync'd; and journal.jsonl, one line per change since that snapshot, fdatasync'd before the
+// mutation returns (or, in a batch, before the batch ends: the caller acknowledges only then). A crash can
+// only tear the journal's last line, which was never acknowledged: open() drops it and says so. The journal
+// is folded into a new snapshot every kCompactEvery changes and on every import.
 #pragma once
 
 #include <filesystem>
@@ -53,6 +54,11 @@ class ApprovalStore {
     std::string change_overlay(const std::string& set, bool add, const Prefix& p,
                                const std::vector<Prefix>& configured);
 
+    // Group commit: between begin_batch() and end_batch(), journal appends are written but not synced;
+    // end_batch() syncs them once ("" or why not). Callers acknowledge nothing before end_batch() succeeds.
+    void begin_batch();
+    std::string end_batch();
+
     const std::filesystem::path& dir() const { return dir_; }
     size_t journal_entries() const { return journal_entries_; }
 
@@ -68,6 +74,7 @@ class ApprovalStore {
     Overlay managed_, relay_;
     uint64_t seq_ = 0;  // sequence number of the last change applied
     int journal_fd_ = -1;
+    bool batch_ = false, unsynced_ = false;
     size_t journal_entries_ = 0;
 };
 

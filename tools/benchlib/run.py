@@ -1,0 +1,268 @@
+#!/usr/bin/python3
+"""The benchmark behind tools/bench: portcullis and dpdk-testpmd --forward-mode=io, one after the other on the same
+virtual devices (net_pcap replaying a mix from memory with infinite_rx=1 into the worker, net_null as the sink),
+each on one worker lcore. Rates come from each process's own ethdev counters read through its DPDK telemetry
+socket, so both are measured the same way. Prints, per mix, the median over repetitions of: gateway Mpps,
+testpmd Mpps, their ratio, and the gateway's cycles per packet (its worker spins: TSC Hz / packets per second).
+Then the control-plane figures: a 100,000-entry import, and 1,000 approval changes a second against the replayed
+mix, with the frames lost meanwhile."""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tools" / "lab"))
+from portcullis_lab import wait_for  # noqa: E402
+
+WORK = Path("/tmp/portcullis-bench")
+
+
+class Telemetry:
+    def __init__(self, prefix):
+        self.path = f"/var/run/dpdk/{prefix}/dpdk_telemetry.v2"
+        self.sock = None
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        s.connect(self.path)
+        s.recv(4096)
+        self.sock = s
+
+    def stats(self, port):
+        self.sock.send(f"/ethdev/stats,{port}".encode())
+        return json.loads(self.sock.recv(1 << 16))["/ethdev/stats"]
+
+    def close(self):
+        if self.sock:
+            self.sock.close()
+
+
+def memory_args(huge):
+    return ["--socket-mem", "2048", "--huge-unlink=always"] if huge else ["--no-huge", "-m", "2048"]
+
+
+def vdevs(pcap):
+    return [f"--vdev=net_pcap0,rx_pcap={pcap},infinite_rx=1", "--vdev=net_null0,no-rx=1"]
+
+
+def start(cmd, log):
+    return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def measure(prefix, proc, seconds, log):
+    """Mpps received on port 0 over `seconds`, after a 1 s warm-up."""
+    tel = Telemetry(prefix)
+    wait_for(f"{prefix} telemetry", lambda: os.path.exists(tel.path), timeout=60, proc=proc, log=log)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            tel.connect()
+            if tel.stats(0)["ipackets"] > 0:
+                break
+        except (OSError, KeyError, TypeError, json.JSONDecodeError):
+            tel.close()
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"{prefix} never started receiving; see {log}")
+        time.sleep(0.2)
+    time.sleep(1.0)
+    a, t0 = tel.stats(0)["ipackets"], time.monotonic()
+    time.sleep(seconds)
+    b, t1 = tel.stats(0)["ipackets"], time.monotonic()
+    tel.close()
+    return (b - a) / (t1 - t0) / 1e6
+
+
+def gateway_cmd(build, prefix, pcap, huge, extra=()):
+    return [str(build / "control" / "portcullis"), "-l", "0-1", *memory_args(huge), "--no-pci",
+            f"--file-prefix={prefix}", "--log-level=lib.eal:warning", *vdevs(pcap), "--",
+            "--config", str(REPO / "configs" / "bench.conf"), "--mbufs", "200000",
+            "--control_socket", str(WORK / f"{prefix}.sock"), "--state_dir", str(WORK / f"{prefix}-state"), *extra]
+
+
+def testpmd_cmd(prefix, pcap, huge):
+    return ["dpdk-testpmd", "-l", "0-1", *memory_args(huge), "--no-pci", f"--file-prefix={prefix}",
+            "--log-level=lib.eal:warning", *vdevs(pcap), "--", "--total-num-mbufs=200000", "--forward-mode=io",
+            "-a", "--stats-period=3"]
+
+
+def ctl(build, prefix, *args):
+    res = subprocess.run([str(build / "tools" / "portcullisctl"), "--socket", str(WORK / f"{prefix}.sock"), "--json",
+                          *args], capture_output=True, text=True, timeout=600)
+    if res.returncode != 0:
+        raise RuntimeError(f"portcullisctl {' '.join(args)}: {res.stderr.strip()}")
+    return json.loads(res.stdout)
+
+
+def run_gateway(build, prefix, pcap, huge, seconds):
+    shutil.rmtree(WORK / f"{prefix}-state", ignore_errors=True)
+    log = WORK / f"{prefix}.log"
+    proc = start(gateway_cmd(build, prefix, pcap, huge), log)
+    try:
+        mpps = measure(prefix, proc, seconds, log)
+        tsc = ctl(build, prefix, "status")["tsc_hz"]
+    finally:
+        stop(proc)
+    return mpps, tsc
+
+
+def run_testpmd(prefix, pcap, huge, seconds):
+    log = WORK / f"{prefix}.log"
+    proc = start(testpmd_cmd(prefix, pcap, huge), log)
+    try:
+        return measure(prefix, proc, seconds, log)
+    finally:
+        stop(proc)
+
+
+class ChangeStorm(threading.Thread):
+    """Sends `rate` approve/revoke requests a second, pipelined on one connection, for `seconds`."""
+
+    def __init__(self, sock_path, rate, seconds):
+        super().__init__(daemon=True)
+        self.sock_path, self.rate, self.seconds = sock_path, rate, seconds
+        self.sent = self.acked = self.errors = 0
+        self.elapsed = 0.0
+        self.latencies = []
+
+    def run(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(self.sock_path))
+        s.setblocking(False)
+        start = time.monotonic()
+        sent_at = []
+        buf = pending = b""
+        total = int(self.rate * self.seconds)
+        while self.acked + self.errors < total:
+            now = time.monotonic()
+            due = min(total, int((now - start) * self.rate) + 1)
+            while self.sent < due:
+                i = self.sent
+                addr = f"198.51.100.{64 + i % 128}"
+                req = {"v": 1, "cmd": "approve" if i % 2 == 0 else "revoke", "addr": addr}
+                pending += (json.dumps(req) + "\n").encode()
+                sent_at.append(time.monotonic())
+                self.sent += 1
+            if pending:
+                try:
+                    n = s.send(pending)
+                    pending = pending[n:]
+                except BlockingIOError:
+                    pass
+            try:
+                buf += s.recv(1 << 16)
+            except BlockingIOError:
+                time.sleep(0.0005)
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                reply = json.loads(line)
+                self.latencies.append(time.monotonic() - sent_at[self.acked + self.errors])
+                if reply.get("ok"):
+                    self.acked += 1
+                else:
+                    self.errors += 1
+            if time.monotonic() - start > self.seconds + 30:
+                break
+        self.elapsed = time.monotonic() - start
+        s.close()
+
+
+def control_bench(build, pcap, huge, seconds):
+    prefix = "benchctl"
+    shutil.rmtree(WORK / f"{prefix}-state", ignore_errors=True)
+    log = WORK / f"{prefix}.log"
+    proc = start(gateway_cmd(build, prefix, pcap, huge), log)
+    out = {}
+    try:
+        quiet = measure(prefix, proc, seconds, log)
+        storm = ChangeStorm(WORK / f"{prefix}.sock", 1000, seconds + 1.5)
+        storm.start()
+        during = measure(prefix, proc, seconds, log)
+        storm.join()
+        out.update(quiet=quiet, during=during, sent=storm.sent, acked=storm.acked, errors=storm.errors,
+                   rate=storm.acked / storm.elapsed,
+                   p99_ms=1000 * statistics.quantiles(storm.latencies, n=100)[98] if storm.latencies else 0)
+        lines = WORK / "import-100k.txt"
+        with open(lines, "w") as f:
+            for i in range(100_000):
+                f.write(f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255} hostname=h{i}.example.com ticket=T-{i}\n")
+        t0 = time.monotonic()
+        ctl(build, prefix, "import", str(lines))
+        out["import_s"] = time.monotonic() - t0
+        c = ctl(build, prefix, "stats")["counters"]
+        out["counters"] = c
+    finally:
+        stop(proc)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=str(REPO / "build"))
+    ap.add_argument("--seconds", type=float, default=3.0, help="measurement window per run")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--flows", type=int, default=131072)
+    ap.add_argument("--hugepages", action="store_true", help="back both programs with hugepages (reserve them first)")
+    ap.add_argument("--skip-control", action="store_true")
+    args = ap.parse_args()
+    build = Path(args.build)
+    WORK.mkdir(parents=True, exist_ok=True)
+    mixes = {}
+    for mix in ("nonsmtp64", "imix"):
+        pcap = WORK / f"{mix}.pcap"
+        subprocess.run(["/usr/bin/python3", str(REPO / "tools/benchlib/mix.py"), mix, str(pcap), "--flows",
+                        str(args.flows)], check=True)
+        mixes[mix] = pcap
+    mem = "hugepages" if args.hugepages else "--no-huge"
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    print(f"\nmachine: {os.cpu_count()} cores, {cpu}; memory: {mem}; one worker lcore; "
+          f"{args.reps} repetitions of {args.seconds:.0f} s, medians")
+    print(f"{'mix':<12}{'gateway Mpps':>14}{'testpmd Mpps':>14}{'ratio':>8}{'cycles/pkt':>12}")
+    for mix, pcap in mixes.items():
+        gw, ref, ratio, cyc = [], [], [], []
+        for _ in range(args.reps):
+            g, tsc = run_gateway(build, "benchgw", pcap, args.hugepages, args.seconds)
+            t = run_testpmd("benchref", pcap, args.hugepages, args.seconds)
+            gw.append(g)
+            ref.append(t)
+            ratio.append(g / t)
+            cyc.append(tsc / (g * 1e6))
+        print(f"{mix:<12}{statistics.median(gw):>14.2f}{statistics.median(ref):>14.2f}"
+              f"{statistics.median(ratio):>8.2f}{statistics.median(cyc):>12.0f}", flush=True)
+    if args.skip_control:
+        return 0
+    c = control_bench(build, mixes["imix"], args.hugepages, args.seconds)
+    cnt = c["counters"]
+    lost = cnt["tx_full_outside"] + cnt["tx_full_inside"] + cnt["multi_segment"]
+    accounted = (cnt["fwd_outbound"] + cnt["rst_sent"] + cnt["dropped_refused"] + lost +
+                 sum(v for k, v in cnt.items() if k.startswith("malformed_")))
+    print("\ncontrol plane, against the imix replay:")
+    print(f"  1,000 changes/s: {c['acked']} acknowledged, {c['errors']} refused, at {c['rate']:.0f}/s; "
+          f"reply p99 {c['p99_ms']:.1f} ms")
+    print(f"  gateway Mpps quiet {c['quiet']:.2f}, during the changes {c['during']:.2f} "
+          f"({c['during'] / c['quiet']:.2f} of quiet)")
+    print(f"  frames received {cnt['rx_inside']}, accounted for {accounted}, lost {lost + cnt['rx_inside'] - accounted}")
+    print(f"  import of 100,000 entries: {c['import_s']:.2f} s (portcullisctl import, acknowledged and published)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
