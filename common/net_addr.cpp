@@ -8,12 +8,6 @@
 
 namespace portcullis {
 
-u128 v6_from_bytes(const uint8_t* b) {
-    u128 v = 0;
-    for (int i = 0; i < 16; ++i) v = (v << 8) | b[i];
-    return v;
-}
-
 std::array<uint8_t, 16> v6_to_bytes(u128 v) {
     std::array<uint8_t, 16> out{};
     for (int i = 15; i >= 0; --i) {
@@ -21,10 +15,6 @@ std::array<uint8_t, 16> v6_to_bytes(u128 v) {
         v >>= 8;
     }
     return out;
-}
-
-IpAddr IpAddr::from_v6_bytes(const uint8_t* wire16) {
-    return from_v6(v6_from_bytes(wire16));
 }
 
 static u128 mask6(uint8_t len) {

@@ -19,7 +19,7 @@ struct IpAddr {
 
     static IpAddr from_v4(uint32_t host_order) { return IpAddr{false, host_order, 0}; }
     static IpAddr from_v6(u128 host_order) { return IpAddr{true, 0, host_order}; }
-    static IpAddr from_v6_bytes(const uint8_t* wire16);
+    static IpAddr from_v6_bytes(const uint8_t* wire16);  // defined below v6_from_bytes
 
     bool operator==(const IpAddr&) const = default;
 };
@@ -48,7 +48,15 @@ std::optional<Prefix> parse_prefix(std::string_view text, std::string* why = nul
 std::string to_string(const IpAddr& a);
 std::string to_string(const Prefix& p);
 
-u128 v6_from_bytes(const uint8_t* wire16);
+// Per-packet: two big-endian 64-bit loads.
+inline u128 v6_from_bytes(const uint8_t* wire16) {
+    uint64_t hi, lo;
+    __builtin_memcpy(&hi, wire16, 8);
+    __builtin_memcpy(&lo, wire16 + 8, 8);
+    return (u128{__builtin_bswap64(hi)} << 64) | __builtin_bswap64(lo);
+}
 std::array<uint8_t, 16> v6_to_bytes(u128 v);
+
+inline IpAddr IpAddr::from_v6_bytes(const uint8_t* wire16) { return from_v6(v6_from_bytes(wire16)); }
 
 }  // namespace portcullis
