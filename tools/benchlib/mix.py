@@ -83,15 +83,24 @@ def imix(flows, rng):
     sizes = [60] * 7 + [590] * 4 + [1514]
     out = []
     for i in range(flows):
+        vlan = 100 + i % 7 if i % 10 == 0 else None
+        sport = 1024 + (i * 7) % 60000
+        if i % 100 == 0:  # 1% of flows are SMTP sessions (8 frames each): ~6% of frames
+            k = i // 100
+            dport = 25 if k % 2 == 0 else 587
+            host = (k * 37) % 250 + 1  # approved below 64 (configs/bench.conf), not above
+            if k % 3 == 0:
+                src, dst = v6(host), v6(k % 65000 + 1, 0x0025)
+            elif k % 3 == 1:
+                src, dst = v4(198, 51, 100, host), v4(203, 0, 113, k % 250 + 1)
+            else:  # unmanaged
+                src, dst = v4(192, 0, 2, host), v4(203, 0, 113, k % 250 + 1)
+            out.extend(smtp_session(src, dst, sport, dport, vlan))
+            continue
         six = i % 4 == 0
         src = v6(i % 65000 + 1) if six else (v4(198, 51, 100, i % 250 + 1) if i % 2 else v4(192, 0, 2, i % 250 + 1))
         dst = v6(i % 65000 + 1, 0x0025) if six else v4(203, 0, 113, (i >> 8) % 250 + 1)
-        vlan = 100 + i % 7 if i % 10 == 0 else None
-        sport = 1024 + (i * 7) % 60000
-        if i % 100 < 1:  # 1% of flows are SMTP sessions (8 frames each): ~6% of frames
-            dport = 25 if i % 200 < 1 else 587
-            out.extend(smtp_session(src, dst, sport, dport, vlan))
-        elif i % 5 == 0:
+        if i % 5 == 0:
             out.append(frame(src, dst, 17, sport, rng.choice((53, 123, 443)), rng.choice(sizes), vlan=vlan))
         else:
             out.append(frame(src, dst, 6, sport, rng.choice((80, 443, 8443)), rng.choice(sizes), vlan=vlan))
