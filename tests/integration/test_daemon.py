@@ -1,8 +1,8 @@
 """The daemon as an operator starts it: bad configuration ends with one clear line and a non-zero exit code,
 never a half-started gateway; SIGINT stops it cleanly. Uses net_null ports in a namespace of its own."""
+import json
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -100,7 +100,13 @@ def test_sigint_stops_cleanly_with_counters(env):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for("ready file", ready.exists, timeout=30, proc=proc)
-        time.sleep(0.3)  # let the worker spin: net_null hands it frames
+        ctl = [str(env.build_dir / "tools" / "portcullisctl"), "--socket", f"{WORK}/ctl.sock", "--json", "stats"]
+
+        def forwarding():  # net_null hands the worker frames as fast as it takes them
+            res = subprocess.run(ctl, capture_output=True, text=True)
+            return res.returncode == 0 and json.loads(res.stdout)["counters"]["fwd_outbound"] > 0
+
+        wait_for("frames forwarded", forwarding, timeout=30, proc=proc)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
     finally:
