@@ -85,13 +85,15 @@ bool in_list(const std::vector<Prefix>& list, const IpAddr& a) {
 }  // namespace
 
 ControlPlane::ControlPlane(const Config& cfg, ApprovalStore& store, PolicyPublisher& publisher,
-                           AuditLog& audit, std::function<Totals()> counters, DaemonInfo info)
+                           AuditLog& audit, std::function<Totals()> counters, DaemonInfo info,
+                           const SourceStats* sources)
     : cfg_(cfg),
       store_(store),
       publisher_(publisher),
       audit_(audit),
       counters_(std::move(counters)),
-      info_(info) {
+      info_(info),
+      sources_(sources) {
     for (const auto& p : cfg.approved) {
         Approval a;
         a.prefix = p;
@@ -158,7 +160,14 @@ json ControlPlane::handle(const std::string& line, const Peer& peer, Session& se
 
 json ControlPlane::dispatch(const std::string& cmd, const json& req, const Peer& peer, Session& session) {
     if (cmd == "status") return ok(status());
-    if (cmd == "stats") return ok({{"counters", counters_json(counters_())}});
+    if (cmd == "stats") {
+        json body = {{"counters", counters_json(counters_())}};
+        if (sources_) {
+            body["top_refused_sources"] = sources_->top(10);
+            body["untracked_sources"] = sources_->untracked();
+        }
+        return ok(body);
+    }
     if (cmd == "approve") return approve(req, peer);
     if (cmd == "suspend" || cmd == "resume" || cmd == "revoke") return set_state(cmd, req, peer);
     if (cmd == "list") return ok(list(req));
@@ -327,6 +336,7 @@ json ControlPlane::show(const json& req) const {
     else
         verdict = "refused on blocked ports: not approved";
     json j = {{"addr", to_string(p)}, {"managed", managed}, {"relay", relay}, {"verdict", verdict}};
+    if (sources_ && p.len == p.max_len()) j["refusals"] = sources_->of(p.addr);
     if (rec) {
         j["record"] = to_json(*rec);
         j["record"]["source"] = source;

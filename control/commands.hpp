@@ -13,6 +13,7 @@
 #include "control/audit.hpp"
 #include "control/config.hpp"
 #include "control/publisher.hpp"
+#include "control/source_stats.hpp"
 #include "control/stats.hpp"
 #include "control/store.hpp"
 
@@ -34,8 +35,9 @@ struct DaemonInfo {
 
 class ControlPlane {
   public:
+    // sources may be null (no per-source refusal figures).
     ControlPlane(const Config& cfg, ApprovalStore& store, PolicyPublisher& publisher, AuditLog& audit,
-                 std::function<Totals()> counters, DaemonInfo info);
+                 std::function<Totals()> counters, DaemonInfo info, const SourceStats* sources = nullptr);
 
     // Handles one request line; never throws. A reply to a request that changed something carries the
     // internal key "_changed" (the server strips it) so that a failed batch sync can turn it into an error.
@@ -73,6 +75,7 @@ class ControlPlane {
     AuditLog& audit_;
     std::function<Totals()> counters_;
     DaemonInfo info_;
+    const SourceStats* sources_;
     int64_t next_expiry_ = 0;
     bool batch_ = false, dirty_ = false;
     std::map<Prefix, Approval, PrefixLess> baseline_;  // the config file's approvals, as records

@@ -30,9 +30,13 @@
 #include "control/ports.hpp"
 #include "control/publisher.hpp"
 #include "control/server.hpp"
+#include "control/source_stats.hpp"
 #include "control/stats.hpp"
 #include "control/store.hpp"
+#include "dataplane/events.hpp"
 #include "dataplane/worker.hpp"
+
+#include <rte_ring_elem.h>
 
 namespace {
 
@@ -152,13 +156,21 @@ int main(int argc, char** argv) {
         std::vector<std::unique_ptr<Counters>> counters;
         std::vector<WorkerContext> contexts(workers);
         std::vector<const Counters*> counter_view;
+        std::vector<rte_ring*> event_rings;
+        SourceStats sources;
         unsigned q = 0, lcore;
         RTE_LCORE_FOREACH_WORKER(lcore) {
             counters.push_back(std::make_unique<Counters>());
             counter_view.push_back(counters.back().get());
-            contexts[q] = WorkerContext{cfg.inside_port,      cfg.outside_port, static_cast<uint16_t>(q),
-                                        &publisher.current(), &g_stop,          counters.back().get(),
-                                        publisher.qsbr()};
+            const std::string ring_name = "portcullis_ev" + std::to_string(q);
+            rte_ring* ring =
+                rte_ring_create_elem(ring_name.c_str(), sizeof(RefusalEvent), kEventRingSize,
+                                     static_cast<int>(rte_socket_id()), RING_F_SP_ENQ | RING_F_SC_DEQ);
+            if (!ring) spdlog::warn("no refusal event ring for worker {}: per-source figures are off", q);
+            if (ring) event_rings.push_back(ring);
+            contexts[q] = WorkerContext{
+                cfg.inside_port, cfg.outside_port,      static_cast<uint16_t>(q), &publisher.current(),
+                &g_stop,         counters.back().get(), publisher.qsbr(),         ring};
             publisher.register_worker(q);
             rte_eal_remote_launch(worker_main, &contexts[q], lcore);
             ++q;
@@ -166,7 +178,7 @@ int main(int argc, char** argv) {
 
         ControlPlane plane(
             cfg, store, publisher, audit, [&] { return sum_counters(counter_view); },
-            DaemonInfo{cfg.inside_port, cfg.outside_port, workers, now_s()});
+            DaemonInfo{cfg.inside_port, cfg.outside_port, workers, now_s()}, &sources);
         control = &plane;
         plane.republish(now_s());  // arms the expiry timer
 
@@ -183,6 +195,7 @@ int main(int argc, char** argv) {
         auto next_report = std::chrono::steady_clock::now() + std::chrono::seconds(cfg.stats_interval);
         while (!g_stop.load()) {
             server.poll_once(100);
+            sources.drain(event_rings, now_s());
             plane.tick(now_s());
             if (cfg.stats_interval && std::chrono::steady_clock::now() >= next_report) {
                 spdlog::info("counters: {}", stats_line(sum_counters(counter_view)));
@@ -196,6 +209,7 @@ int main(int argc, char** argv) {
         if (!cfg.ready_file.empty()) std::filesystem::remove(cfg.ready_file);
         for (auto port : {cfg.inside_port, cfg.outside_port}) port_stop(port);
         spdlog::info("final counters:\n{}", stats_table(sum_counters(counter_view)));
+        for (auto* ring : event_rings) rte_ring_free(ring);
         control = nullptr;
     }
     spdlog::shutdown();

@@ -39,7 +39,8 @@ namespace portcullis {
     X(malformed_tcp_bad_offset, "dropped: TCP data offset < 5 or past the segment")               \
     X(multi_segment, "dropped: refused frame spread over chained mbufs (cannot answer in place)") \
     X(tx_full_outside, "dropped: outside port TX queue full")                                     \
-    X(tx_full_inside, "dropped: inside port TX queue full")
+    X(tx_full_inside, "dropped: inside port TX queue full")                                       \
+    X(events_lost, "refusal events not reported per source (event ring full); verdicts unaffected")
 
 enum class Ctr : uint16_t {
 #define PORTCULLIS_ENUM(name, help) name,

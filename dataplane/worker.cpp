@@ -4,7 +4,10 @@
 #include <rte_ethdev.h>
 #include <rte_prefetch.h>
 
+#include <rte_ring_elem.h>
+
 #include "dataplane/classify.hpp"
+#include "dataplane/events.hpp"
 #include "dataplane/respond.hpp"
 
 namespace portcullis {
@@ -36,7 +39,8 @@ void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pk
     rte_mbuf* fwd[kBurst];
     rte_mbuf* back[kBurst];
     rte_mbuf* drop[kBurst];
-    uint16_t nf = 0, nb = 0, nd = 0;
+    RefusalEvent events[kBurst];
+    uint16_t nf = 0, nb = 0, nd = 0, ne = 0;
 
     c.add(Ctr::rx_inside, n);
     for (uint16_t i = 0; i < n; ++i) {
@@ -51,8 +55,14 @@ void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pk
             continue;
         }
         c.add(d.reason);
-        if (d.reason == Ctr::refused_unapproved && (p.tcp_flags & tcpflag::SYN))
-            c.add(Ctr::refused_unapproved_syn);
+        if (d.reason == Ctr::refused_unapproved) {
+            const uint8_t syn = (p.tcp_flags & tcpflag::SYN) ? 1 : 0;
+            if (syn) c.add(Ctr::refused_unapproved_syn);
+            auto& e = events[ne++];
+            e.src = p.src;
+            e.dport = p.dport;
+            e.syn = syn;
+        }
         if (d.verdict == Verdict::Refuse && m->nb_segs == 1) {
             const uint32_t len = make_rst_in_place(data, p);
             m->data_len = static_cast<uint16_t>(len);
@@ -68,6 +78,11 @@ void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pk
     c.add(Ctr::fwd_outbound, send_or_free(ctx.outside_port, ctx.queue, fwd, nf, c, Ctr::tx_full_outside));
     c.add(Ctr::rst_sent, send_or_free(ctx.inside_port, ctx.queue, back, nb, c, Ctr::tx_full_inside));
     if (nd) rte_pktmbuf_free_bulk(drop, nd);
+    if (ne && ctx.events) {
+        const unsigned queued =
+            rte_ring_enqueue_burst_elem(ctx.events, events, sizeof(RefusalEvent), ne, nullptr);
+        if (queued < ne) c.add(Ctr::events_lost, ne - queued);
+    }
 }
 
 int worker_main(void* arg) {

@@ -4,6 +4,7 @@
 
 #include <rte_mbuf.h>
 #include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
 
 #include <atomic>
 #include <cstdint>
@@ -23,6 +24,7 @@ struct WorkerContext {
     const std::atomic<bool>* stop = nullptr;
     Counters* counters = nullptr;
     rte_rcu_qsbr* qsbr = nullptr;  // registered (thread id = queue) and online before launch
+    rte_ring* events = nullptr;  // refusal events to the control thread (RefusalEvent elements); may be null
 };
 
 // The lcore entry point (rte_eal_remote_launch): arg is a WorkerContext*. Returns when *stop is set.

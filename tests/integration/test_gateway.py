@@ -75,6 +75,28 @@ def test_inbound_port_25_is_never_touched(lab):
         proc.wait()
 
 
+def test_refusals_are_reported_per_source(lab):
+    """The operator can see who is being refused, how often and where to, without reading packet captures."""
+    import json
+    import time
+
+    def attempts():
+        return json.loads(lab.ctl("show", RACK_V4["unapproved"]).stdout)["refusals"]["attempts"]
+
+    before = attempts()
+    rc, _, _ = lab.swaks(RACK_V4["unapproved"], MX_V4, 25)
+    assert rc != 0
+    deadline = time.monotonic() + 5  # the control loop drains refusal events every 100 ms
+    while attempts() == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    shown = json.loads(lab.ctl("show", RACK_V4["unapproved"]).stdout)["refusals"]
+    assert shown["attempts"] == before + 1 and shown["last_port"] == 25
+    top = json.loads(lab.ctl("stats").stdout)["top_refused_sources"]
+    assert RACK_V4["unapproved"] in [e["addr"] for e in top]
+    assert RACK_V6["unapproved"] in [e["addr"] for e in top]
+    assert json.loads(lab.ctl("show", RACK_V4["approved"]).stdout)["refusals"]["refused"] == 0
+
+
 def test_sigterm_stops_cleanly_and_reports_refusals(lab: Lab):
     """Runs last in this module: the counters the operator sees at exit match what the tests did."""
     code = lab.stop_gateway()

@@ -108,7 +108,7 @@ int run(ctl::Client& client, const std::string& cmd, const std::vector<std::stri
         connect();
         const json r = checked(client.call({{"cmd", cmd}}));
         if (cmd == "status") return out(r, ctl::render_status(r));
-        if (cmd == "stats") return out(r, ctl::render_counters(r["counters"]));
+        if (cmd == "stats") return out(r, ctl::render_counters(r));
         std::string text;
         for (const auto& l : r["lines"]) text += l.get<std::string>() + "\n";
         return out(r, text);

@@ -92,6 +92,14 @@ std::string render_show(const json& reply) {
                              {"verdict:", str(reply, "verdict")},
                              {"managed:", reply.value("managed", false) ? "yes" : "no"},
                              {"relay:", reply.value("relay", false) ? "yes" : "no"}});
+    if (reply.contains("refusals")) {
+        const json& r = reply["refusals"];
+        std::string text = std::to_string(r.value("attempts", uint64_t{0})) + " connection attempt(s), " +
+                           std::to_string(r.value("refused", uint64_t{0})) + " segment(s) refused";
+        if (r.value("refused", uint64_t{0}) > 0)
+            text += "; last " + format_time(r.value("last", int64_t{0})) + " to port " + str(r, "last_port");
+        out += table({{"refusals:", text}});
+    }
     if (reply.contains("record") && !reply["record"].is_null())
         out += "\nrecord that applies (most specific):\n" + render_record(reply["record"]);
     else
@@ -114,10 +122,20 @@ std::string render_status(const json& s) {
     return table(rows);
 }
 
-std::string render_counters(const json& counters) {
+std::string render_counters(const json& reply) {
     std::vector<std::vector<std::string>> rows = {{"COUNTER", "VALUE"}};
+    const json counters = reply.value("counters", json::object());
     for (const auto& [k, v] : counters.items()) rows.push_back({k, v.dump()});
-    return table(rows);
+    std::string out = table(rows);
+    const json top = reply.value("top_refused_sources", json::array());
+    if (!top.empty()) {
+        std::vector<std::vector<std::string>> t = {{"SOURCE", "REFUSED", "ATTEMPTS", "LAST", "PORT"}};
+        for (const auto& e : top)
+            t.push_back({str(e, "addr"), str(e, "refused"), str(e, "attempts"),
+                         format_time(e.value("last", int64_t{0})), str(e, "last_port")});
+        out += "\nsources refused most often:\n" + table(t);
+    }
+    return out;
 }
 
 }  // namespace portcullis::ctl

@@ -1,0 +1,61 @@
+// Per-source refusal statistics (see source_stats.hpp).
+#include "control/source_stats.hpp"
+
+#include <rte_ring_elem.h>
+
+#include <algorithm>
+
+#include "control/approval.hpp"
+#include "dataplane/events.hpp"
+
+namespace portcullis {
+
+void SourceStats::drain(const std::vector<rte_ring*>& rings, int64_t now) {
+    RefusalEvent ev[64];
+    for (auto* ring : rings) {
+        unsigned n;
+        while ((n = rte_ring_dequeue_burst_elem(ring, ev, sizeof(RefusalEvent), 64, nullptr)) > 0) {
+            for (unsigned i = 0; i < n; ++i) {
+                auto it = by_src_.find(key(ev[i].src));
+                if (it == by_src_.end()) {
+                    if (by_src_.size() >= kMaxSources) {
+                        ++untracked_;
+                        continue;
+                    }
+                    it = by_src_.emplace(key(ev[i].src), Entry{ev[i].src}).first;
+                }
+                Entry& e = it->second;
+                ++e.refused;
+                e.attempts += ev[i].syn;
+                e.last = now;
+                e.last_port = ev[i].dport;
+            }
+        }
+    }
+}
+
+nlohmann::json SourceStats::of(const IpAddr& a) const {
+    auto it = by_src_.find(key(a));
+    if (it == by_src_.end()) return {{"refused", 0}, {"attempts", 0}};
+    const Entry& e = it->second;
+    return {{"refused", e.refused}, {"attempts", e.attempts}, {"last", e.last}, {"last_port", e.last_port}};
+}
+
+nlohmann::json SourceStats::top(size_t n) const {
+    std::vector<const Entry*> all;
+    all.reserve(by_src_.size());
+    for (const auto& [k, e] : by_src_) all.push_back(&e);
+    n = std::min(n, all.size());
+    std::partial_sort(all.begin(), all.begin() + static_cast<long>(n), all.end(),
+                      [](const Entry* a, const Entry* b) { return a->refused > b->refused; });
+    auto out = nlohmann::json::array();
+    for (size_t i = 0; i < n; ++i)
+        out.push_back({{"addr", to_string(all[i]->addr)},
+                       {"refused", all[i]->refused},
+                       {"attempts", all[i]->attempts},
+                       {"last", all[i]->last},
+                       {"last_port", all[i]->last_port}});
+    return out;
+}
+
+}  // namespace portcullis

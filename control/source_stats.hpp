@@ -1,0 +1,46 @@
+// Refusals per source address, from the workers' refusal events (dataplane/events.hpp): how often, when last,
+// to which port. Bounded: past kMaxSources distinct sources, further new ones are only counted in aggregate.
+#pragma once
+
+#include <rte_ring.h>
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+#include <vector>
+
+#include "common/net_addr.hpp"
+
+namespace portcullis {
+
+class SourceStats {
+  public:
+    static constexpr size_t kMaxSources = 100'000;
+
+    // Drains every ring; `now` stamps what it reads (unix seconds).
+    void drain(const std::vector<rte_ring*>& rings, int64_t now);
+    // {"refused": N, "attempts": N, "last": T, "last_port": P} for one address.
+    nlohmann::json of(const IpAddr& a) const;
+    // The n sources refused most often.
+    nlohmann::json top(size_t n) const;
+    uint64_t untracked() const { return untracked_; }
+
+  private:
+    struct Entry {
+        IpAddr addr;
+        uint64_t refused = 0, attempts = 0;
+        int64_t last = 0;
+        uint16_t last_port = 0;
+    };
+    struct Hash {
+        size_t operator()(const u128& v) const {
+            return std::hash<uint64_t>{}(static_cast<uint64_t>(v) ^
+                                         static_cast<uint64_t>(v >> 64) * 0x9e3779b97f4a7c15ull);
+        }
+    };
+    static u128 key(const IpAddr& a) { return a.v6 ? a.v6addr : (u128{0xffff} << 32) | a.v4; }
+    std::unordered_map<u128, Entry, Hash> by_src_;
+    uint64_t untracked_ = 0;
+};
+
+}  // namespace portcullis
