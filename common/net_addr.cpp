@@ -37,6 +37,15 @@ u128 Prefix::last6() const {
     return first6() | ~mask6(len);
 }
 
+Prefix Prefix::widened(uint8_t shorter) const {
+    Prefix q{addr, shorter};
+    if (q.addr.v6)
+        q.addr.v6addr = q.first6();
+    else
+        q.addr.v4 = q.first4();
+    return q;
+}
+
 bool Prefix::contains(const IpAddr& a) const {
     if (a.v6 != addr.v6) return false;
     if (a.v6) return (a.v6addr & mask6(len)) == first6();

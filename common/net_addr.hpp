@@ -36,6 +36,8 @@ struct Prefix {
     u128 first6() const;
     u128 last6() const;
     bool contains(const IpAddr& a) const;
+    // The prefix of length `shorter` (<= len) containing this one, normalised.
+    Prefix widened(uint8_t shorter) const;
 
     bool operator==(const Prefix&) const = default;
 };
@@ -57,6 +59,8 @@ inline u128 v6_from_bytes(const uint8_t* wire16) {
 }
 std::array<uint8_t, 16> v6_to_bytes(u128 v);
 
-inline IpAddr IpAddr::from_v6_bytes(const uint8_t* wire16) { return from_v6(v6_from_bytes(wire16)); }
+inline IpAddr IpAddr::from_v6_bytes(const uint8_t* wire16) {
+    return from_v6(v6_from_bytes(wire16));
+}
 
 }  // namespace portcullis

@@ -288,11 +288,7 @@ json ControlPlane::set_state(const std::string& cmd, const json& req, const Peer
 
 std::pair<const Approval*, const char*> ControlPlane::effective_record(const Prefix& p) const {
     for (int len = p.len; len >= 0; --len) {
-        Prefix q{p.addr, static_cast<uint8_t>(len)};
-        if (q.addr.v6)
-            q.addr.v6addr = q.first6();
-        else
-            q.addr.v4 = q.first4();
+        const Prefix q = p.widened(static_cast<uint8_t>(len));
         if (const Approval* a = store_.find(q)) return {a, "store"};
         if (auto it = baseline_.find(q); it != baseline_.end()) return {&it->second, "configuration"};
     }

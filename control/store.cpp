@@ -68,15 +68,9 @@ const Approval* ApprovalStore::find(const Prefix& p) const {
 }
 
 const Approval* ApprovalStore::covering(const Prefix& p) const {
-    for (int len = p.len; len >= 0; --len) {
-        Prefix q{p.addr, static_cast<uint8_t>(len)};
-        // Normalise the address to the shorter length.
-        if (q.addr.v6)
-            q.addr.v6addr = q.first6();
-        else
-            q.addr.v4 = q.first4();
-        if (auto it = records_.find(q); it != records_.end()) return &it->second;
-    }
+    for (int len = p.len; len >= 0; --len)
+        if (auto it = records_.find(p.widened(static_cast<uint8_t>(len))); it != records_.end())
+            return &it->second;
     return nullptr;
 }
 

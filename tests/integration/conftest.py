@@ -37,3 +37,16 @@ def lab(request):
         yield lab
     finally:
         lab.cleanup()
+
+
+def bare_namespace(prefix):
+    """A fixture body for tests that run the daemon on virtual devices (net_null, net_pcap) rather than the
+    veth lab: just the gateway namespace and a work directory, removed afterwards."""
+    lab = portcullis_lab.Lab(prefix)
+    lab.cleanup()
+    lab.workdir.mkdir(parents=True)
+    portcullis_lab.run(["ip", "netns", "add", lab.ns_gw])
+    try:
+        yield lab
+    finally:
+        lab.cleanup()

@@ -7,7 +7,6 @@ import socket
 import stat
 import time
 
-import pytest
 
 from portcullis_lab import MX_V4, RACK_V4, RELAY_V4, run
 

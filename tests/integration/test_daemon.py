@@ -5,8 +5,9 @@ import signal
 import subprocess
 
 import pytest
+from conftest import bare_namespace
 
-from portcullis_lab import Lab, wait_for
+from portcullis_lab import wait_for
 
 EAL = ["-l", "0-1", "--no-huge", "--no-pci", "-m", "128", "--file-prefix=pctdaemon", "--log-level=lib.eal:error",
        "--vdev=net_null0", "--vdev=net_null1"]
@@ -17,14 +18,7 @@ GOOD = ["--inside", "0", "--outside", "1", "--managed_prefixes", "198.51.100.0/2
 
 @pytest.fixture(scope="module")
 def env():
-    lab = Lab("pctdaemon")
-    lab.cleanup()
-    lab.workdir.mkdir(parents=True)
-    subprocess.run(["ip", "netns", "add", lab.ns_gw], check=True)
-    try:
-        yield lab
-    finally:
-        lab.cleanup()
+    yield from bare_namespace("pctdaemon")
 
 
 def run(env, args, eal=EAL, timeout=60):

@@ -9,10 +9,11 @@ import zlib
 from pathlib import Path
 
 import pytest
+from conftest import bare_namespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "benchlib"))
 import mix  # noqa: E402
-from portcullis_lab import Lab, wait_for  # noqa: E402
+from portcullis_lab import wait_for  # noqa: E402
 
 
 def read_pcap(path):
@@ -37,20 +38,13 @@ def flow_queue(frame, queues):
 
 @pytest.fixture(scope="module")
 def env():
-    lab = Lab("pctmw")
-    lab.cleanup()
-    lab.workdir.mkdir(parents=True)
-    subprocess.run(["ip", "netns", "add", lab.ns_gw], check=True)
-    try:
-        yield lab
-    finally:
-        lab.cleanup()
+    yield from bare_namespace("pctmw")
 
 
 def run_daemon(env, name, lcores, inside_rx, inside_tx, outside_rx, outside_tx, total):
     w = env.workdir
-    inside = ",".join([f"net_pcap0"] + [f"rx_pcap={p}" for p in inside_rx] + [f"tx_pcap={p}" for p in inside_tx])
-    outside = ",".join([f"net_pcap1"] + [f"rx_pcap={p}" for p in outside_rx] + [f"tx_pcap={p}" for p in outside_tx])
+    inside = ",".join(["net_pcap0"] + [f"rx_pcap={p}" for p in inside_rx] + [f"tx_pcap={p}" for p in inside_tx])
+    outside = ",".join(["net_pcap1"] + [f"rx_pcap={p}" for p in outside_rx] + [f"tx_pcap={p}" for p in outside_tx])
     sock = w / f"{name}.sock"
     cmd = ["ip", "netns", "exec", env.ns_gw, str(env.build_dir / "control" / "portcullis"), f"--lcores={lcores}",
            "--no-huge", "-m", "256", "--no-pci", f"--file-prefix=pctmw{name}", "--log-level=lib.eal:warning",
