@@ -184,6 +184,7 @@ json ControlPlane::dispatch(const std::string& cmd, const json& req, const Peer&
     if (cmd == "import_chunk") return import_chunk(req, session);
     if (cmd == "import_commit") return import_commit(peer, session);
     if (cmd == "managed" || cmd == "relay") return overlay(cmd, req, peer);
+    if (cmd == "monitor") return monitor(req, peer);
     throw RequestError("unknown command '" + cmd + "'");
 }
 
@@ -353,6 +354,7 @@ json ControlPlane::status() const {
             {"workers", info_.workers},
             {"tsc_hz", rte_get_tsc_hz()},
             {"policy_generation", publisher_.generation()},
+            {"monitor", publisher_.current().load()->monitor},
             {"records", store_.records().size()},
             {"config_approvals", baseline_.size()},
             {"counters",
@@ -418,6 +420,20 @@ json ControlPlane::import_commit(const Peer& peer, Session& session) {
     audit_.record(peer, "import", {{"entries", n}}, nullptr, {{"records", store_.records().size()}}, "ok");
     publish_change();
     return ok({{"applied", n}, {"records", store_.records().size()}, {"_changed", true}});
+}
+
+json ControlPlane::monitor(const json& req, const Peer& peer) {
+    const bool current = publisher_.current().load()->monitor;
+    if (!req.contains("enable")) return ok({{"monitor", current}});
+    if (!req["enable"].is_boolean()) throw RequestError("'enable' must be true or false");
+    const bool enable = req["enable"].get<bool>();
+    if (auto err = store_.set_setting("monitor", enable); !err.empty()) {
+        audit_.record(peer, "monitor", req, current, nullptr, "not saved: " + err);
+        return fail("not saved: " + err);
+    }
+    audit_.record(peer, "monitor", req, current, enable, "ok");
+    publish_change();
+    return ok({{"monitor", enable}, {"_changed", true}});
 }
 
 json ControlPlane::overlay(const std::string& set, const json& req, const Peer& peer) {

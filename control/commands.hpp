@@ -61,6 +61,7 @@ class ControlPlane {
     nlohmann::json status() const;
     nlohmann::json import_chunk(const nlohmann::json& req, Session& session);
     nlohmann::json import_commit(const Peer& peer, Session& session);
+    nlohmann::json monitor(const nlohmann::json& req, const Peer& peer);
     nlohmann::json overlay(const std::string& set, const nlohmann::json& req, const Peer& peer);
     // A durable, audited, published change of one record.
     nlohmann::json commit(const std::string& cmd, const nlohmann::json& req, const Peer& peer,

@@ -40,6 +40,8 @@ po::options_description make_description() {
             "sources (addresses or CIDRs) approved to send on blocked ports")
         ("action_unapproved", po::value<std::string>()->default_value("rst"),
             "what a refused connection attempt gets: rst (TCP reset, the client fails at once) or drop")
+        ("monitor", po::value<bool>()->default_value(false),
+            "true: count and report what would be refused, refuse nothing (a live 'portcullisctl monitor' wins)")
         ("stats_interval", po::value<unsigned>()->default_value(10),
             "seconds between counter log lines (0: only at exit)")
         ("log_level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error")
@@ -131,6 +133,7 @@ Config build(const po::variables_map& vm) {
         c.action_unapproved = Action::Drop;
     else
         throw ConfigError{"action_unapproved: '" + action + "' is not one of rst, drop"};
+    c.monitor = vm["monitor"].as<bool>();
     c.stats_interval = bounded(vm, "stats_interval", 0, 86400);
     c.log_level = vm["log_level"].as<std::string>();
     if (c.log_level != "trace" && c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" &&

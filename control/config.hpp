@@ -21,6 +21,7 @@ struct Config {
     std::vector<uint16_t> blocked_ports;
     std::vector<uint16_t> open_ports;
     Action action_unapproved = Action::Rst;
+    bool monitor = false;  // the default; portcullisctl monitor on|off changes it live (and it is stored)
     unsigned stats_interval = 10;  // seconds between counter log lines; 0 turns them off
     std::string log_level = "info";
     std::string ready_file;  // written once the gateway forwards; removed at exit

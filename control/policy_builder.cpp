@@ -68,6 +68,9 @@ BuiltPolicy build_policy(const Config& cfg, const ApprovalStore* store, int64_t 
     for (auto port : cfg.blocked_ports) pol.blocked_ports.set(port);
     for (auto port : cfg.open_ports) pol.open_ports.set(port);
     pol.action_unapproved = cfg.action_unapproved;
+    pol.monitor = cfg.monitor;
+    if (store && store->settings().contains("monitor"))
+        pol.monitor = store->settings()["monitor"].get<bool>();
     return out;
 }
 

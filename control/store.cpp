@@ -93,6 +93,8 @@ std::string ApprovalStore::apply(const nlohmann::json& e) {
             const bool configured = e.value("configured", false);
             (add ? o.removed : o.added).erase(*p);
             if (add != configured) (add ? o.added : o.removed).insert(*p);
+        } else if (op == "setting") {
+            settings_[e.at("name").get<std::string>()] = e.at("value");
         } else {
             return "unknown op '" + op + "'";
         }
@@ -124,6 +126,7 @@ std::string ApprovalStore::open(std::vector<std::string>& warnings) {
             read_prefix_list(j, "managed_removed", managed_.removed);
             read_prefix_list(j, "relay_added", relay_.added);
             read_prefix_list(j, "relay_removed", relay_.removed);
+            if (j.contains("settings")) settings_ = j.at("settings");
         } catch (const std::exception& ex) {
             return snap.string() + ": " + ex.what();
         }
@@ -178,7 +181,8 @@ nlohmann::json ApprovalStore::snapshot_json() const {
             {"managed_added", prefix_list(managed_.added)},
             {"managed_removed", prefix_list(managed_.removed)},
             {"relay_added", prefix_list(relay_.added)},
-            {"relay_removed", prefix_list(relay_.removed)}};
+            {"relay_removed", prefix_list(relay_.removed)},
+            {"settings", settings_}};
 }
 
 std::string ApprovalStore::compact() {
@@ -248,6 +252,14 @@ std::string ApprovalStore::put_all(const std::vector<Approval>& all) {
         return err;
     }
     return {};
+}
+
+std::string ApprovalStore::set_setting(const std::string& name, const nlohmann::json& value) {
+    const nlohmann::json e = {{"seq", seq_ + 1}, {"op", "setting"}, {"name", name}, {"value", value}};
+    if (auto err = append(e); !err.empty()) return err;
+    auto err = apply(e);
+    maybe_compact();
+    return err;
 }
 
 std::string ApprovalStore::change_overlay(const std::string& set, bool add, const Prefix& p,

@@ -51,6 +51,9 @@ class ApprovalStore {
     std::string put(const Approval& a);
     std::string put_all(const std::vector<Approval>& all);  // one atomic snapshot: all or nothing
     // set: "managed" or "relay"; add or remove `p` relative to the configured list `configured`.
+    // Named settings changed live (e.g. "monitor"), kept like everything else. Null if never set.
+    std::string set_setting(const std::string& name, const nlohmann::json& value);
+    const nlohmann::json& settings() const { return settings_; }
     std::string change_overlay(const std::string& set, bool add, const Prefix& p,
                                const std::vector<Prefix>& configured);
 
@@ -72,6 +75,7 @@ class ApprovalStore {
     std::filesystem::path dir_;
     Records records_;
     Overlay managed_, relay_;
+    nlohmann::json settings_ = nlohmann::json::object();
     uint64_t seq_ = 0;  // sequence number of the last change applied
     int journal_fd_ = -1;
     bool batch_ = false, unsynced_ = false;

@@ -23,6 +23,7 @@ namespace portcullis {
     X(refused_unapproved_syn, "of which connection attempts (SYN)")                               \
     X(rst_sent, "TCP RSTs sent back to refused clients")                                          \
     X(dropped_refused, "refused segments dropped (action drop, or no room to answer)")            \
+    X(monitor_passed, "would-be refusals forwarded anyway: monitor mode")                         \
     X(malformed_eth_truncated, "dropped: frame shorter than an Ethernet header")                  \
     X(malformed_vlan_truncated, "dropped: VLAN tag cut short")                                    \
     X(malformed_too_many_tags, "dropped: more than 4 stacked VLAN tags")                          \

@@ -23,6 +23,7 @@ struct Policy {
     std::bitset<65536> blocked_ports;  // outbound TCP refused from managed, unapproved sources
     std::bitset<65536> open_ports;     // SMTP submission ports, always open
     Action action_unapproved = Action::Rst;
+    bool monitor = false;  // count and report what would be refused, refuse nothing
 
     bool managed(const IpAddr& a) const {
         return a.v6 ? managed6.contains(a.v6addr) : managed4.contains(a.v4);

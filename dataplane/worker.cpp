@@ -63,6 +63,11 @@ void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pk
             e.dport = p.dport;
             e.syn = syn;
         }
+        if (d.reason == Ctr::refused_unapproved && pol.monitor) {  // counted and reported, not refused
+            c.add(Ctr::monitor_passed);
+            fwd[nf++] = m;
+            continue;
+        }
         if (d.verdict == Verdict::Refuse && m->nb_segs == 1) {
             const uint32_t len = make_rst_in_place(data, p);
             m->data_len = static_cast<uint16_t>(len);

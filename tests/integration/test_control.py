@@ -91,6 +91,18 @@ def test_managed_and_relay_lists_change_live(lab):
     assert delivers(lab, "198.51.100.23", RELAY_V4)
 
 
+def test_monitor_mode_reports_without_refusing(lab):
+    _add_addr(lab, "198.51.100.24")
+    assert refused(lab, "198.51.100.24")
+    lab.ctl("monitor", "on")
+    assert ctl_json(lab, "status")["monitor"] is True
+    before = ctl_json(lab, "stats")["counters"]["monitor_passed"]
+    assert delivers(lab, "198.51.100.24"), "monitor mode refuses nothing"
+    assert ctl_json(lab, "stats")["counters"]["monitor_passed"] > before, "but counts what it would have refused"
+    lab.ctl("monitor", "off")
+    assert refused(lab, "198.51.100.24")
+
+
 def test_import_of_100000_entries_applies_whole(lab, tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text("# bulk\n10.0.0.1 hostname=a.example.com\n10.0.0.2 hostname=localhost\n")
@@ -190,5 +202,5 @@ def test_cli_usage_errors_and_unreachable_daemon(lab):
     res = run([exe, "--socket", "/nonexistent/portcullis.sock", "status"], check=False)
     assert res.returncode == 3 and "cannot reach portcullis" in res.stderr
     for sub in ("approve", "suspend", "resume", "revoke", "list", "show", "import", "export", "status", "stats",
-                "managed", "relay"):
+                "managed", "relay", "monitor"):
         assert run([exe, sub, "--help"], check=False).returncode == 0, sub

@@ -176,6 +176,17 @@ TEST_F(Commands, EveryChangeIsAudited) {
     EXPECT_NE(lines[2]["result"].get<std::string>().find("refused"), std::string::npos);
 }
 
+TEST_F(Commands, MonitorModeIsLiveAndStored) {
+    EXPECT_EQ(call({{"v", 1}, {"cmd", "monitor"}})["monitor"], false);
+    ASSERT_EQ(call({{"v", 1}, {"cmd", "monitor"}, {"enable", true}})["ok"], true);
+    EXPECT_TRUE(publisher->current().load()->monitor);
+    EXPECT_EQ(error(call({{"v", 1}, {"cmd", "monitor"}, {"enable", "yes"}})), "'enable' must be true or false");
+    ApprovalStore again(dir);
+    std::vector<std::string> w;
+    ASSERT_EQ(again.open(w), "");
+    EXPECT_EQ(again.settings()["monitor"], true);
+}
+
 TEST_F(Commands, ManagedPrefixesChangeLive) {
     EXPECT_FALSE(publisher->current().load()->managed(*parse_addr("203.0.113.9")));
     ASSERT_EQ(call({{"v", 1}, {"cmd", "managed"}, {"action", "add"}, {"prefix", "203.0.113.0/24"}})["ok"],

@@ -175,6 +175,18 @@ TEST_F(Worker, DropActionFreesTheSegment) {
     EXPECT_EQ(counters.get(Ctr::rst_sent), 0u);
 }
 
+TEST_F(Worker, MonitorModeForwardsWhatItWouldRefuseAndCountsIt) {
+    auto pol = lab_policy(Action::Rst);
+    pol->monitor = true;
+    const auto syn = build_frame(FrameSpec{});  // unapproved, managed, port 25
+    outbound({syn}, *pol);
+    EXPECT_EQ(outside->drain(), std::vector<std::vector<uint8_t>>{syn});
+    EXPECT_TRUE(inside->drain().empty());
+    EXPECT_EQ(counters.get(Ctr::refused_unapproved_syn), 1u);
+    EXPECT_EQ(counters.get(Ctr::monitor_passed), 1u);
+    EXPECT_EQ(counters.get(Ctr::rst_sent), 0u);
+}
+
 TEST_F(Worker, InboundPort25IsForwardedUntouched) {
     FrameSpec s;  // from the internet to an unapproved rack address, port 25: inbound mail
     s.src = "203.0.113.25";

@@ -40,6 +40,7 @@ constexpr const char* kCommands =
     "  export                       print every stored record in the import format\n"
     "  managed list|add|del [CIDR]  the provider's prefixes the policy applies to\n"
     "  relay list|add|del [CIDR]    the provider's relays, reachable by everyone\n"
+    "  monitor [on|off]             report would-be refusals without refusing (no argument: show)\n"
     "\n'portcullisctl COMMAND --help' shows a command's options.\n";
 
 int64_t now_s() {
@@ -270,6 +271,32 @@ int run(ctl::Client& client, const std::string& cmd, const std::vector<std::stri
         std::string text;
         for (const auto& p : r["prefixes"]) text += p.get<std::string>() + "\n";
         return out(r, text);
+    }
+    if (cmd == "monitor") {
+        po::options_description d("monitor options");
+        d.add_options()("help,h", "this help")("STATE", po::value<std::string>(), "on or off");
+        po::positional_options_description pos;
+        pos.add("STATE", 1);
+        po::variables_map vm;
+        try {
+            po::store(po::command_line_parser(args).options(d).positional(pos).run(), vm);
+        } catch (const po::error& e) {
+            throw Usage(cmd + ": " + e.what());
+        }
+        if (vm.count("help")) return print_help("monitor [on|off]", d), 0;
+        json req = {{"cmd", "monitor"}};
+        if (vm.count("STATE")) {
+            const auto st = vm["STATE"].as<std::string>();
+            if (st != "on" && st != "off") throw Usage("monitor: '" + st + "' is not on or off");
+            req["enable"] = st == "on";
+        }
+        connect();
+        const json r = checked(client.call(req));
+        return out(r, std::string("monitor mode is ") +
+                          (r["monitor"].get<bool>() ? "on: nothing is refused, "
+                                                      "would-be refusals are counted"
+                                                    : "off: the policy is enforced") +
+                          "\n");
     }
     throw Usage("unknown command '" + cmd + "'");
 }

@@ -116,7 +116,8 @@ std::string render_status(const json& s) {
         {"workers:", str(s, "workers")},
         {"stored records:", str(s, "records")},
         {"config approvals:", str(s, "config_approvals")},
-        {"policy generation:", str(s, "policy_generation")}};
+        {"policy generation:", str(s, "policy_generation")},
+        {"monitor mode:", s.value("monitor", false) ? "on (nothing refused)" : "off"}};
     const json counters = s.value("counters", json::object());
     for (const auto& [k, v] : counters.items()) rows.push_back({k + ":", v.dump()});
     return table(rows);
