@@ -3,6 +3,7 @@
 
 #include <boost/program_options.hpp>
 
+#include <cctype>
 #include <charconv>
 #include <fstream>
 #include <sstream>
@@ -12,6 +13,10 @@ namespace po = boost::program_options;
 namespace portcullis {
 
 namespace {
+
+constexpr const char* kDefaultReplyUnapproved =
+    "550 5.7.1 Direct-to-MX mail (port 25) from this address is not approved by the provider; "
+    "submit through your relay or port 587, or ask the provider to approve this server";
 
 struct ConfigError {
     std::string message;
@@ -39,7 +44,10 @@ po::options_description make_description() {
         ("approved", po::value<std::vector<std::string>>(),
             "sources (addresses or CIDRs) approved to send on blocked ports")
         ("action_unapproved", po::value<std::string>()->default_value("rst"),
-            "what a refused connection attempt gets: rst (TCP reset, the client fails at once) or drop")
+            "what a refused connection attempt gets: rst (TCP reset, the client fails at once), drop, or smtp "
+            "(the gateway completes the handshake itself and answers with reply_unapproved, then closes)")
+        ("reply_unapproved", po::value<std::string>()->default_value(kDefaultReplyUnapproved),
+            "the SMTP reply line for action smtp: a 5xx or 4xx code, then text")
         ("monitor", po::value<bool>()->default_value(false),
             "true: count and report what would be refused, refuse nothing (a live 'portcullisctl monitor' wins)")
         ("stats_interval", po::value<unsigned>()->default_value(10),
@@ -131,8 +139,21 @@ Config build(const po::variables_map& vm) {
         c.action_unapproved = Action::Rst;
     else if (action == "drop")
         c.action_unapproved = Action::Drop;
+    else if (action == "smtp")
+        c.action_unapproved = Action::Smtp;
     else
-        throw ConfigError{"action_unapproved: '" + action + "' is not one of rst, drop"};
+        throw ConfigError{"action_unapproved: '" + action + "' is not one of rst, drop, smtp"};
+    c.reply_unapproved = vm["reply_unapproved"].as<std::string>();
+    const auto& r = c.reply_unapproved;
+    const bool code_ok = r.size() >= 4 && (r[0] == '4' || r[0] == '5') &&
+                         std::isdigit(static_cast<unsigned char>(r[1])) &&
+                         std::isdigit(static_cast<unsigned char>(r[2])) && r[3] == ' ';
+    bool printable = r.size() <= 400;
+    for (char ch : r) printable &= ch >= 0x20 && ch < 0x7f;
+    if (!code_ok || !printable)
+        throw ConfigError{
+            "reply_unapproved: must be one line of printable ASCII (at most 400 characters) "
+            "starting with a 4xx or 5xx code and a space, e.g. '550 5.7.1 ...'"};
     c.monitor = vm["monitor"].as<bool>();
     c.stats_interval = bounded(vm, "stats_interval", 0, 86400);
     c.log_level = vm["log_level"].as<std::string>();

@@ -21,6 +21,8 @@ struct Config {
     std::vector<uint16_t> blocked_ports;
     std::vector<uint16_t> open_ports;
     Action action_unapproved = Action::Rst;
+    std::string reply_unapproved;  // the SMTP reply line for action smtp
+    CookieKey cookie_key;          // not an option: drawn at random by the daemon at start
     bool monitor = false;  // the default; portcullisctl monitor on|off changes it live (and it is stored)
     unsigned stats_interval = 10;  // seconds between counter log lines; 0 turns them off
     std::string log_level = "info";

@@ -2,6 +2,7 @@
 // launches one worker per remaining lcore, then serves the control socket and reports counters until
 // SIGINT/SIGTERM, when it stops the workers and the ports. Nothing is forwarded before the stored approvals
 // are loaded.
+#include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
@@ -20,6 +21,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -97,6 +99,11 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (parsed.status == ConfigResult::Status::Error) return die(parsed.message, 2);
+    parsed.config.cookie_key = [] {  // handshake cookies for action smtp: unpredictable, per start
+        std::random_device rd;
+        auto word = [&] { return (uint64_t{rd()} << 32) | rd(); };
+        return CookieKey{word(), word()};
+    }();
     const Config cfg = std::move(parsed.config);
 
     setup_logging(cfg.log_level);
@@ -168,9 +175,15 @@ int main(int argc, char** argv) {
                                      static_cast<int>(rte_socket_id()), RING_F_SP_ENQ | RING_F_SC_DEQ);
             if (!ring) spdlog::warn("no refusal event ring for worker {}: per-source figures are off", q);
             if (ring) event_rings.push_back(ring);
-            contexts[q] = WorkerContext{
-                cfg.inside_port, cfg.outside_port,      static_cast<uint16_t>(q), &publisher.current(),
-                &g_stop,         counters.back().get(), publisher.qsbr(),         ring};
+            contexts[q] = WorkerContext{cfg.inside_port,
+                                        cfg.outside_port,
+                                        static_cast<uint16_t>(q),
+                                        &publisher.current(),
+                                        &g_stop,
+                                        counters.back().get(),
+                                        publisher.qsbr(),
+                                        ring,
+                                        rte_get_tsc_hz() * kCookieSlotSeconds};
             publisher.register_worker(q);
             rte_eal_remote_launch(worker_main, &contexts[q], lcore);
             ++q;
@@ -188,7 +201,10 @@ int main(int argc, char** argv) {
             "control socket {}",
             PORTCULLIS_VERSION, cfg.inside_port, cfg.outside_port, workers, cfg.managed_prefixes.size(),
             cfg.approved.size(), store.records().size(), cfg.relay_hosts.size(),
-            cfg.action_unapproved == Action::Rst ? "a TCP reset" : "dropped", cfg.control_socket);
+            cfg.action_unapproved == Action::Rst    ? "a TCP reset"
+            : cfg.action_unapproved == Action::Smtp ? "an SMTP reply"
+                                                    : "dropped",
+            cfg.control_socket);
         if (!cfg.ready_file.empty() && !write_ready_file(cfg.ready_file))
             spdlog::warn("cannot write ready_file {}", cfg.ready_file);
 

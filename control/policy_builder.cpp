@@ -68,6 +68,8 @@ BuiltPolicy build_policy(const Config& cfg, const ApprovalStore* store, int64_t 
     for (auto port : cfg.blocked_ports) pol.blocked_ports.set(port);
     for (auto port : cfg.open_ports) pol.open_ports.set(port);
     pol.action_unapproved = cfg.action_unapproved;
+    pol.reply_unapproved = cfg.reply_unapproved;
+    pol.cookie_key = cfg.cookie_key;
     pol.monitor = cfg.monitor;
     if (store && store->settings().contains("monitor"))
         pol.monitor = store->settings()["monitor"].get<bool>();

@@ -32,7 +32,7 @@ inline Decision classify_outbound(const Parsed& p, const Policy& pol) {
     if (pol.relay(p.dst)) return {Verdict::Forward, Ctr::pass_relay};
     if (pol.approved(p.src)) return {Verdict::Forward, Ctr::pass_approved};
     if (p.tcp_flags & tcpflag::RST) return {Verdict::Forward, Ctr::pass_client_rst};
-    return {pol.action_unapproved == Action::Rst ? Verdict::Refuse : Verdict::Drop, Ctr::refused_unapproved};
+    return {pol.action_unapproved == Action::Drop ? Verdict::Drop : Verdict::Refuse, Ctr::refused_unapproved};
 }
 
 }  // namespace portcullis

@@ -22,6 +22,11 @@ namespace portcullis {
     X(refused_unapproved, "blocked-port TCP from a managed, unapproved source, refused")          \
     X(refused_unapproved_syn, "of which connection attempts (SYN)")                               \
     X(rst_sent, "TCP RSTs sent back to refused clients")                                          \
+    X(smtp_synack_sent, "action smtp: SYN-ACKs with a cookie sent to refused clients")            \
+    X(smtp_reply_sent, "action smtp: SMTP reply lines (with FIN) sent to refused clients")        \
+    X(smtp_finack_sent, "action smtp: ACKs of the client's FIN after the reply")                  \
+    X(smtp_quiet, "action smtp: valid segments needing no answer (ACK of our FIN)")               \
+    X(smtp_forged, "action smtp: segments acknowledging no valid cookie, ignored")                \
     X(dropped_refused, "refused segments dropped (action drop, or no room to answer)")            \
     X(monitor_passed, "would-be refusals forwarded anyway: monitor mode")                         \
     X(malformed_eth_truncated, "dropped: frame shorter than an Ethernet header")                  \

@@ -6,6 +6,9 @@
 #include <bitset>
 #include <cstdint>
 #include <roaring/roaring.hh>
+#include <string>
+
+#include "dataplane/cookie.hpp"
 
 #include "dataplane/prefix6_set.hpp"
 
@@ -15,6 +18,7 @@ namespace portcullis {
 enum class Action : uint8_t {
     Rst,   // answer the client with a TCP RST: its MTA fails at once and logs "connection refused"
     Drop,  // silently discard (the client times out)
+    Smtp,  // complete the handshake statelessly and answer with an SMTP reply line, then close
 };
 
 struct Policy {
@@ -23,7 +27,9 @@ struct Policy {
     std::bitset<65536> blocked_ports;  // outbound TCP refused from managed, unapproved sources
     std::bitset<65536> open_ports;     // SMTP submission ports, always open
     Action action_unapproved = Action::Rst;
-    bool monitor = false;  // count and report what would be refused, refuse nothing
+    bool monitor = false;          // count and report what would be refused, refuse nothing
+    std::string reply_unapproved;  // the SMTP reply line for Action::Smtp, without CRLF
+    CookieKey cookie_key;          // random per start, the same in every snapshot of a run
 
     bool managed(const IpAddr& a) const {
         return a.v6 ? managed6.contains(a.v6addr) : managed4.contains(a.v4);

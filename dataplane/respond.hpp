@@ -1,16 +1,42 @@
-// Turns a refused TCP segment, in place, into the TCP RST that refuses it (RFC 9293 section 3.10.7.1):
-// MAC, IP and port pairs swapped, VLAN tags kept, so the reset goes back to the client on the same segment
-// and VLAN it came from, apparently from the server it tried to reach. No allocation: the frame's own
-// buffer is reused, which always has room since the reply is never longer than the segment it answers.
+// Answers to refused TCP segments, written in place over the segment itself: MAC, IP and port pairs swapped,
+// VLAN tags kept, so the answer goes back to the client on the segment and VLAN it came from, apparently from
+// the server it tried to reach. No allocation: the frame's own buffer is reused.
+//
+// - make_rst_in_place: the TCP reset that refuses a segment (RFC 9293 3.10.7.1).
+// - smtp_answer_in_place: the stateless SMTP refusal. A SYN gets a SYN-ACK whose sequence number is a cookie
+//   (cookie.hpp); the ACK that completes the handshake gets the one-line SMTP reply (e.g. "550 5.7.1 ...")
+//   with FIN; the client's FIN after it gets its ACK; data after it gets a RST. A segment that does not
+//   acknowledge a valid cookie gets nothing. Nothing reaches the destination server.
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 
+#include "dataplane/cookie.hpp"
 #include "dataplane/parse.hpp"
 
 namespace portcullis {
 
-// Rewrites data[0, len) (a frame whose parse is `p`, kind Tcp) into the RST. Returns the new frame length.
+// Rewrites the frame (whose parse is `p`, kind Tcp) into the RST. Returns the new frame length.
 uint32_t make_rst_in_place(uint8_t* data, const Parsed& p);
+
+enum class SmtpStep : uint8_t {
+    SynAck,  // answered a SYN
+    Reply,   // completed handshake: sent the reply line and FIN
+    FinAck,  // acknowledged the client's FIN after our reply
+    Reset,   // the client sent data after our reply: reset
+    Quiet,   // a valid segment that needs no answer (the ACK of our FIN)
+    Forged,  // does not acknowledge a valid cookie: no answer
+    NoRoom,  // the reply does not fit the buffer
+};
+
+struct SmtpAnswer {
+    SmtpStep step;
+    uint32_t len;  // new frame length when there is an answer to send
+};
+
+// capacity: bytes available from `data` in the buffer. line: the reply line without CRLF.
+SmtpAnswer smtp_answer_in_place(uint8_t* data, uint32_t capacity, const Parsed& p, const CookieKey& key,
+                                uint64_t slot, std::string_view line);
 
 }  // namespace portcullis

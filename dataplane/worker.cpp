@@ -1,6 +1,7 @@
 // Worker loop and burst processing (see worker.hpp).
 #include "dataplane/worker.hpp"
 
+#include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_prefetch.h>
 
@@ -25,6 +26,26 @@ uint16_t send_or_free(uint16_t port, uint16_t queue, rte_mbuf** pkts, uint16_t n
     return sent;
 }
 
+Ctr smtp_counter(SmtpStep step) {
+    switch (step) {
+        case SmtpStep::SynAck:
+            return Ctr::smtp_synack_sent;
+        case SmtpStep::Reply:
+            return Ctr::smtp_reply_sent;
+        case SmtpStep::FinAck:
+            return Ctr::smtp_finack_sent;
+        case SmtpStep::Reset:
+            return Ctr::rst_sent;
+        case SmtpStep::Quiet:
+            return Ctr::smtp_quiet;
+        case SmtpStep::Forged:
+            return Ctr::smtp_forged;
+        case SmtpStep::NoRoom:
+            break;
+    }
+    return Ctr::dropped_refused;
+}
+
 }  // namespace
 
 void process_inbound(const WorkerContext& ctx, rte_mbuf** pkts, uint16_t n) {
@@ -41,6 +62,7 @@ void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pk
     rte_mbuf* drop[kBurst];
     RefusalEvent events[kBurst];
     uint16_t nf = 0, nb = 0, nd = 0, ne = 0;
+    uint64_t slot = UINT64_MAX;  // cookie time slot, read once a burst when needed
 
     c.add(Ctr::rx_inside, n);
     for (uint16_t i = 0; i < n; ++i) {
@@ -69,11 +91,26 @@ void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pk
             continue;
         }
         if (d.verdict == Verdict::Refuse && m->nb_segs == 1) {
-            const uint32_t len = make_rst_in_place(data, p);
-            m->data_len = static_cast<uint16_t>(len);
-            m->pkt_len = len;
-            m->ol_flags = 0;
-            back[nb++] = m;
+            uint32_t len;
+            if (pol.action_unapproved == Action::Smtp) {
+                if (slot == UINT64_MAX) slot = ctx.tsc_per_slot ? rte_rdtsc() / ctx.tsc_per_slot : 0;
+                const uint32_t room = rte_pktmbuf_data_len(m) + rte_pktmbuf_tailroom(m);
+                const SmtpAnswer a =
+                    smtp_answer_in_place(data, room, p, pol.cookie_key, slot, pol.reply_unapproved);
+                c.add(smtp_counter(a.step));
+                len = a.len;
+            } else {
+                len = make_rst_in_place(data, p);
+                c.add(Ctr::rst_sent);
+            }
+            if (len) {
+                m->data_len = static_cast<uint16_t>(len);
+                m->pkt_len = len;
+                m->ol_flags = 0;
+                back[nb++] = m;
+            } else {
+                drop[nd++] = m;
+            }
             continue;
         }
         if (d.verdict == Verdict::Refuse) c.add(Ctr::multi_segment);
@@ -81,7 +118,7 @@ void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pk
         drop[nd++] = m;
     }
     c.add(Ctr::fwd_outbound, send_or_free(ctx.outside_port, ctx.queue, fwd, nf, c, Ctr::tx_full_outside));
-    c.add(Ctr::rst_sent, send_or_free(ctx.inside_port, ctx.queue, back, nb, c, Ctr::tx_full_inside));
+    send_or_free(ctx.inside_port, ctx.queue, back, nb, c, Ctr::tx_full_inside);
     if (nd) rte_pktmbuf_free_bulk(drop, nd);
     if (ne && ctx.events) {
         const unsigned queued =

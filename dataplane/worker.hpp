@@ -25,6 +25,7 @@ struct WorkerContext {
     Counters* counters = nullptr;
     rte_rcu_qsbr* qsbr = nullptr;  // registered (thread id = queue) and online before launch
     rte_ring* events = nullptr;  // refusal events to the control thread (RefusalEvent elements); may be null
+    uint64_t tsc_per_slot = 0;   // TSC ticks per cookie slot (kCookieSlotSeconds); 0: always slot 0
 };
 
 // The lcore entry point (rte_eal_remote_launch): arg is a WorkerContext*. Returns when *stop is set.

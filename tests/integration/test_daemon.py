@@ -35,7 +35,7 @@ def error_lines(res):
     (["--inside", "0", "--outside", "1"], 2, "managed_prefixes: required"),
     (GOOD + ["--approved", "198.51.100.7/33"], 2, "approved: '198.51.100.7/33' prefix length over 32"),
     (GOOD + ["--approved", "198.51.100.7/24"], 2, "host bits set"),
-    (GOOD + ["--action_unapproved", "reject"], 2, "action_unapproved: 'reject' is not one of rst, drop"),
+    (GOOD + ["--action_unapproved", "reject"], 2, "action_unapproved: 'reject' is not one of rst, drop, smtp"),
     (GOOD + ["--blocked_ports", "0"], 2, "blocked_ports: '0' is not a port number"),
     (GOOD + ["--bogus", "1"], 2, "bogus"),
     (["--config", "/nonexistent.conf"], 2, "config: cannot read '/nonexistent.conf'"),

@@ -48,6 +48,11 @@ TEST(Classify, DropActionDrops) {
     EXPECT_EQ(decide(syn("198.51.100.20", "203.0.113.25", 25), *pol).verdict, Verdict::Drop);
 }
 
+TEST(Classify, SmtpActionAnswersRatherThanDrops) {
+    const auto pol = demo_policy(Action::Smtp);
+    EXPECT_EQ(decide(syn("198.51.100.20", "203.0.113.25", 25), *pol).verdict, Verdict::Refuse);
+}
+
 TEST(Classify, ApprovedAddressAndPrefixPass) {
     const auto pol = demo_policy();
     EXPECT_EQ(decide(syn("198.51.100.10", "203.0.113.25", 25), *pol).reason, Ctr::pass_approved);

@@ -180,7 +180,8 @@ TEST_F(Commands, MonitorModeIsLiveAndStored) {
     EXPECT_EQ(call({{"v", 1}, {"cmd", "monitor"}})["monitor"], false);
     ASSERT_EQ(call({{"v", 1}, {"cmd", "monitor"}, {"enable", true}})["ok"], true);
     EXPECT_TRUE(publisher->current().load()->monitor);
-    EXPECT_EQ(error(call({{"v", 1}, {"cmd", "monitor"}, {"enable", "yes"}})), "'enable' must be true or false");
+    EXPECT_EQ(error(call({{"v", 1}, {"cmd", "monitor"}, {"enable", "yes"}})),
+              "'enable' must be true or false");
     ApprovalStore again(dir);
     std::vector<std::string> w;
     ASSERT_EQ(again.open(w), "");

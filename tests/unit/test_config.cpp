@@ -104,7 +104,7 @@ TEST(Config, BadPortsAndActions) {
     EXPECT_EQ(error_of(args), "open_ports: port 25 is also in blocked_ports");
     args = minimal();
     args.insert(args.end(), {"--action_unapproved", "reject"});
-    EXPECT_EQ(error_of(args), "action_unapproved: 'reject' is not one of rst, drop");
+    EXPECT_EQ(error_of(args), "action_unapproved: 'reject' is not one of rst, drop, smtp");
     EXPECT_EQ(error_of({"--inside", "0", "--outside", "0", "--managed_prefixes", "198.51.100.0/24"}),
               "outside: must differ from inside");
     args = minimal();

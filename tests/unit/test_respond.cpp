@@ -85,3 +85,112 @@ TEST(Respond, VlanTagsKeptIpv6ChecksumValid) {
 }
 
 }  // namespace
+
+namespace {
+
+// The stateless SMTP refusal, step by step, as a client's TCP stack would drive it.
+class SmtpAnswerTest : public ::testing::Test {
+  protected:
+    CookieKey key{0x0123456789abcdefULL, 0xfedcba9876543210ULL};
+    const std::string line = "550 5.7.1 not approved";
+    static constexpr uint64_t kSlot = 1000;
+
+    // Sends `s` and returns the answer; the answer frame is parsed into *out.
+    SmtpAnswer answer(const FrameSpec& s, Parsed* out = nullptr, std::vector<uint8_t>* frame = nullptr,
+                      uint64_t slot = kSlot) {
+        auto f = build_frame(s);
+        const auto p = parse_frame(f.data(), static_cast<uint32_t>(f.size()));
+        f.resize(2048);
+        const auto a = smtp_answer_in_place(f.data(), 2048, p, key, slot, line);
+        f.resize(a.len);
+        if (out && a.len) *out = parse_frame(f.data(), a.len);
+        if (frame) *frame = f;
+        return a;
+    }
+    uint32_t cookie_from_synack() {
+        FrameSpec syn;
+        syn.seq = 5000;
+        Parsed r;
+        std::vector<uint8_t> f;
+        EXPECT_EQ(answer(syn, &r, &f).step, SmtpStep::SynAck);
+        return load_be32(f.data() + r.l4_off + 4);
+    }
+};
+
+TEST_F(SmtpAnswerTest, HandshakeThenReplyThenClose) {
+    FrameSpec syn;
+    syn.seq = 5000;
+    Parsed r;
+    std::vector<uint8_t> f;
+    ASSERT_EQ(answer(syn, &r, &f).step, SmtpStep::SynAck);
+    EXPECT_EQ(r.tcp_flags, tcpflag::SYN | tcpflag::ACK);
+    EXPECT_EQ(load_be32(f.data() + r.l4_off + 8), 5001u);
+    EXPECT_TRUE(tcp_checksum_ok(f, 14, 34, false));
+    const uint32_t cookie = load_be32(f.data() + r.l4_off + 4);
+
+    FrameSpec ack;
+    ack.flags = tcpflag::ACK;
+    ack.seq = 5001;
+    ack.ack = cookie + 1;
+    ASSERT_EQ(answer(ack, &r, &f).step, SmtpStep::Reply);
+    EXPECT_EQ(r.tcp_flags, tcpflag::PSH | tcpflag::ACK | tcpflag::FIN);
+    EXPECT_EQ(std::string(f.begin() + r.payload_off, f.end()), line + "\r\n");
+    EXPECT_EQ(load_be32(f.data() + r.l4_off + 4), cookie + 1);
+    EXPECT_TRUE(tcp_checksum_ok(f, 14, 34, false));
+
+    const uint32_t after_fin = cookie + 1 + static_cast<uint32_t>(line.size()) + 2 + 1;
+    FrameSpec fin;
+    fin.flags = tcpflag::ACK | tcpflag::FIN;
+    fin.seq = 5001;
+    fin.ack = after_fin;
+    ASSERT_EQ(answer(fin, &r, &f).step, SmtpStep::FinAck);
+    EXPECT_EQ(r.tcp_flags, tcpflag::ACK);
+    EXPECT_EQ(load_be32(f.data() + r.l4_off + 8), 5002u);
+
+    FrameSpec quiet = fin;
+    quiet.flags = tcpflag::ACK;
+    EXPECT_EQ(answer(quiet).step, SmtpStep::Quiet);
+
+    FrameSpec data = quiet;
+    data.payload = "QUIT\r\n";
+    ASSERT_EQ(answer(data, &r).step, SmtpStep::Reset);
+    EXPECT_EQ(r.tcp_flags, tcpflag::RST);
+}
+
+TEST_F(SmtpAnswerTest, ForgedOrStaleAcksGetNothing) {
+    const uint32_t cookie = cookie_from_synack();
+    FrameSpec ack;
+    ack.flags = tcpflag::ACK;
+    ack.seq = 5001;
+    for (uint32_t wrong : {cookie, cookie + 2, cookie ^ 0x80000000u, 0u}) {
+        ack.ack = wrong;
+        EXPECT_EQ(answer(ack).step, SmtpStep::Forged) << wrong;
+    }
+    ack.ack = cookie + 1;
+    EXPECT_EQ(answer(ack, nullptr, nullptr, kSlot + 1).step, SmtpStep::Reply) << "one slot later still valid";
+    EXPECT_EQ(answer(ack, nullptr, nullptr, kSlot + 2).step, SmtpStep::Forged) << "two slots later: stale";
+    ack.src = "198.51.100.21";  // the same numbers from another address
+    EXPECT_EQ(answer(ack).step, SmtpStep::Forged);
+}
+
+TEST_F(SmtpAnswerTest, Ipv6AndVlan) {
+    FrameSpec syn;
+    syn.tpids = {0x8100};
+    syn.src = "2001:db8:100::20";
+    syn.dst = "2001:db8:25::25";
+    Parsed r;
+    std::vector<uint8_t> f;
+    ASSERT_EQ(answer(syn, &r, &f).step, SmtpStep::SynAck);
+    EXPECT_EQ(r.vlan_tags, 1);
+    EXPECT_TRUE(tcp_checksum_ok(f, 18, 58, true));
+}
+
+TEST(Cookie, SipHashReferenceVector) {
+    // SipHash-2-4 test vector from the reference implementation: key 00..0f, message 00..0e (15 bytes).
+    CookieKey k{0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL};
+    uint8_t msg[15];
+    for (int i = 0; i < 15; ++i) msg[i] = static_cast<uint8_t>(i);
+    EXPECT_EQ(siphash24(k, msg, 15), 0xa129ca6149be45e5ULL);
+}
+
+}  // namespace
