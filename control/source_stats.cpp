@@ -16,13 +16,14 @@ void SourceStats::drain(const std::vector<rte_ring*>& rings, int64_t now) {
         unsigned n;
         while ((n = rte_ring_dequeue_burst_elem(ring, ev, sizeof(RefusalEvent), 64, nullptr)) > 0) {
             for (unsigned i = 0; i < n; ++i) {
-                auto it = by_src_.find(key(ev[i].src));
+                const IpAddr src = ev[i].source();
+                auto it = by_src_.find(key(src));
                 if (it == by_src_.end()) {
                     if (by_src_.size() >= kMaxSources) {
                         ++untracked_;
                         continue;
                     }
-                    it = by_src_.emplace(key(ev[i].src), Entry{ev[i].src}).first;
+                    it = by_src_.emplace(key(src), Entry{src}).first;
                 }
                 Entry& e = it->second;
                 ++e.refused;

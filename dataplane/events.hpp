@@ -5,18 +5,25 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "common/net_addr.hpp"
 
 namespace portcullis {
 
+// Plain data, no initialisers: a burst's worth sits uninitialised on the worker's stack until used.
 struct RefusalEvent {
-    IpAddr src;
-    uint16_t dport = 0;
-    uint8_t syn = 0;  // a connection attempt, not a later segment
-    uint8_t pad[13] = {};
+    u128 v6addr;  // the source, when v6
+    uint32_t v4;  // the source, when !v6
+    uint16_t dport;
+    uint8_t v6;
+    uint8_t syn;  // a connection attempt, not a later segment
+    uint8_t pad[8];
+
+    IpAddr source() const { return v6 ? IpAddr::from_v6(v6addr) : IpAddr::from_v4(v4); }
 };
 static_assert(sizeof(RefusalEvent) % 4 == 0, "rte_ring element sizes are multiples of 4");
+static_assert(std::is_trivially_default_constructible_v<RefusalEvent>);
 
 inline constexpr unsigned kEventRingSize = 4096;
 

@@ -81,7 +81,9 @@ void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pk
             const uint8_t syn = (p.tcp_flags & tcpflag::SYN) ? 1 : 0;
             if (syn) c.add(Ctr::refused_unapproved_syn);
             auto& e = events[ne++];
-            e.src = p.src;
+            e.v6addr = p.src.v6addr;
+            e.v4 = p.src.v4;
+            e.v6 = p.src.v6;
             e.dport = p.dport;
             e.syn = syn;
         }
