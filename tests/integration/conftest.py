@@ -50,3 +50,48 @@ def bare_namespace(prefix):
         yield lab
     finally:
         lab.cleanup()
+
+
+def read_pcap(path):
+    """The frames of a classic pcap file, as bytes."""
+    data = Path(path).read_bytes()
+    frames, off = [], 24
+    while off + 16 <= len(data):
+        incl = int.from_bytes(data[off + 8:off + 12], "little")
+        frames.append(data[off + 16:off + 16 + incl])
+        off += 16 + incl
+    return frames
+
+
+def run_pcap_daemon(env, name, conf, lcores, inside_rx, inside_tx, outside_rx, outside_tx, total):
+    """Runs the daemon on net_pcap ports (one queue per rx/tx file) until it has received `total` frames on the
+    inside port, stops it with SIGINT, and returns its counters."""
+    import json
+    import subprocess
+
+    w = env.workdir
+    inside = ",".join(["net_pcap0"] + [f"rx_pcap={p}" for p in inside_rx] + [f"tx_pcap={p}" for p in inside_tx])
+    outside = ",".join(["net_pcap1"] + [f"rx_pcap={p}" for p in outside_rx] + [f"tx_pcap={p}" for p in outside_tx])
+    sock = w / f"{name}.sock"
+    cmd = ["ip", "netns", "exec", env.ns_gw, str(env.build_dir / "control" / "portcullis"), f"--lcores={lcores}",
+           "--no-huge", "-m", "256", "--no-pci", f"--file-prefix={env.prefix}{name}", "--log-level=lib.eal:warning",
+           f"--vdev={inside}", f"--vdev={outside}", "--", "--config", str(conf),
+           "--control_socket", str(sock), "--state_dir", str(w / f"{name}-state")]
+    log = w / f"{name}.log"
+    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    ctl = [str(env.build_dir / "tools" / "portcullisctl"), "--socket", str(sock), "--json", "stats"]
+
+    def counters():
+        res = subprocess.run(ctl, capture_output=True, text=True)
+        return json.loads(res.stdout)["counters"] if res.returncode == 0 else None
+
+    try:
+        portcullis_lab.wait_for(f"{name}: every frame received",
+                                lambda: (counters() or {}).get("rx_inside") == total, timeout=60, proc=proc, log=log)
+        final = counters()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        portcullis_lab.run(["rm", "-rf", f"/var/run/dpdk/{env.prefix}{name}"], check=False)
+    assert proc.returncode == 0, log.read_text()[-2000:]
+    return final

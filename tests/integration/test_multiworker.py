@@ -1,29 +1,15 @@
 """Two workers decide exactly as one: the same mix (IMIX with SMTP sessions, refusals, VLANs, IPv6) through the
 daemon with one worker and one RX queue, then with two workers and the mix spread over two queues by flow (as
 RSS would), on net_pcap ports that write what leaves. The frames that leave each port and every counter match."""
-import json
-import signal
-import subprocess
 import sys
 import zlib
 from pathlib import Path
 
 import pytest
-from conftest import bare_namespace
+from conftest import bare_namespace, read_pcap, run_pcap_daemon
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "benchlib"))
 import mix  # noqa: E402
-from portcullis_lab import wait_for  # noqa: E402
-
-
-def read_pcap(path):
-    data = Path(path).read_bytes()
-    frames, off = [], 24
-    while off + 16 <= len(data):
-        incl = int.from_bytes(data[off + 8:off + 12], "little")
-        frames.append(data[off + 16:off + 16 + incl])
-        off += 16 + incl
-    return frames
 
 
 def flow_queue(frame, queues):
@@ -41,35 +27,6 @@ def env():
     yield from bare_namespace("pctmw")
 
 
-def run_daemon(env, name, lcores, inside_rx, inside_tx, outside_rx, outside_tx, total):
-    w = env.workdir
-    inside = ",".join(["net_pcap0"] + [f"rx_pcap={p}" for p in inside_rx] + [f"tx_pcap={p}" for p in inside_tx])
-    outside = ",".join(["net_pcap1"] + [f"rx_pcap={p}" for p in outside_rx] + [f"tx_pcap={p}" for p in outside_tx])
-    sock = w / f"{name}.sock"
-    cmd = ["ip", "netns", "exec", env.ns_gw, str(env.build_dir / "control" / "portcullis"), f"--lcores={lcores}",
-           "--no-huge", "-m", "256", "--no-pci", f"--file-prefix=pctmw{name}", "--log-level=lib.eal:warning",
-           f"--vdev={inside}", f"--vdev={outside}", "--", "--config", str(env.repo / "configs" / "bench.conf"),
-           "--control_socket", str(sock), "--state_dir", str(w / f"{name}-state")]
-    log = w / f"{name}.log"
-    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    ctl = [str(env.build_dir / "tools" / "portcullisctl"), "--socket", str(sock), "--json", "stats"]
-
-    def counters():
-        res = subprocess.run(ctl, capture_output=True, text=True)
-        return json.loads(res.stdout)["counters"] if res.returncode == 0 else None
-
-    try:
-        wait_for(f"{name}: every frame received", lambda: (counters() or {}).get("rx_inside") == total, timeout=60,
-                 proc=proc, log=log)
-        final = counters()
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
-        subprocess.run(["rm", "-rf", f"/var/run/dpdk/pctmw{name}"])
-    assert proc.returncode == 0, log.read_text()[-2000:]
-    return final
-
-
 def test_two_workers_give_the_same_verdicts_as_one(env):
     w = env.workdir
     frames = mix.imix(20000, mix.random.Random(7))
@@ -78,9 +35,10 @@ def test_two_workers_give_the_same_verdicts_as_one(env):
     for q in (0, 1):
         mix.write_pcap(w / f"q{q}.pcap", [f for f in frames if flow_queue(f, 2) == q])
 
-    one = run_daemon(env, "one", "0@0,1@1", [w / "all.pcap"], [w / "one-in.pcap"], [w / "empty.pcap"],
+    conf = env.repo / "configs" / "bench.conf"
+    one = run_pcap_daemon(env, "one", conf, "0@0,1@1", [w / "all.pcap"], [w / "one-in.pcap"], [w / "empty.pcap"],
                      [w / "one-out.pcap"], len(frames))
-    two = run_daemon(env, "two", "0@0,1@1,2@1", [w / "q0.pcap", w / "q1.pcap"],
+    two = run_pcap_daemon(env, "two", conf, "0@0,1@1,2@1", [w / "q0.pcap", w / "q1.pcap"],
                      [w / "two-in0.pcap", w / "two-in1.pcap"], [w / "empty.pcap", w / "empty.pcap"],
                      [w / "two-out0.pcap", w / "two-out1.pcap"], len(frames))
 
