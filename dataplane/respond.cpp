@@ -77,7 +77,7 @@ uint32_t write_reply(uint8_t* data, const Parsed& p, const Reply& r) {
     t[12] = 5 << 4;
     t[13] = r.flags;
     store_be16(t + 14, r.window);
-    std::memcpy(t + 20, r.payload.data(), r.payload.size());
+    if (!r.payload.empty()) std::memcpy(t + 20, r.payload.data(), r.payload.size());
     if (r.crlf) std::memcpy(t + 20 + r.payload.size(), "\r\n", 2);
 
     auto* th = reinterpret_cast<rte_tcp_hdr*>(t);

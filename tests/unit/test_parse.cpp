@@ -1,6 +1,8 @@
 // Parser tests: well-formed frames of every shape we forward, and every malformation we count.
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "dataplane/parse.hpp"
 #include "tests/unit/frames.hpp"
 
@@ -270,6 +272,38 @@ TEST(Parse, EveryPrefixOfAFrameIsSafe) {
             EXPECT_EQ(p.kind, L3Kind::Malformed) << "v6=" << v6 << " len=" << n;
         }
         EXPECT_EQ(parse(full).kind, L3Kind::Tcp);
+    }
+}
+
+}  // namespace
+
+namespace {
+
+// Random corruption of valid frames: whatever the bytes, the parser answers within the frame's bounds.
+TEST(Parse, RandomCorruptionStaysInBounds) {
+    std::mt19937 rng(12345);
+    std::vector<FrameSpec> seeds(4);
+    seeds[1].tpids = {0x88a8, 0x8100};
+    seeds[1].ip_options = 8;
+    seeds[2].src = "2001:db8:100::20";
+    seeds[2].dst = "2001:db8:25::25";
+    seeds[2].ext6 = {{0, 6}, {60, 14}, {44, 0, 0}};
+    seeds[3].payload = "EHLO mail.example.com\r\n";
+    seeds[3].tcp_options = 12;
+    for (int round = 0; round < 200000; ++round) {
+        auto f = build_frame(seeds[round % seeds.size()]);
+        const int flips = 1 + static_cast<int>(rng() % 4);
+        for (int i = 0; i < flips; ++i) f[rng() % f.size()] = static_cast<uint8_t>(rng());
+        if (rng() % 3 == 0) f.resize(rng() % (f.size() + 1));
+        const auto p = parse_frame(f.data(), static_cast<uint32_t>(f.size()));
+        if (p.kind == L3Kind::Tcp) {
+            ASSERT_LE(p.l4_off + 20u, f.size());
+            ASSERT_LE(static_cast<size_t>(p.payload_off) + p.payload_len, f.size());
+            ASSERT_GE(p.payload_off, p.l4_off + 20u);
+        }
+        if (p.kind == L3Kind::Malformed) {
+            ASSERT_NE(p.malformation, Malformation::None);
+        }
     }
 }
 
