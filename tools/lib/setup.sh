@@ -39,11 +39,12 @@ ensure_packages() {
     apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# build DIR: configure (warnings are errors) if needed, then compile.
+# build DIR [MESON OPTIONS...]: configure (warnings are errors) if needed, then compile.
 build_project() {
     local dir=$1
+    shift
     if [ ! -f "$dir/build.ninja" ]; then
-        meson setup "$dir" --werror >/dev/null || die "meson setup failed"
+        meson setup "$dir" --werror "$@" >/dev/null || die "meson setup failed"
     fi
     echo "== building in $dir"
     ninja -C "$dir" >"$dir.log" 2>&1 || { tail -50 "$dir.log"; die "build failed (full log: $dir.log)"; }
