@@ -6,7 +6,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include <rte_ring_elem.h>
+
 #include "control/commands.hpp"
+#include "dataplane/events.hpp"
 
 using namespace portcullis;
 using nlohmann::json;
@@ -186,6 +189,34 @@ TEST_F(Commands, MonitorModeIsLiveAndStored) {
     std::vector<std::string> w;
     ASSERT_EQ(again.open(w), "");
     EXPECT_EQ(again.settings()["monitor"], true);
+}
+
+TEST(SourceStatsTest, CountsPerSourceAndStaysBounded) {
+    rte_ring* ring = rte_ring_create_elem("srcstats_test", sizeof(RefusalEvent), 1024, SOCKET_ID_ANY,
+                                          RING_F_SP_ENQ | RING_F_SC_DEQ);
+    ASSERT_NE(ring, nullptr);
+    auto event = [](const char* addr, uint8_t syn) {
+        RefusalEvent e{};
+        const IpAddr a = *parse_addr(addr);
+        e.v6 = a.v6;
+        e.v4 = a.v4;
+        e.v6addr = a.v6addr;
+        e.dport = 25;
+        e.syn = syn;
+        return e;
+    };
+    const RefusalEvent evs[] = {event("198.51.100.20", 1), event("198.51.100.20", 0),
+                                event("2001:db8:100::20", 1)};
+    ASSERT_EQ(rte_ring_enqueue_burst_elem(ring, evs, sizeof(RefusalEvent), 3, nullptr), 3u);
+    SourceStats stats;
+    stats.drain({ring}, 1000);
+    EXPECT_EQ(stats.of(*parse_addr("198.51.100.20"))["refused"], 2);
+    EXPECT_EQ(stats.of(*parse_addr("198.51.100.20"))["attempts"], 1);
+    EXPECT_EQ(stats.of(*parse_addr("198.51.100.20"))["last"], 1000);
+    EXPECT_EQ(stats.of(*parse_addr("2001:db8:100::20"))["attempts"], 1);
+    EXPECT_EQ(stats.of(*parse_addr("198.51.100.21"))["refused"], 0);
+    EXPECT_EQ(stats.top(1)[0]["addr"], "198.51.100.20");
+    rte_ring_free(ring);
 }
 
 TEST_F(Commands, ManagedPrefixesChangeLive) {

@@ -60,6 +60,9 @@ def run_live(lab):
     mark = f"{GREEN}ok{RESET}" if good else f"{RED}UNEXPECTED{RESET}"
     say(f" {len(STEPS) + len(LIVE) + 1:2}. a later approve of the banned server is refused:\n     "
         f"{res.stderr.strip()}  [{mark}]")
+    say(f"\n   what the operator sees: portcullisctl show {src}")
+    for line in lab.ctl("show", src, json_out=False).stdout.splitlines()[:6]:
+        say(f"     {line}")
     return ok
 
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "control/approval.hpp"
+#include "dataplane/counters.hpp"
 
 namespace portcullis::ctl {
 
@@ -88,18 +89,19 @@ std::string render_record(const json& r) {
 }
 
 std::string render_show(const json& reply) {
-    std::string out = table({{"address:", str(reply, "addr")},
-                             {"verdict:", str(reply, "verdict")},
-                             {"managed:", reply.value("managed", false) ? "yes" : "no"},
-                             {"relay:", reply.value("relay", false) ? "yes" : "no"}});
+    std::vector<std::vector<std::string>> rows = {{"address:", str(reply, "addr")},
+                                                  {"verdict:", str(reply, "verdict")},
+                                                  {"managed:", reply.value("managed", false) ? "yes" : "no"},
+                                                  {"relay:", reply.value("relay", false) ? "yes" : "no"}};
     if (reply.contains("refusals")) {
         const json& r = reply["refusals"];
         std::string text = std::to_string(r.value("attempts", uint64_t{0})) + " connection attempt(s), " +
                            std::to_string(r.value("refused", uint64_t{0})) + " segment(s) refused";
         if (r.value("refused", uint64_t{0}) > 0)
             text += "; last " + format_time(r.value("last", int64_t{0})) + " to port " + str(r, "last_port");
-        out += table({{"refusals:", text}});
+        rows.push_back({"refusals:", text});
     }
+    std::string out = table(rows);
     if (reply.contains("record") && !reply["record"].is_null())
         out += "\nrecord that applies (most specific):\n" + render_record(reply["record"]);
     else
@@ -126,7 +128,14 @@ std::string render_status(const json& s) {
 std::string render_counters(const json& reply) {
     std::vector<std::vector<std::string>> rows = {{"COUNTER", "VALUE"}};
     const json counters = reply.value("counters", json::object());
-    for (const auto& [k, v] : counters.items()) rows.push_back({k, v.dump()});
+    // In the daemon's own order (what arrived, what went, why), then any this CLI does not know yet.
+    for (const auto& info : kCounterInfo)
+        if (counters.contains(info.name)) rows.push_back({info.name, counters[info.name].dump()});
+    for (const auto& [k, v] : counters.items()) {
+        bool known = false;
+        for (const auto& info : kCounterInfo) known |= k == info.name;
+        if (!known) rows.push_back({k, v.dump()});
+    }
     std::string out = table(rows);
     const json top = reply.value("top_refused_sources", json::array());
     if (!top.empty()) {
