@@ -46,6 +46,44 @@ Ctr smtp_counter(SmtpStep step) {
     return Ctr::dropped_refused;
 }
 
+// Records a refusal for the control thread's per-source figures.
+void note_refusal(RefusalEvent& e, const Parsed& p, Counters& c) {
+    e.syn = (p.tcp_flags & tcpflag::SYN) ? 1 : 0;
+    if (e.syn) c.add(Ctr::refused_unapproved_syn);
+    e.v6addr = p.src.v6addr;
+    e.v4 = p.src.v4;
+    e.v6 = p.src.v6;
+    e.dport = p.dport;
+}
+
+// Rewrites a refused segment, in place, into its answer (RST or the SMTP refusal's next step). Returns false
+// when there is nothing to send back (counted under the reason), and the caller drops the segment.
+bool answer_refusal(const WorkerContext& ctx, const Policy& pol, rte_mbuf* m, const Parsed& p, uint64_t& slot,
+                    Counters& c) {
+    if (m->nb_segs != 1) {
+        c.add(Ctr::multi_segment);
+        c.add(Ctr::dropped_refused);
+        return false;
+    }
+    uint8_t* data = rte_pktmbuf_mtod(m, uint8_t*);
+    uint32_t len;
+    if (pol.action_unapproved == Action::Smtp) {
+        if (slot == UINT64_MAX) slot = ctx.tsc_per_slot ? rte_rdtsc() / ctx.tsc_per_slot : 0;
+        const uint32_t room = rte_pktmbuf_data_len(m) + rte_pktmbuf_tailroom(m);
+        const SmtpAnswer a = smtp_answer_in_place(data, room, p, pol.cookie_key, slot, pol.reply_unapproved);
+        c.add(smtp_counter(a.step));
+        len = a.len;
+    } else {
+        len = make_rst_in_place(data, p);
+        c.add(Ctr::rst_sent);
+    }
+    if (len == 0) return false;
+    m->data_len = static_cast<uint16_t>(len);
+    m->pkt_len = len;
+    m->ol_flags = 0;
+    return true;
+}
+
 }  // namespace
 
 void process_inbound(const WorkerContext& ctx, rte_mbuf** pkts, uint16_t n) {
@@ -77,46 +115,24 @@ void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pk
             continue;
         }
         c.add(d.reason);
-        if (d.reason == Ctr::refused_unapproved) {
-            const uint8_t syn = (p.tcp_flags & tcpflag::SYN) ? 1 : 0;
-            if (syn) c.add(Ctr::refused_unapproved_syn);
-            auto& e = events[ne++];
-            e.v6addr = p.src.v6addr;
-            e.v4 = p.src.v4;
-            e.v6 = p.src.v6;
-            e.dport = p.dport;
-            e.syn = syn;
+        if (d.reason != Ctr::refused_unapproved) {  // malformed: counted, dropped
+            drop[nd++] = m;
+            continue;
         }
-        if (d.reason == Ctr::refused_unapproved && pol.monitor) {  // counted and reported, not refused
+        note_refusal(events[ne++], p, c);
+        if (pol.monitor) {  // counted and reported, not refused
             c.add(Ctr::monitor_passed);
             fwd[nf++] = m;
             continue;
         }
-        if (d.verdict == Verdict::Refuse && m->nb_segs == 1) {
-            uint32_t len;
-            if (pol.action_unapproved == Action::Smtp) {
-                if (slot == UINT64_MAX) slot = ctx.tsc_per_slot ? rte_rdtsc() / ctx.tsc_per_slot : 0;
-                const uint32_t room = rte_pktmbuf_data_len(m) + rte_pktmbuf_tailroom(m);
-                const SmtpAnswer a =
-                    smtp_answer_in_place(data, room, p, pol.cookie_key, slot, pol.reply_unapproved);
-                c.add(smtp_counter(a.step));
-                len = a.len;
-            } else {
-                len = make_rst_in_place(data, p);
-                c.add(Ctr::rst_sent);
-            }
-            if (len) {
-                m->data_len = static_cast<uint16_t>(len);
-                m->pkt_len = len;
-                m->ol_flags = 0;
+        if (d.verdict == Verdict::Refuse) {
+            if (answer_refusal(ctx, pol, m, p, slot, c))
                 back[nb++] = m;
-            } else {
+            else
                 drop[nd++] = m;
-            }
             continue;
         }
-        if (d.verdict == Verdict::Refuse) c.add(Ctr::multi_segment);
-        if (d.reason == Ctr::refused_unapproved) c.add(Ctr::dropped_refused);
+        c.add(Ctr::dropped_refused);  // action drop
         drop[nd++] = m;
     }
     c.add(Ctr::fwd_outbound, send_or_free(ctx.outside_port, ctx.queue, fwd, nf, c, Ctr::tx_full_outside));
