@@ -66,6 +66,10 @@ def stop(proc):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    # Each process's DPDK runtime directory (telemetry socket, config) goes with it.
+    prefix = next((a.split("=", 1)[1] for a in proc.args if a.startswith("--file-prefix=")), None)
+    if prefix:
+        shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
 
 
 def measure(prefix, proc, seconds, log):
