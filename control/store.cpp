@@ -227,6 +227,13 @@ std::string ApprovalStore::end_batch() {
     return ::fdatasync(journal_fd_) == 0 ? "" : errno_text("journal sync");
 }
 
+std::string ApprovalStore::change(const nlohmann::json& entry) {
+    if (auto err = append(entry); !err.empty()) return err;
+    auto err = apply(entry);
+    maybe_compact();
+    return err;
+}
+
 void ApprovalStore::maybe_compact() {
     // The change is already in the journal; a failed compaction leaves the journal as it was and is tried
     // again at the next change. A compaction also makes what the batch wrote so far durable.
@@ -235,10 +242,7 @@ void ApprovalStore::maybe_compact() {
 
 std::string ApprovalStore::put(const Approval& a) {
     const nlohmann::json e = {{"seq", seq_ + 1}, {"op", "put"}, {"record", to_json(a)}};
-    if (auto err = append(e); !err.empty()) return err;
-    auto err = apply(e);
-    maybe_compact();
-    return err;
+    return change(e);
 }
 
 std::string ApprovalStore::put_all(const std::vector<Approval>& all) {
@@ -256,10 +260,7 @@ std::string ApprovalStore::put_all(const std::vector<Approval>& all) {
 
 std::string ApprovalStore::set_setting(const std::string& name, const nlohmann::json& value) {
     const nlohmann::json e = {{"seq", seq_ + 1}, {"op", "setting"}, {"name", name}, {"value", value}};
-    if (auto err = append(e); !err.empty()) return err;
-    auto err = apply(e);
-    maybe_compact();
-    return err;
+    return change(e);
 }
 
 std::string ApprovalStore::change_overlay(const std::string& set, bool add, const Prefix& p,
@@ -268,10 +269,7 @@ std::string ApprovalStore::change_overlay(const std::string& set, bool add, cons
     for (const auto& c : configured) in_config |= c == p;
     const nlohmann::json e = {{"seq", seq_ + 1}, {"op", "overlay"},        {"set", set},
                               {"add", add},      {"prefix", to_string(p)}, {"configured", in_config}};
-    if (auto err = append(e); !err.empty()) return err;
-    auto err = apply(e);
-    maybe_compact();
-    return err;
+    return change(e);
 }
 
 }  // namespace portcullis

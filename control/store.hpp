@@ -67,6 +67,7 @@ class ApprovalStore {
 
   private:
     std::string append(const nlohmann::json& entry);
+    std::string change(const nlohmann::json& entry);  // append, apply, compact when due
     std::string compact();
     void maybe_compact();
     std::string apply(const nlohmann::json& entry);  // to memory only; "" or why the entry is bad
