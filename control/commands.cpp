@@ -86,14 +86,15 @@ bool in_list(const std::vector<Prefix>& list, const IpAddr& a) {
 
 ControlPlane::ControlPlane(const Config& cfg, ApprovalStore& store, PolicyPublisher& publisher,
                            AuditLog& audit, std::function<Totals()> counters, DaemonInfo info,
-                           const SourceStats* sources)
+                           const SourceStats* sources, const FlowView* flows)
     : cfg_(cfg),
       store_(store),
       publisher_(publisher),
       audit_(audit),
       counters_(std::move(counters)),
       info_(info),
-      sources_(sources) {
+      sources_(sources),
+      flows_(flows) {
     for (const auto& p : cfg.approved) {
         Approval a;
         a.prefix = p;
@@ -185,6 +186,7 @@ json ControlPlane::dispatch(const std::string& cmd, const json& req, const Peer&
     if (cmd == "import_commit") return import_commit(peer, session);
     if (cmd == "managed" || cmd == "relay") return overlay(cmd, req, peer);
     if (cmd == "monitor") return monitor(req, peer);
+    if (cmd == "limits") return limits(req, peer);
     throw RequestError("unknown command '" + cmd + "'");
 }
 
@@ -334,11 +336,29 @@ json ControlPlane::show(const json& req) const {
         verdict = "refused on blocked ports: not approved";
     json j = {{"addr", to_string(p)}, {"managed", managed}, {"relay", relay}, {"verdict", verdict}};
     if (sources_ && p.len == p.max_len()) j["refusals"] = sources_->of(p.addr);
+    if (managed && p.len == p.max_len()) j["limits"] = live_limits(p.addr, false);
     if (rec) {
         j["record"] = to_json(*rec);
         j["record"]["source"] = source;
     } else {
         j["record"] = nullptr;
+    }
+    return j;
+}
+
+json ControlPlane::flow_status() const {
+    if (!flows_) return nullptr;
+    uint64_t tracked = 0, bytes = 0, max = 0;
+    for (const auto* t : flows_->trackers) {
+        tracked += t->table().size();
+        bytes += t->table().bytes();
+        max += t->table().max_flows();
+    }
+    json j = {{"tracked", tracked}, {"max", max}, {"table_bytes", bytes}};
+    if (flows_->sources) {
+        j["sources"] = flows_->sources->in_use();
+        j["sources_max"] = flows_->sources->capacity();
+        j["source_table_bytes"] = flows_->sources->bytes();
     }
     return j;
 }
@@ -363,7 +383,11 @@ json ControlPlane::status() const {
               {"fwd_outbound", c(Ctr::fwd_outbound)},
               {"fwd_inbound", c(Ctr::fwd_inbound)},
               {"refused_unapproved_syn", c(Ctr::refused_unapproved_syn)},
-              {"rst_sent", c(Ctr::rst_sent)}}}};
+              {"refused_concurrency", c(Ctr::refused_concurrency)},
+              {"refused_rate", c(Ctr::refused_rate)},
+              {"refused_daily", c(Ctr::refused_daily)},
+              {"rst_sent", c(Ctr::rst_sent)}}},
+            {"flows", flow_status()}};
 }
 
 json ControlPlane::import_chunk(const json& req, Session& session) {
@@ -434,6 +458,43 @@ json ControlPlane::monitor(const json& req, const Peer& peer) {
     audit_.record(peer, "monitor", req, current, enable, "ok");
     publish_change();
     return ok({{"monitor", enable}, {"_changed", true}});
+}
+
+// The limits that apply to a source, and where it stands against them now.
+json ControlPlane::live_limits(const IpAddr& a, bool relay) const {
+    const Policy& pol = *publisher_.current().load();
+    const Limits& l = relay ? pol.relay_limits : pol.limit_overrides.find(a, pol.default_limits);
+    json j = {{"max_concurrent", l.concurrent}, {"rate_per_min", l.rate_per_min}, {"daily", l.daily}};
+    if (flows_ && flows_->sources) {
+        const Now now = flows_->clock.at(rte_rdtsc());
+        const SourceView v = flows_->sources->view(a, l, now.us, now.day);
+        j["live"] = {{"concurrent", v.concurrent}, {"rate_used", v.rate_used}, {"daily_count", v.daily}};
+    }
+    return j;
+}
+
+json ControlPlane::limits(const json& req, const Peer& peer) {
+    const Limits before = publisher_.current().load()->default_limits;
+    auto as_json = [](const Limits& l) {
+        return json{{"max_concurrent", l.concurrent}, {"rate_per_min", l.rate_per_min}, {"daily", l.daily}};
+    };
+    json change = store_.settings().contains("limits") ? store_.settings()["limits"] : json::object();
+    bool any = false;
+    for (const char* key : {"max_concurrent", "rate_per_min", "daily"}) {
+        if (!req.contains(key)) continue;
+        const int64_t v = opt_int(req, key, 0, 1'000'000'000);
+        change[key] = v;
+        any = true;
+    }
+    if (!any) return ok({{"defaults", as_json(before)}, {"configured", as_json(cfg_.default_limits)}});
+    if (auto err = store_.set_setting("limits", change); !err.empty()) {
+        audit_.record(peer, "limits", req, as_json(before), nullptr, "not saved: " + err);
+        return fail("not saved: " + err);
+    }
+    const Limits after = effective_default_limits(cfg_, &store_);
+    audit_.record(peer, "limits", req, as_json(before), as_json(after), "ok");
+    publish_change();
+    return ok({{"defaults", as_json(after)}, {"configured", as_json(cfg_.default_limits)}, {"_changed", true}});
 }
 
 json ControlPlane::overlay(const std::string& set, const json& req, const Peer& peer) {

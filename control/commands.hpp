@@ -16,6 +16,9 @@
 #include "control/source_stats.hpp"
 #include "control/stats.hpp"
 #include "control/store.hpp"
+#include "dataplane/clock.hpp"
+#include "dataplane/flow_tracker.hpp"
+#include "dataplane/source_table.hpp"
 
 namespace portcullis {
 
@@ -33,11 +36,19 @@ struct DaemonInfo {
     int64_t started = 0;
 };
 
+// The workers' connection tracking, read (relaxed, never written) for `show` and `status`.
+struct FlowView {
+    const SourceTable* sources = nullptr;
+    std::vector<const FlowTracker*> trackers;
+    Clock clock;
+};
+
 class ControlPlane {
   public:
-    // sources may be null (no per-source refusal figures).
+    // sources may be null (no per-source refusal figures); flows may be null (no live limit figures).
     ControlPlane(const Config& cfg, ApprovalStore& store, PolicyPublisher& publisher, AuditLog& audit,
-                 std::function<Totals()> counters, DaemonInfo info, const SourceStats* sources = nullptr);
+                 std::function<Totals()> counters, DaemonInfo info, const SourceStats* sources = nullptr,
+                 const FlowView* flows = nullptr);
 
     // Handles one request line; never throws. A reply to a request that changed something carries the
     // internal key "_changed" (the server strips it) so that a failed batch sync can turn it into an error.
@@ -59,9 +70,12 @@ class ControlPlane {
     nlohmann::json list(const nlohmann::json& req) const;
     nlohmann::json show(const nlohmann::json& req) const;
     nlohmann::json status() const;
+    nlohmann::json flow_status() const;
     nlohmann::json import_chunk(const nlohmann::json& req, Session& session);
     nlohmann::json import_commit(const Peer& peer, Session& session);
     nlohmann::json monitor(const nlohmann::json& req, const Peer& peer);
+    nlohmann::json limits(const nlohmann::json& req, const Peer& peer);
+    nlohmann::json live_limits(const IpAddr& a, bool relay) const;
     nlohmann::json overlay(const std::string& set, const nlohmann::json& req, const Peer& peer);
     // A durable, audited, published change of one record.
     nlohmann::json commit(const std::string& cmd, const nlohmann::json& req, const Peer& peer,
@@ -77,6 +91,7 @@ class ControlPlane {
     std::function<Totals()> counters_;
     DaemonInfo info_;
     const SourceStats* sources_;
+    const FlowView* flows_;
     int64_t next_expiry_ = 0;
     bool batch_ = false, dirty_ = false;
     std::map<Prefix, Approval, PrefixLess> baseline_;  // the config file's approvals, as records

@@ -1,8 +1,11 @@
 // Option parsing and validation with Boost.Program_options (see config.hpp).
 #include "control/config.hpp"
 
+#include "control/approval.hpp"
+
 #include <boost/program_options.hpp>
 
+#include <array>
 #include <cctype>
 #include <charconv>
 #include <fstream>
@@ -17,6 +20,26 @@ namespace {
 constexpr const char* kDefaultReplyUnapproved =
     "550 5.7.1 Direct-to-MX mail (port 25) from this address is not approved by the provider; "
     "submit through your relay or port 587, or ask the provider to approve this server";
+constexpr const char* kDefaultReplyConcurrent =
+    "421 4.7.0 Too many concurrent SMTP connections from this IP address; please try again later";
+constexpr const char* kDefaultReplyRate =
+    "421 4.7.0 Too many new SMTP connections from this IP address in the last minute; please try again later";
+constexpr const char* kDefaultReplyDaily =
+    "421 4.7.0 This IP address has reached its daily sending limit; please try again tomorrow";
+constexpr const char* kDefaultReplyBusy =
+    "421 4.3.2 The provider's mail gateway is busy; please try again later";
+constexpr const char* kDefaultReplyPayload =
+    "550 5.7.1 This SMTP session breaks the provider's sending policy for this address";
+
+// The config key of each ReplyReason's line, and its default.
+constexpr std::array<std::pair<const char*, const char*>, kReplyReasons> kReplyKeys = {{
+    {"reply_unapproved", kDefaultReplyUnapproved},
+    {"reply_limit_concurrent", kDefaultReplyConcurrent},
+    {"reply_limit_rate", kDefaultReplyRate},
+    {"reply_limit_daily", kDefaultReplyDaily},
+    {"reply_busy", kDefaultReplyBusy},
+    {"reply_payload", kDefaultReplyPayload},
+}};
 
 struct ConfigError {
     std::string message;
@@ -46,8 +69,44 @@ po::options_description make_description() {
         ("action_unapproved", po::value<std::string>()->default_value("rst"),
             "what a refused connection attempt gets: rst (TCP reset, the client fails at once), drop, or smtp "
             "(the gateway completes the handshake itself and answers with reply_unapproved, then closes)")
+        ("action_limit", po::value<std::string>()->default_value("smtp"),
+            "what a new SMTP connection over its source's limits (or with no room to track it) gets: "
+            "smtp (a 421 reply the client's MTA logs and retries later), rst or drop")
         ("reply_unapproved", po::value<std::string>()->default_value(kDefaultReplyUnapproved),
-            "the SMTP reply line for action smtp: a 5xx or 4xx code, then text")
+            "the SMTP reply line for an unapproved port-25 attempt (action smtp): a 4xx or 5xx code, then text")
+        ("reply_limit_concurrent", po::value<std::string>()->default_value(kDefaultReplyConcurrent),
+            "the reply line for a connection over max_concurrent")
+        ("reply_limit_rate", po::value<std::string>()->default_value(kDefaultReplyRate),
+            "the reply line for a connection over the rate")
+        ("reply_limit_daily", po::value<std::string>()->default_value(kDefaultReplyDaily),
+            "the reply line for a connection over the daily volume")
+        ("reply_busy", po::value<std::string>()->default_value(kDefaultReplyBusy),
+            "the reply line for a connection the gateway has no room to track")
+        ("reply_payload", po::value<std::string>()->default_value(kDefaultReplyPayload),
+            "the reply line for a session whose commands break the policy (inspection)")
+        ("max_concurrent", po::value<unsigned>()->default_value(10),
+            "open SMTP connections per managed source at once (0: unlimited); an approval's own value wins")
+        ("rate", po::value<std::string>()->default_value("60/min"),
+            "new SMTP connections per managed source, e.g. 60/min or 600/h (0: unlimited); bursts of one "
+            "minute's worth are allowed")
+        ("daily", po::value<unsigned>()->default_value(0),
+            "SMTP messages (connections, where the session cannot be read) per managed source per UTC day "
+            "(0: unlimited)")
+        ("relay_max_concurrent", po::value<unsigned>()->default_value(0),
+            "max_concurrent for connections to relay hosts (0: unlimited)")
+        ("relay_rate", po::value<std::string>()->default_value("0"), "rate for connections to relay hosts")
+        ("relay_daily", po::value<unsigned>()->default_value(0), "daily for connections to relay hosts")
+        ("max_flows", po::value<unsigned>()->default_value(262144),
+            "SMTP connections each worker tracks at most (64 bytes each, table at most 3/4 full); a new "
+            "connection finding the table full gets action_limit with reply_busy")
+        ("max_sources", po::value<unsigned>()->default_value(262144),
+            "sources with limit state, shared by all workers (64 bytes each)")
+        ("flow_timeout_half_open", po::value<unsigned>()->default_value(30),
+            "seconds a connection whose handshake has not completed holds its source's slot")
+        ("flow_timeout_established", po::value<unsigned>()->default_value(1800),
+            "seconds an idle open SMTP connection is tracked")
+        ("flow_timeout_closing", po::value<unsigned>()->default_value(60),
+            "seconds a half-closed connection is tracked, and a closed one lingers")
         ("monitor", po::value<bool>()->default_value(false),
             "true: count and report what would be refused, refuse nothing (a live 'portcullisctl monitor' wins)")
         ("stats_interval", po::value<unsigned>()->default_value(10),
@@ -116,6 +175,22 @@ unsigned bounded(const po::variables_map& vm, const char* key, unsigned lo, unsi
     return v;
 }
 
+Action action_of(const po::variables_map& vm, const char* key) {
+    const auto& action = vm[key].as<std::string>();
+    if (action == "rst") return Action::Rst;
+    if (action == "drop") return Action::Drop;
+    if (action == "smtp") return Action::Smtp;
+    throw ConfigError{std::string(key) + ": '" + action + "' is not one of rst, drop, smtp"};
+}
+
+uint32_t rate(const po::variables_map& vm, const char* key) {
+    const auto& text = vm[key].as<std::string>();
+    if (text == "0") return 0;
+    const auto r = parse_rate(text);
+    if (!r) throw ConfigError{std::string(key) + ": '" + text + "' is not a rate such as 60/min or 600/h"};
+    return *r;
+}
+
 Config build(const po::variables_map& vm) {
     Config c;
     for (const char* key : {"inside", "outside"})
@@ -134,26 +209,31 @@ Config build(const po::variables_map& vm) {
         for (auto o : c.open_ports)
             if (b == o)
                 throw ConfigError{"open_ports: port " + std::to_string(o) + " is also in blocked_ports"};
-    const auto& action = vm["action_unapproved"].as<std::string>();
-    if (action == "rst")
-        c.action_unapproved = Action::Rst;
-    else if (action == "drop")
-        c.action_unapproved = Action::Drop;
-    else if (action == "smtp")
-        c.action_unapproved = Action::Smtp;
-    else
-        throw ConfigError{"action_unapproved: '" + action + "' is not one of rst, drop, smtp"};
-    c.reply_unapproved = vm["reply_unapproved"].as<std::string>();
-    const auto& r = c.reply_unapproved;
-    const bool code_ok = r.size() >= 4 && (r[0] == '4' || r[0] == '5') &&
-                         std::isdigit(static_cast<unsigned char>(r[1])) &&
-                         std::isdigit(static_cast<unsigned char>(r[2])) && r[3] == ' ';
-    bool printable = r.size() <= 400;
-    for (char ch : r) printable &= ch >= 0x20 && ch < 0x7f;
-    if (!code_ok || !printable)
-        throw ConfigError{
-            "reply_unapproved: must be one line of printable ASCII (at most 400 characters) "
-            "starting with a 4xx or 5xx code and a space, e.g. '550 5.7.1 ...'"};
+    c.action_unapproved = action_of(vm, "action_unapproved");
+    c.action_limit = action_of(vm, "action_limit");
+    for (unsigned i = 0; i < kReplyReasons; ++i) {
+        const char* key = kReplyKeys[i].first;
+        const auto& r = vm[key].as<std::string>();
+        const bool code_ok = r.size() >= 4 && (r[0] == '4' || r[0] == '5') &&
+                             std::isdigit(static_cast<unsigned char>(r[1])) &&
+                             std::isdigit(static_cast<unsigned char>(r[2])) && r[3] == ' ';
+        bool printable = r.size() <= 400;
+        for (char ch : r) printable &= ch >= 0x20 && ch < 0x7f;
+        if (!code_ok || !printable)
+            throw ConfigError{std::string(key) +
+                              ": must be one line of printable ASCII (at most 400 characters) "
+                              "starting with a 4xx or 5xx code and a space, e.g. '421 4.7.0 ...'"};
+        c.replies[i] = r;
+    }
+    c.default_limits = {bounded(vm, "max_concurrent", 0, 1'000'000), rate(vm, "rate"),
+                        bounded(vm, "daily", 0, 1'000'000'000)};
+    c.relay_limits = {bounded(vm, "relay_max_concurrent", 0, 1'000'000), rate(vm, "relay_rate"),
+                      bounded(vm, "relay_daily", 0, 1'000'000'000)};
+    c.max_flows = bounded(vm, "max_flows", 16, 64u << 20);
+    c.max_sources = bounded(vm, "max_sources", 64, 64u << 20);
+    c.timeouts.half_open_ms = 1000 * bounded(vm, "flow_timeout_half_open", 1, 3600);
+    c.timeouts.established_ms = 1000 * bounded(vm, "flow_timeout_established", 10, 7 * 86400);
+    c.timeouts.closing_ms = 1000 * bounded(vm, "flow_timeout_closing", 1, 3600);
     c.monitor = vm["monitor"].as<bool>();
     c.stats_interval = bounded(vm, "stats_interval", 0, 86400);
     c.log_level = vm["log_level"].as<std::string>();

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/net_addr.hpp"
+#include "dataplane/flow_tracker.hpp"
 #include "dataplane/policy.hpp"
 
 namespace portcullis {
@@ -21,7 +22,13 @@ struct Config {
     std::vector<uint16_t> blocked_ports;
     std::vector<uint16_t> open_ports;
     Action action_unapproved = Action::Rst;
-    std::string reply_unapproved;  // the SMTP reply line for action smtp
+    Action action_limit = Action::Smtp;
+    ReplyLines replies;      // the SMTP reply line per ReplyReason, for action smtp
+    Limits default_limits;   // per managed source; an approval's own values win
+    Limits relay_limits;     // connections to relay hosts
+    uint32_t max_flows = 262144;    // tracked SMTP connections per worker
+    uint32_t max_sources = 262144;  // sources with limit state, shared by the workers
+    FlowTimeouts timeouts;
     CookieKey cookie_key;          // not an option: drawn at random by the daemon at start
     bool monitor = false;  // the default; portcullisctl monitor on|off changes it live (and it is stored)
     unsigned stats_interval = 10;  // seconds between counter log lines; 0 turns them off

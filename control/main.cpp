@@ -74,6 +74,33 @@ bool write_ready_file(const std::string& path) {
     return std::rename(tmp.c_str(), path.c_str()) == 0;
 }
 
+// A rate-limited warning (at most one every 10 s) when new connections were refused for want of room to
+// track them: the workers only count it.
+class FullTableWarning {
+  public:
+    void check(const Totals& t, const Config& cfg) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now < next_) return;
+        next_ = now + std::chrono::seconds(10);
+        const uint64_t flows = t[static_cast<size_t>(Ctr::flow_table_full)];
+        const uint64_t srcs = t[static_cast<size_t>(Ctr::source_table_full)];
+        if (flows > flows_)
+            spdlog::warn("{} new SMTP connection(s) refused in the last 10 s: flow table full (max_flows = {} "
+                         "per worker); raise max_flows or lower flow_timeout_half_open",
+                         flows - flows_, cfg.max_flows);
+        if (srcs > srcs_)
+            spdlog::warn("{} new SMTP connection(s) refused in the last 10 s: no per-source slot free "
+                         "(max_sources = {}); raise max_sources",
+                         srcs - srcs_, cfg.max_sources);
+        flows_ = flows;
+        srcs_ = srcs;
+    }
+
+  private:
+    std::chrono::steady_clock::time_point next_{};
+    uint64_t flows_ = 0, srcs_ = 0;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -165,6 +192,22 @@ int main(int argc, char** argv) {
         std::vector<const Counters*> counter_view;
         std::vector<rte_ring*> event_rings;
         SourceStats sources;
+        // Connection tracking: one flow table per worker, one per-source limit table shared by all.
+        const auto unix_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+        FlowView flow_view;
+        flow_view.clock = Clock::make(rte_rdtsc(), rte_get_tsc_hz(), unix_us);
+        SourceTable limit_table(cfg.max_sources, cfg.cookie_key);
+        flow_view.sources = &limit_table;
+        std::vector<std::unique_ptr<FlowTracker>> trackers;
+        for (unsigned w = 0; w < workers; ++w) {
+            const CookieKey flow_key{cfg.cookie_key.k0 ^ (0x9e3779b97f4a7c15ull * (w + 1)),
+                                     cfg.cookie_key.k1 + w + 1};
+            trackers.push_back(
+                std::make_unique<FlowTracker>(cfg.max_flows, flow_key, &limit_table, cfg.timeouts));
+            flow_view.trackers.push_back(trackers.back().get());
+        }
         unsigned q = 0, lcore;
         RTE_LCORE_FOREACH_WORKER(lcore) {
             counters.push_back(std::make_unique<Counters>());
@@ -183,7 +226,8 @@ int main(int argc, char** argv) {
                                         counters.back().get(),
                                         publisher.qsbr(),
                                         ring,
-                                        rte_get_tsc_hz() * kCookieSlotSeconds};
+                                        flow_view.clock,
+                                        trackers[q].get()};
             publisher.register_worker(q);
             rte_eal_remote_launch(worker_main, &contexts[q], lcore);
             ++q;
@@ -191,7 +235,7 @@ int main(int argc, char** argv) {
 
         ControlPlane plane(
             cfg, store, publisher, audit, [&] { return sum_counters(counter_view); },
-            DaemonInfo{cfg.inside_port, cfg.outside_port, workers, now_s()}, &sources);
+            DaemonInfo{cfg.inside_port, cfg.outside_port, workers, now_s()}, &sources, &flow_view);
         control = &plane;
         plane.republish(now_s());  // arms the expiry timer
 
@@ -209,10 +253,12 @@ int main(int argc, char** argv) {
             spdlog::warn("cannot write ready_file {}", cfg.ready_file);
 
         auto next_report = std::chrono::steady_clock::now() + std::chrono::seconds(cfg.stats_interval);
+        FullTableWarning full_warning;
         while (!g_stop.load()) {
             server.poll_once(100);
             sources.drain(event_rings, now_s());
             plane.tick(now_s());
+            full_warning.check(sum_counters(counter_view), cfg);
             if (cfg.stats_interval && std::chrono::steady_clock::now() >= next_report) {
                 spdlog::info("counters: {}", stats_line(sum_counters(counter_view)));
                 next_report += std::chrono::seconds(cfg.stats_interval);

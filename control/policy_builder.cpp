@@ -20,7 +20,42 @@ void add_prefixes(::Roaring& v4, Prefix6Set& v6, const std::vector<Prefix>& list
     v6.seal();
 }
 
+// Per-approval limits: the innermost record covering an address decides, its zero fields taking the
+// defaults. Only records with an override of their own produce ranges; other addresses use the defaults.
+void build_limit_overrides(Policy& pol, const std::map<Prefix, Approval, PrefixLess>& records) {
+    std::vector<Limits> values;
+    std::vector<PrefixSpan> spans[2];
+    for (const auto& [p, a] : records) {
+        const bool own = a.max_concurrent || a.rate_per_min || a.daily;
+        if (own) {
+            values.push_back({a.max_concurrent ? a.max_concurrent : pol.default_limits.concurrent,
+                              a.rate_per_min ? a.rate_per_min : pol.default_limits.rate_per_min,
+                              a.daily ? a.daily : pol.default_limits.daily});
+        }
+        const uint32_t tag = own ? static_cast<uint32_t>(values.size() - 1) : 0;
+        if (p.addr.v6)
+            spans[1].push_back({p.first6(), p.last6(), own, tag});
+        else
+            spans[0].push_back({p.first4(), p.last4(), own, tag});
+    }
+    for (int v6 = 0; v6 < 2; ++v6) {
+        std::vector<LimitMap::Range> ranges;
+        for (const auto& r : flatten_innermost(spans[v6])) ranges.push_back({r.first, r.last, values[r.tag]});
+        pol.limit_overrides.assign(v6 == 1, std::move(ranges));
+    }
+}
+
 }  // namespace
+
+Limits effective_default_limits(const Config& cfg, const ApprovalStore* store) {
+    Limits l = cfg.default_limits;
+    if (!store || !store->settings().contains("limits")) return l;
+    const auto& j = store->settings()["limits"];
+    l.concurrent = j.value("max_concurrent", l.concurrent);
+    l.rate_per_min = j.value("rate_per_min", l.rate_per_min);
+    l.daily = j.value("daily", l.daily);
+    return l;
+}
 
 std::vector<Prefix> effective_list(const std::vector<Prefix>& configured,
                                    const ApprovalStore::Overlay* overlay) {
@@ -67,9 +102,14 @@ BuiltPolicy build_policy(const Config& cfg, const ApprovalStore* store, int64_t 
 
     for (auto port : cfg.blocked_ports) pol.blocked_ports.set(port);
     for (auto port : cfg.open_ports) pol.open_ports.set(port);
+    pol.smtp_ports = pol.blocked_ports | pol.open_ports;
     pol.action_unapproved = cfg.action_unapproved;
-    pol.reply_unapproved = cfg.reply_unapproved;
+    pol.action_limit = cfg.action_limit;
+    pol.replies = cfg.replies;
     pol.cookie_key = cfg.cookie_key;
+    pol.default_limits = effective_default_limits(cfg, store);
+    pol.relay_limits = cfg.relay_limits;
+    if (store) build_limit_overrides(pol, store->records());
     pol.monitor = cfg.monitor;
     if (store && store->settings().contains("monitor"))
         pol.monitor = store->settings()["monitor"].get<bool>();

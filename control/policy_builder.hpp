@@ -24,6 +24,9 @@ struct BuiltPolicy {
 // store may be null (configuration only). now: unix seconds, for expiries.
 BuiltPolicy build_policy(const Config& cfg, const ApprovalStore* store, int64_t now);
 
+// The default per-source limits: the configuration's, with any live change (`portcullisctl limits`).
+Limits effective_default_limits(const Config& cfg, const ApprovalStore* store);
+
 // The effective managed-prefix and relay lists (configuration with the store's live changes).
 std::vector<Prefix> effective_list(const std::vector<Prefix>& configured,
                                    const ApprovalStore::Overlay* overlay);

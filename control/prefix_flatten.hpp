@@ -13,14 +13,17 @@ namespace portcullis {
 struct PrefixSpan {
     u128 first, last;
     bool granted;
+    uint32_t tag = 0;  // carried to the ranges it decides (e.g. an index of limit values)
 };
 
 struct AddrRange {
     u128 first, last;
+    uint32_t tag = 0;
 };
 
 // spans: sorted by first ascending, then last descending (wider first), no duplicates.
-// Returns the merged, sorted ranges where the innermost span is granted.
+// Returns the sorted ranges where the innermost span is granted, with its tag; adjacent ranges with the same
+// tag are merged.
 std::vector<AddrRange> flatten_innermost(const std::vector<PrefixSpan>& spans);
 
 }  // namespace portcullis

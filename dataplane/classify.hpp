@@ -1,5 +1,5 @@
 // The outbound policy decision for one parsed frame from the inside port. Pure and branch-light: a frame
-// that is not TCP to a blocked port is decided after two tests, and the address sets are consulted only
+// that is not TCP to an SMTP port is decided after two tests, and the address sets are consulted only
 // for the few frames that are.
 #pragma once
 
@@ -11,7 +11,8 @@ namespace portcullis {
 
 enum class Verdict : uint8_t {
     Forward,  // send on to the other port, unchanged
-    Refuse,   // answer the client (TCP RST) on the port it came from
+    Track,    // SMTP from a managed source: forward, subject to flow tracking and the source's limits
+    Refuse,   // answer the client (RST or SMTP reply) on the port it came from
     Drop,     // free it
 };
 
@@ -26,11 +27,12 @@ inline Decision classify_outbound(const Parsed& p, const Policy& pol) {
             return {Verdict::Drop, malformed_counter(p.malformation)};
         return {Verdict::Forward, Ctr::fwd_outbound};
     }
-    if (!pol.blocked_ports.test(p.dport)) [[likely]]
+    if (!pol.smtp_ports.test(p.dport)) [[likely]]
         return {Verdict::Forward, Ctr::fwd_outbound};
     if (!pol.managed(p.src)) return {Verdict::Forward, Ctr::pass_unmanaged};
-    if (pol.relay(p.dst)) return {Verdict::Forward, Ctr::pass_relay};
-    if (pol.approved(p.src)) return {Verdict::Forward, Ctr::pass_approved};
+    if (pol.relay(p.dst)) return {Verdict::Track, Ctr::pass_relay};
+    if (!pol.blocked_ports.test(p.dport)) return {Verdict::Track, Ctr::pass_open};
+    if (pol.approved(p.src)) return {Verdict::Track, Ctr::pass_approved};
     if (p.tcp_flags & tcpflag::RST) return {Verdict::Forward, Ctr::pass_client_rst};
     return {pol.action_unapproved == Action::Drop ? Verdict::Drop : Verdict::Refuse, Ctr::refused_unapproved};
 }

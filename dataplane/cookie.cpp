@@ -53,8 +53,8 @@ uint64_t siphash24(const CookieKey& key, const uint8_t* data, size_t len) {
     return v0 ^ v1 ^ v2 ^ v3;
 }
 
-uint32_t syn_cookie(const CookieKey& key, const Parsed& p, uint64_t slot) {
-    uint8_t buf[16 + 16 + 4 + 8];
+uint32_t syn_cookie(const CookieKey& key, const Parsed& p, uint64_t slot, ReplyReason reason) {
+    uint8_t buf[16 + 16 + 4 + 8 + 1];
     const auto put_addr = [](uint8_t* out, const IpAddr& a) {
         if (a.v6) {
             for (int i = 0; i < 16; ++i) out[i] = static_cast<uint8_t>(a.v6addr >> (8 * (15 - i)));
@@ -68,7 +68,9 @@ uint32_t syn_cookie(const CookieKey& key, const Parsed& p, uint64_t slot) {
     std::memcpy(buf + 32, &p.sport, 2);
     std::memcpy(buf + 34, &p.dport, 2);
     std::memcpy(buf + 36, &slot, 8);
-    return static_cast<uint32_t>(siphash24(key, buf, sizeof buf));
+    buf[44] = static_cast<uint8_t>(reason);  // hashed too: a cookie for one reason says nothing of another's
+    const auto h = static_cast<uint32_t>(siphash24(key, buf, sizeof buf));
+    return (h & ~kCookieReasonMask) | static_cast<uint32_t>(reason);
 }
 
 }  // namespace portcullis

@@ -15,9 +15,10 @@ namespace portcullis {
     X(rx_outside, "frames received on the outside (upstream) port")                               \
     X(fwd_outbound, "frames forwarded inside -> outside")                                         \
     X(fwd_inbound, "frames forwarded outside -> inside")                                          \
-    X(pass_unmanaged, "blocked-port TCP from sources outside managed_prefixes, passed")           \
-    X(pass_relay, "blocked-port TCP to a relay host, passed")                                     \
-    X(pass_approved, "blocked-port TCP from an approved source, passed")                          \
+    X(pass_unmanaged, "SMTP-port TCP from sources outside managed_prefixes, passed untracked")    \
+    X(pass_relay, "SMTP-port TCP to a relay host, passed (tracked, relay limits)")                \
+    X(pass_approved, "blocked-port TCP from an approved source, passed (tracked, limited)")       \
+    X(pass_open, "open-port (submission) TCP from a managed source, passed (tracked, limited)")   \
     X(pass_client_rst, "blocked-port TCP RST from an unapproved source, passed (harmless)")       \
     X(refused_unapproved, "blocked-port TCP from a managed, unapproved source, refused")          \
     X(refused_unapproved_syn, "of which connection attempts (SYN)")                               \
@@ -28,6 +29,18 @@ namespace portcullis {
     X(smtp_quiet, "action smtp: valid segments needing no answer (ACK of our FIN)")               \
     X(smtp_forged, "action smtp: segments acknowledging no valid cookie, ignored")                \
     X(dropped_refused, "refused segments dropped (action drop, or no room to answer)")            \
+    X(flows_opened, "SMTP connections admitted and tracked")                                      \
+    X(flows_picked_up, "SMTP connections first seen mid-stream (e.g. open before a start), tracked") \
+    X(flows_closed, "tracked SMTP connections closed by FINs or a RST")                           \
+    X(flows_expired_half_open, "tracked SMTP connections released by the half-open timeout")      \
+    X(flows_expired_established, "tracked SMTP connections released by the idle timeout")         \
+    X(flows_expired_closing, "tracked SMTP connections released by the closing timeout")          \
+    X(flows_untracked, "segments of unknown SMTP connections forwarded untracked (table full)")   \
+    X(refused_concurrency, "new SMTP connections refused: over the source's concurrency limit")   \
+    X(refused_rate, "new SMTP connections refused: over the source's connection rate")            \
+    X(refused_daily, "new SMTP connections refused: over the source's daily volume")              \
+    X(flow_table_full, "new SMTP connections refused: the worker's flow table is full")           \
+    X(source_table_full, "new SMTP connections refused: no per-source slot free")                 \
     X(monitor_passed, "would-be refusals forwarded anyway: monitor mode")                         \
     X(malformed_eth_truncated, "dropped: frame shorter than an Ethernet header")                  \
     X(malformed_vlan_truncated, "dropped: VLAN tag cut short")                                    \

@@ -17,8 +17,9 @@ struct RefusalEvent {
     uint32_t v4;  // the source, when !v6
     uint16_t dport;
     uint8_t v6;
-    uint8_t syn;  // a connection attempt, not a later segment
-    uint8_t pad[8];
+    uint8_t syn;     // a connection attempt, not a later segment
+    uint8_t reason;  // a ReplyReason
+    uint8_t pad[7];
 
     IpAddr source() const { return v6 ? IpAddr::from_v6(v6addr) : IpAddr::from_v4(v4); }
 };

@@ -9,8 +9,9 @@
 #include <string>
 
 #include "dataplane/cookie.hpp"
-
+#include "dataplane/limits.hpp"
 #include "dataplane/prefix6_set.hpp"
+#include "dataplane/respond.hpp"
 
 namespace portcullis {
 
@@ -26,9 +27,14 @@ struct Policy {
     Prefix6Set managed6, approved6, relay6;
     std::bitset<65536> blocked_ports;  // outbound TCP refused from managed, unapproved sources
     std::bitset<65536> open_ports;     // SMTP submission ports, always open
+    std::bitset<65536> smtp_ports;     // blocked | open: TCP to these from managed sources is tracked
     Action action_unapproved = Action::Rst;
-    bool monitor = false;          // count and report what would be refused, refuse nothing
-    std::string reply_unapproved;  // the SMTP reply line for Action::Smtp, without CRLF
+    Action action_limit = Action::Smtp;  // a new connection over a limit (or no room to track it)
+    bool monitor = false;                // count and report what would be refused, refuse nothing
+    ReplyLines replies;                  // the SMTP reply line per reason, for Action::Smtp
+    Limits default_limits;               // for managed sources no approval overrides
+    Limits relay_limits;                 // for connections to relay hosts
+    LimitMap limit_overrides;            // per approval, resolved against the defaults
     CookieKey cookie_key;          // random per start, the same in every snapshot of a run
 
     bool managed(const IpAddr& a) const {

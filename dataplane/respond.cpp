@@ -106,7 +106,7 @@ uint32_t make_rst_in_place(uint8_t* data, const Parsed& p) {
 }
 
 SmtpAnswer smtp_answer_in_place(uint8_t* data, uint32_t capacity, const Parsed& p, const CookieKey& key,
-                                uint64_t slot, std::string_view line) {
+                                uint64_t slot, ReplyReason reason, const ReplyLines& lines) {
     const uint8_t* tcp = data + p.l4_off;
     const uint32_t seq = load_be32(tcp + 4);
     const uint32_t ack = load_be32(tcp + 8);
@@ -116,25 +116,35 @@ SmtpAnswer smtp_answer_in_place(uint8_t* data, uint32_t capacity, const Parsed& 
         return {step, write_reply(data, p, r)};
     };
     if ((f & tcpflag::SYN) && !(f & tcpflag::ACK)) {
-        const uint32_t cookie = syn_cookie(key, p, slot);
+        const uint32_t cookie = syn_cookie(key, p, slot, reason);
         return send(SmtpStep::SynAck, {cookie, seq + 1, tcpflag::SYN | tcpflag::ACK, 65535, {}, false});
     }
     if (!(f & tcpflag::ACK) || (f & (tcpflag::SYN | tcpflag::RST))) return {SmtpStep::Forged, 0};
-    const uint32_t reply_len = static_cast<uint32_t>(line.size()) + 2;
-    for (uint64_t s : {slot, slot - 1}) {
-        const uint32_t cookie = syn_cookie(key, p, s);
-        if (ack == cookie + 1) {
-            // The handshake's ACK (maybe with early client data): the reply line, then FIN.
-            return send(SmtpStep::Reply, {cookie + 1, seq + p.payload_len,
-                                          tcpflag::PSH | tcpflag::ACK | tcpflag::FIN, 65535, line, true});
-        }
-        if (ack == cookie + 1 + reply_len + 1) {  // it has seen our reply and our FIN
+    // Which cookie could this acknowledge? The handshake's ACK carries cookie + 1; later ones also count our
+    // reply line (whose length depends on the reason in the cookie's low bits) and our FIN.
+    const auto valid = [&](uint32_t cookie) {
+        const auto r = static_cast<ReplyReason>(cookie & kCookieReasonMask);
+        if (static_cast<unsigned>(r) >= kReplyReasons) return false;
+        return syn_cookie(key, p, slot, r) == cookie || syn_cookie(key, p, slot - 1, r) == cookie;
+    };
+    if (valid(ack - 1)) {
+        // The handshake's ACK (maybe with early client data): the reply line, then FIN.
+        const uint32_t cookie = ack - 1;
+        const std::string& line = lines[cookie & kCookieReasonMask];
+        return send(SmtpStep::Reply,
+                    {ack, seq + p.payload_len, tcpflag::PSH | tcpflag::ACK | tcpflag::FIN, 65535, line, true});
+    }
+    for (unsigned r = 0; r < kReplyReasons; ++r) {
+        const auto reply_len = static_cast<uint32_t>(lines[r].size()) + 2;
+        const uint32_t both = ack - 1 - reply_len - 1;  // it has seen our reply and our FIN
+        if ((both & kCookieReasonMask) == r && valid(both)) {
             if (p.payload_len > 0) return send(SmtpStep::Reset, {ack, 0, tcpflag::RST, 0, {}, false});
             if (f & tcpflag::FIN)
                 return send(SmtpStep::FinAck, {ack, seq + 1, tcpflag::ACK, 65535, {}, false});
             return {SmtpStep::Quiet, 0};
         }
-        if (ack == cookie + 1 + reply_len) {  // acknowledged the reply but not yet our FIN
+        const uint32_t reply_only = ack - 1 - reply_len;  // acknowledged the reply but not yet our FIN
+        if ((reply_only & kCookieReasonMask) == r && valid(reply_only)) {
             if (f & tcpflag::FIN)
                 return send(SmtpStep::FinAck, {ack + 1, seq + 1, tcpflag::ACK, 65535, {}, false});
             return {SmtpStep::Quiet, 0};

@@ -9,7 +9,9 @@
 //   acknowledge a valid cookie gets nothing. Nothing reaches the destination server.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "dataplane/cookie.hpp"
@@ -35,8 +37,12 @@ struct SmtpAnswer {
     uint32_t len;  // new frame length when there is an answer to send
 };
 
-// capacity: bytes available from `data` in the buffer. line: the reply line without CRLF.
+// The reply line for each ReplyReason, without CRLF (from config).
+using ReplyLines = std::array<std::string, kReplyReasons>;
+
+// capacity: bytes available from `data` in the buffer. reason: why a SYN is refused (it travels in the cookie;
+// later segments carry it back in their ACK, and get lines[that reason]).
 SmtpAnswer smtp_answer_in_place(uint8_t* data, uint32_t capacity, const Parsed& p, const CookieKey& key,
-                                uint64_t slot, std::string_view line);
+                                uint64_t slot, ReplyReason reason, const ReplyLines& lines);
 
 }  // namespace portcullis

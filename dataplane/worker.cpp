@@ -47,113 +47,192 @@ Ctr smtp_counter(SmtpStep step) {
 }
 
 // Records a refusal for the control thread's per-source figures.
-void note_refusal(RefusalEvent& e, const Parsed& p, Counters& c) {
+void note_refusal(RefusalEvent& e, const Parsed& p, ReplyReason reason) {
     e.syn = (p.tcp_flags & tcpflag::SYN) ? 1 : 0;
-    if (e.syn) c.add(Ctr::refused_unapproved_syn);
+    e.reason = static_cast<uint8_t>(reason);
     e.v6addr = p.src.v6addr;
     e.v4 = p.src.v4;
     e.v6 = p.src.v6;
     e.dport = p.dport;
 }
 
-// Rewrites a refused segment, in place, into its answer (RST or the SMTP refusal's next step). Returns false
-// when there is nothing to send back (counted under the reason), and the caller drops the segment.
-bool answer_refusal(const WorkerContext& ctx, const Policy& pol, rte_mbuf* m, const Parsed& p, uint64_t& slot,
-                    Counters& c) {
+uint64_t cookie_slot(const Now& now) { return now.us / (kCookieSlotSeconds * 1'000'000); }
+
+// Writes the SMTP refusal's next step over the segment. Returns the answer's length (0: nothing to send).
+uint32_t answer_smtp(const Policy& pol, rte_mbuf* m, const Parsed& p, const Now& now, ReplyReason reason,
+                     SmtpStep* step) {
+    const uint32_t room = rte_pktmbuf_data_len(m) + rte_pktmbuf_tailroom(m);
+    const SmtpAnswer a = smtp_answer_in_place(rte_pktmbuf_mtod(m, uint8_t*), room, p, pol.cookie_key,
+                                              cookie_slot(now), reason, pol.replies);
+    *step = a.step;
+    return a.len;
+}
+
+void set_length(rte_mbuf* m, uint32_t len) {
+    m->data_len = static_cast<uint16_t>(len);
+    m->pkt_len = len;
+    m->ol_flags = 0;
+}
+
+// Rewrites a refused segment, in place, into its answer (RST or the SMTP refusal's next step) as `action`
+// says. Returns false when there is nothing to send back (counted), and the caller drops the segment.
+bool answer_refusal(const Policy& pol, rte_mbuf* m, const Parsed& p, const Now& now, Action action,
+                    ReplyReason reason, Counters& c) {
+    if (action == Action::Drop) {
+        c.add(Ctr::dropped_refused);
+        return false;
+    }
     if (m->nb_segs != 1) {
         c.add(Ctr::multi_segment);
         c.add(Ctr::dropped_refused);
         return false;
     }
-    uint8_t* data = rte_pktmbuf_mtod(m, uint8_t*);
     uint32_t len;
-    if (pol.action_unapproved == Action::Smtp) {
-        if (slot == UINT64_MAX) slot = ctx.tsc_per_slot ? rte_rdtsc() / ctx.tsc_per_slot : 0;
-        const uint32_t room = rte_pktmbuf_data_len(m) + rte_pktmbuf_tailroom(m);
-        const SmtpAnswer a = smtp_answer_in_place(data, room, p, pol.cookie_key, slot, pol.reply_unapproved);
-        c.add(smtp_counter(a.step));
-        len = a.len;
+    if (action == Action::Smtp) {
+        SmtpStep step;
+        len = answer_smtp(pol, m, p, now, reason, &step);
+        c.add(smtp_counter(step));
     } else {
-        len = make_rst_in_place(data, p);
+        len = make_rst_in_place(rte_pktmbuf_mtod(m, uint8_t*), p);
         c.add(Ctr::rst_sent);
     }
     if (len == 0) return false;
-    m->data_len = static_cast<uint16_t>(len);
-    m->pkt_len = len;
-    m->ol_flags = 0;
+    set_length(m, len);
     return true;
 }
 
-}  // namespace
-
-void process_inbound(const WorkerContext& ctx, rte_mbuf** pkts, uint16_t n) {
-    // Inbound traffic, port 25 included, is never policed: forward the burst as it came.
-    Counters& c = *ctx.counters;
-    c.add(Ctr::rx_outside, n);
-    c.add(Ctr::fwd_inbound, send_or_free(ctx.inside_port, ctx.queue, pkts, n, c, Ctr::tx_full_inside));
-}
-
-void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pkts, uint16_t n) {
-    Counters& c = *ctx.counters;
+// Where a burst's frames go.
+struct Sorted {
     rte_mbuf* fwd[kBurst];
     rte_mbuf* back[kBurst];
     rte_mbuf* drop[kBurst];
     RefusalEvent events[kBurst];
     uint16_t nf = 0, nb = 0, nd = 0, ne = 0;
-    uint64_t slot = UINT64_MAX;  // cookie time slot, read once a burst when needed
+};
+
+// A refusal: counted, reported, then forwarded (monitor), answered, or dropped.
+void refuse(const Policy& pol, rte_mbuf* m, const Parsed& p, const Now& now, Action action, ReplyReason reason,
+            Sorted& out, Counters& c) {
+    note_refusal(out.events[out.ne++], p, reason);
+    if (reason == ReplyReason::Unapproved && (p.tcp_flags & tcpflag::SYN)) c.add(Ctr::refused_unapproved_syn);
+    if (pol.monitor) {  // counted and reported, not refused
+        c.add(Ctr::monitor_passed);
+        out.fwd[out.nf++] = m;
+        return;
+    }
+    if (answer_refusal(pol, m, p, now, action, reason, c))
+        out.back[out.nb++] = m;
+    else
+        out.drop[out.nd++] = m;
+}
+
+// An SMTP-class segment from a managed source: tracked, admitted or refused by the source's limits.
+void track(const WorkerContext& ctx, const Policy& pol, rte_mbuf* m, const Parsed& p, bool to_relay,
+           const Now& now, Sorted& out, Counters& c) {
+    const TrackResult t = ctx.flows->outbound(p, pol, to_relay, now, c);
+    if (t.verdict == TrackVerdict::Forward) [[likely]] {
+        out.fwd[out.nf++] = m;
+        return;
+    }
+    if (t.verdict == TrackVerdict::Refuse) {
+        refuse(pol, m, p, now, pol.action_limit, t.reason, out, c);
+        return;
+    }
+    // A segment of no connection this worker knows: maybe the next step of a stateless limit refusal.
+    if (pol.action_limit == Action::Smtp && m->nb_segs == 1) {
+        SmtpStep step;
+        const uint32_t len = answer_smtp(pol, m, p, now, ReplyReason::Unapproved, &step);
+        if (step != SmtpStep::Forged) {
+            c.add(smtp_counter(step));
+            if (len) {
+                set_length(m, len);
+                out.back[out.nb++] = m;
+            } else {
+                out.drop[out.nd++] = m;
+            }
+            return;
+        }
+    }
+    ctx.flows->pick_up(p, now, c);
+    out.fwd[out.nf++] = m;
+}
+
+}  // namespace
+
+void process_inbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pkts, uint16_t n, const Now& now) {
+    // Inbound traffic, port 25 included, is never policed: the burst is forwarded as it came. Replies from
+    // SMTP ports only move their flow's state (a server's SYN-ACK, FIN or RST).
+    Counters& c = *ctx.counters;
+    c.add(Ctr::rx_outside, n);
+    if (ctx.flows && ctx.flows->table().size()) {
+        for (uint16_t i = 0; i < n; ++i) {
+            if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
+            const Parsed p = parse_frame(rte_pktmbuf_mtod(pkts[i], uint8_t*), rte_pktmbuf_data_len(pkts[i]));
+            if (p.kind == L3Kind::Tcp && pol.smtp_ports.test(p.sport)) ctx.flows->inbound(p, now, c);
+        }
+    }
+    c.add(Ctr::fwd_inbound, send_or_free(ctx.inside_port, ctx.queue, pkts, n, c, Ctr::tx_full_inside));
+}
+
+void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pkts, uint16_t n,
+                      const Now& now) {
+    Counters& c = *ctx.counters;
+    Sorted out;
 
     c.add(Ctr::rx_inside, n);
     for (uint16_t i = 0; i < n; ++i) {
         if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
         rte_mbuf* m = pkts[i];
-        uint8_t* data = rte_pktmbuf_mtod(m, uint8_t*);
-        const Parsed p = parse_frame(data, rte_pktmbuf_data_len(m));
+        const Parsed p = parse_frame(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m));
         const Decision d = classify_outbound(p, pol);
         if (d.verdict == Verdict::Forward) [[likely]] {
             if (d.reason != Ctr::fwd_outbound) c.add(d.reason);
-            fwd[nf++] = m;
+            out.fwd[out.nf++] = m;
             continue;
         }
         c.add(d.reason);
-        if (d.reason != Ctr::refused_unapproved) {  // malformed: counted, dropped
-            drop[nd++] = m;
-            continue;
+        switch (d.verdict) {
+            case Verdict::Track:
+                if (ctx.flows)
+                    track(ctx, pol, m, p, d.reason == Ctr::pass_relay, now, out, c);
+                else
+                    out.fwd[out.nf++] = m;
+                break;
+            case Verdict::Refuse:
+                refuse(pol, m, p, now, pol.action_unapproved, ReplyReason::Unapproved, out, c);
+                break;
+            case Verdict::Drop:
+                if (d.reason == Ctr::refused_unapproved)  // action drop
+                    refuse(pol, m, p, now, Action::Drop, ReplyReason::Unapproved, out, c);
+                else  // malformed: counted, dropped
+                    out.drop[out.nd++] = m;
+                break;
+            case Verdict::Forward:
+                break;
         }
-        note_refusal(events[ne++], p, c);
-        if (pol.monitor) {  // counted and reported, not refused
-            c.add(Ctr::monitor_passed);
-            fwd[nf++] = m;
-            continue;
-        }
-        if (d.verdict == Verdict::Refuse) {
-            if (answer_refusal(ctx, pol, m, p, slot, c))
-                back[nb++] = m;
-            else
-                drop[nd++] = m;
-            continue;
-        }
-        c.add(Ctr::dropped_refused);  // action drop
-        drop[nd++] = m;
     }
-    c.add(Ctr::fwd_outbound, send_or_free(ctx.outside_port, ctx.queue, fwd, nf, c, Ctr::tx_full_outside));
-    send_or_free(ctx.inside_port, ctx.queue, back, nb, c, Ctr::tx_full_inside);
-    if (nd) rte_pktmbuf_free_bulk(drop, nd);
-    if (ne && ctx.events) {
+    c.add(Ctr::fwd_outbound, send_or_free(ctx.outside_port, ctx.queue, out.fwd, out.nf, c, Ctr::tx_full_outside));
+    send_or_free(ctx.inside_port, ctx.queue, out.back, out.nb, c, Ctr::tx_full_inside);
+    if (out.nd) rte_pktmbuf_free_bulk(out.drop, out.nd);
+    if (out.ne && ctx.events) {
         const unsigned queued =
-            rte_ring_enqueue_burst_elem(ctx.events, events, sizeof(RefusalEvent), ne, nullptr);
-        if (queued < ne) c.add(Ctr::events_lost, ne - queued);
+            rte_ring_enqueue_burst_elem(ctx.events, out.events, sizeof(RefusalEvent), out.ne, nullptr);
+        if (queued < out.ne) c.add(Ctr::events_lost, out.ne - queued);
     }
 }
 
 int worker_main(void* arg) {
     const auto& ctx = *static_cast<const WorkerContext*>(arg);
     rte_mbuf* pkts[kBurst];
+    uint32_t loops = 0;
     while (!ctx.stop->load(std::memory_order_relaxed)) {
         const Policy& pol = *ctx.policy->load(std::memory_order_acquire);
+        const Now now = ctx.clock.at(rte_rdtsc());
         uint16_t n = rte_eth_rx_burst(ctx.inside_port, ctx.queue, pkts, kBurst);
-        if (n) process_outbound(ctx, pol, pkts, n);
+        if (n) process_outbound(ctx, pol, pkts, n, now);
         n = rte_eth_rx_burst(ctx.outside_port, ctx.queue, pkts, kBurst);
-        if (n) process_inbound(ctx, pkts, n);
+        if (n) process_inbound(ctx, pol, pkts, n, now);
+        if (ctx.flows && ++loops % kSweepEvery == 0) ctx.flows->sweep(now, kSweepBudget, *ctx.counters);
         rte_rcu_qsbr_quiescent(ctx.qsbr, ctx.queue);  // done with `pol`
     }
     return 0;

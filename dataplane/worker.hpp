@@ -9,7 +9,9 @@
 #include <atomic>
 #include <cstdint>
 
+#include "dataplane/clock.hpp"
 #include "dataplane/counters.hpp"
+#include "dataplane/flow_tracker.hpp"
 #include "dataplane/policy.hpp"
 
 namespace portcullis {
@@ -25,16 +27,22 @@ struct WorkerContext {
     Counters* counters = nullptr;
     rte_rcu_qsbr* qsbr = nullptr;  // registered (thread id = queue) and online before launch
     rte_ring* events = nullptr;  // refusal events to the control thread (RefusalEvent elements); may be null
-    uint64_t tsc_per_slot = 0;   // TSC ticks per cookie slot (kCookieSlotSeconds); 0: always slot 0
+    Clock clock;                 // the same for every worker
+    FlowTracker* flows = nullptr;  // this worker's; null: SMTP flows are forwarded untracked, unlimited
 };
+
+// Table entries the worker examines for expiry every kSweepEvery loop iterations.
+inline constexpr uint32_t kSweepBudget = 64;
+inline constexpr uint32_t kSweepEvery = 32;
 
 // The lcore entry point (rte_eal_remote_launch): arg is a WorkerContext*. Returns when *stop is set.
 // Loads the policy snapshot once per iteration and reports an RCU quiescent state when done with it.
 int worker_main(void* arg);
 
-// One burst received on the inside port: classified, forwarded, refused or dropped. Exposed for tests.
-void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pkts, uint16_t n);
-// One burst received on the outside port: forwarded to the inside untouched. Exposed for tests.
-void process_inbound(const WorkerContext& ctx, rte_mbuf** pkts, uint16_t n);
+// One burst received on the inside port: classified, tracked, forwarded, refused or dropped. Exposed for tests.
+void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pkts, uint16_t n, const Now& now);
+// One burst received on the outside port: forwarded to the inside untouched (replies from SMTP ports move their
+// flow's state). Exposed for tests.
+void process_inbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pkts, uint16_t n, const Now& now);
 
 }  // namespace portcullis

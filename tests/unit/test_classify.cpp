@@ -65,7 +65,8 @@ TEST(Classify, SubmissionPortsAreOpen) {
     const auto pol = demo_policy();
     for (uint16_t port : {465, 587}) {
         const auto d = decide(syn("198.51.100.20", "203.0.113.25", port), *pol);
-        EXPECT_EQ(d.verdict, Verdict::Forward);
+        EXPECT_EQ(d.verdict, Verdict::Track);  // passed, subject to the source's limits
+        EXPECT_EQ(d.reason, Ctr::pass_open);
     }
 }
 
@@ -84,8 +85,9 @@ TEST(Classify, RelayIsReachableByEveryone) {
 TEST(Classify, Ipv6SameRules) {
     const auto pol = demo_policy();
     EXPECT_EQ(decide(syn("2001:db8:100::20", "2001:db8:25::25", 25), *pol).verdict, Verdict::Refuse);
-    EXPECT_EQ(decide(syn("2001:db8:100::10", "2001:db8:25::25", 25), *pol).verdict, Verdict::Forward);
-    EXPECT_EQ(decide(syn("2001:db8:100::20", "2001:db8:25::25", 587), *pol).verdict, Verdict::Forward);
+    EXPECT_EQ(decide(syn("2001:db8:100::10", "2001:db8:25::25", 25), *pol).verdict, Verdict::Track);
+    EXPECT_EQ(decide(syn("2001:db8:100::20", "2001:db8:25::25", 587), *pol).verdict, Verdict::Track);
+    EXPECT_EQ(decide(syn("2001:db8:100::20", "2001:db8:25::25", 443), *pol).verdict, Verdict::Forward);
 }
 
 TEST(Classify, VlanTaggedRefusedToo) {

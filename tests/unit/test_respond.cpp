@@ -93,6 +93,9 @@ class SmtpAnswerTest : public ::testing::Test {
   protected:
     CookieKey key{0x0123456789abcdefULL, 0xfedcba9876543210ULL};
     const std::string line = "550 5.7.1 not approved";
+    const ReplyLines lines = {line, "421 4.7.0 Too many concurrent SMTP connections", "421 rate", "421 daily",
+                              "421 busy", "550 payload"};
+    ReplyReason reason = ReplyReason::Unapproved;
     static constexpr uint64_t kSlot = 1000;
 
     // Sends `s` and returns the answer; the answer frame is parsed into *out.
@@ -101,7 +104,7 @@ class SmtpAnswerTest : public ::testing::Test {
         auto f = build_frame(s);
         const auto p = parse_frame(f.data(), static_cast<uint32_t>(f.size()));
         f.resize(2048);
-        const auto a = smtp_answer_in_place(f.data(), 2048, p, key, slot, line);
+        const auto a = smtp_answer_in_place(f.data(), 2048, p, key, slot, reason, lines);
         f.resize(a.len);
         if (out && a.len) *out = parse_frame(f.data(), a.len);
         if (frame) *frame = f;

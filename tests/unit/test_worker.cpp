@@ -107,7 +107,10 @@ class Worker : public ::testing::Test {
         ++n;
         inside = std::make_unique<RingPort>("in" + std::to_string(n), 1024);
         outside = std::make_unique<RingPort>("out" + std::to_string(n), out_ring_size);
-        ctx = WorkerContext{inside->id, outside->id, 0, nullptr, nullptr, &counters};
+        ctx = WorkerContext{};
+        ctx.inside_port = inside->id;
+        ctx.outside_port = outside->id;
+        ctx.counters = &counters;
         available = rte_mempool_avail_count(g_pool);
     }
     void TearDown() override {
@@ -120,13 +123,19 @@ class Worker : public ::testing::Test {
     void outbound(const std::vector<std::vector<uint8_t>>& frames, const Policy& pol) {
         std::vector<rte_mbuf*> pkts;
         for (const auto& f : frames) pkts.push_back(mbuf_of(f));
-        process_outbound(ctx, pol, pkts.data(), static_cast<uint16_t>(pkts.size()));
+        process_outbound(ctx, pol, pkts.data(), static_cast<uint16_t>(pkts.size()), now);
+    }
+    void inbound(const std::vector<std::vector<uint8_t>>& frames, const Policy& pol) {
+        std::vector<rte_mbuf*> pkts;
+        for (const auto& f : frames) pkts.push_back(mbuf_of(f));
+        process_inbound(ctx, pol, pkts.data(), static_cast<uint16_t>(pkts.size()), now);
     }
 
     unsigned out_ring_size = 1024;
     std::unique_ptr<RingPort> inside, outside;
     Counters counters;
     WorkerContext ctx;
+    Now now;
     unsigned available = 0;
 };
 
@@ -192,8 +201,7 @@ TEST_F(Worker, InboundPort25IsForwardedUntouched) {
     s.src = "203.0.113.25";
     s.dst = "198.51.100.20";
     const auto f = build_frame(s);
-    rte_mbuf* m = mbuf_of(f);
-    process_inbound(ctx, &m, 1);
+    inbound({f}, *lab_policy(Action::Rst));
     EXPECT_EQ(inside->drain(), std::vector<std::vector<uint8_t>>{f});
     EXPECT_EQ(counters.get(Ctr::fwd_inbound), 1u);
 }

@@ -1,0 +1,98 @@
+// A worker's table of SMTP-class TCP flows, and the TCP state machine each entry follows.
+//
+// Why not rte_hash: a lookup here is one cache line. Entries live in the table itself (open addressing,
+// linear probing, 64 bytes each), where rte_hash reads a bucket, then a key-store entry, then the caller's
+// data array. Deletion shifts the following entries back (no tombstones), so probe sequences stay short at
+// any age. The hash is SipHash-2-4 with a key random per start: the 4-tuples are chosen by the customers whose
+// traffic is policed, and an unkeyed or linear hash (CRC) would let one of them build collision chains.
+// Single writer: only the owning worker touches its table (the control thread reads only its size, relaxed).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "dataplane/cookie.hpp"
+#include "dataplane/parse.hpp"
+
+namespace portcullis {
+
+struct FlowKey {
+    uint64_t client[2];  // the inside (rack) end: address (IPv4 in the low word), port
+    uint64_t server[2];
+    uint16_t cport, sport;
+    uint8_t v6;
+    uint8_t pad[3];
+    bool operator==(const FlowKey&) const = default;
+};
+static_assert(sizeof(FlowKey) == 40);
+
+// The key of the flow a segment belongs to: outbound segments run client -> server, inbound the reverse.
+FlowKey flow_key(const Parsed& p, bool outbound);
+
+enum class FlowState : uint8_t {
+    Empty,        // a free table entry
+    SynSent,      // the client's SYN seen
+    SynRecv,      // the server's SYN-ACK seen
+    Established,  // the handshake completed, or data seen
+    Closing,      // a FIN from one side
+    Closed,       // FINs from both sides, or a RST: lingers to absorb retransmissions, holds no limit unit
+};
+const char* flow_state_name(FlowState s);
+
+// The next state after a segment (outbound: from the client). fins: bit 0 client FIN seen, bit 1 server FIN.
+FlowState next_flow_state(FlowState s, uint8_t& fins, bool outbound, uint8_t tcp_flags, uint16_t payload_len);
+
+struct alignas(64) Flow {
+    FlowKey key;
+    uint32_t hash;       // the key's hash: its home slot, kept for deletion
+    uint32_t expire_ms;  // Now::ms after which the entry goes
+    uint32_t src_slot;   // the SourceTable slot it holds a concurrency unit in, or SourceTable::kNone
+    FlowState state;
+    uint8_t fins;
+    uint8_t reserved[10];  // inspection state (issue 5)
+};
+static_assert(sizeof(Flow) == 64);
+
+class FlowTable {
+  public:
+    // Holds up to max_flows flows in a power-of-two array at most 3/4 full. Allocates: control side only.
+    FlowTable(uint32_t max_flows, const CookieKey& hash_key);
+
+    uint32_t hash(const FlowKey& k) const;
+    Flow* find(const FlowKey& k, uint32_t h);
+    // A new entry for k (absent), state Empty for the caller to fill; nullptr when max_flows are held.
+    Flow* insert(const FlowKey& k, uint32_t h);
+    void erase(Flow* f) { erase_at(static_cast<uint32_t>(f - slots_.get())); }
+
+    // Examines `budget` entries from where the last call stopped; calls on_expire(flow) for each entry whose
+    // expiry has passed, then removes it.
+    template <class F>
+    void sweep(uint32_t now_ms, uint32_t budget, F&& on_expire) {
+        while (budget--) {
+            Flow& f = slots_[cursor_];
+            if (f.state != FlowState::Empty && static_cast<int32_t>(now_ms - f.expire_ms) >= 0) {
+                on_expire(f);
+                erase_at(cursor_);  // an entry may move into this slot: look again next time round
+            }
+            cursor_ = (cursor_ + 1) & mask_;
+        }
+    }
+
+    uint32_t size() const { return size_.load(std::memory_order_relaxed); }
+    uint32_t max_flows() const { return max_; }
+    uint32_t slots() const { return mask_ + 1; }
+    size_t bytes() const { return sizeof(Flow) * slots(); }
+
+  private:
+    void erase_at(uint32_t i);
+
+    std::unique_ptr<Flow[]> slots_;
+    uint32_t mask_;
+    uint32_t max_;
+    std::atomic<uint32_t> size_{0};  // written by the worker only; read by the control thread
+    uint32_t cursor_ = 0;
+    CookieKey key_;
+};
+
+}  // namespace portcullis

@@ -1,0 +1,160 @@
+// SMTP connection tracking and limit admission (see flow_tracker.hpp).
+#include "dataplane/flow_tracker.hpp"
+
+namespace portcullis {
+
+namespace {
+
+ReplyReason reason_of(Admit a) {
+    switch (a) {
+        case Admit::Concurrency:
+            return ReplyReason::Concurrency;
+        case Admit::Rate:
+            return ReplyReason::Rate;
+        case Admit::Daily:
+            return ReplyReason::Daily;
+        case Admit::Ok:
+        case Admit::NoSlot:
+            break;
+    }
+    return ReplyReason::Busy;
+}
+
+Ctr counter_of(Admit a) {
+    switch (a) {
+        case Admit::Concurrency:
+            return Ctr::refused_concurrency;
+        case Admit::Rate:
+            return Ctr::refused_rate;
+        case Admit::Daily:
+            return Ctr::refused_daily;
+        case Admit::Ok:
+        case Admit::NoSlot:
+            break;
+    }
+    return Ctr::source_table_full;
+}
+
+}  // namespace
+
+FlowTracker::FlowTracker(uint32_t max_flows, const CookieKey& hash_key, SourceTable* sources, FlowTimeouts t)
+    : table_(max_flows, hash_key), sources_(sources), timeouts_(t) {}
+
+uint32_t FlowTracker::timeout_ms(FlowState s) const {
+    switch (s) {
+        case FlowState::SynSent:
+        case FlowState::SynRecv:
+            return timeouts_.half_open_ms;
+        case FlowState::Established:
+            return timeouts_.established_ms;
+        default:
+            return timeouts_.closing_ms;
+    }
+}
+
+void FlowTracker::release(Flow& f) {
+    if (f.src_slot != SourceTable::kNone) sources_->release(f.src_slot);
+    f.src_slot = SourceTable::kNone;
+}
+
+void FlowTracker::update(Flow& f, bool outbound, const Parsed& p, const Now& now, Counters& c) {
+    const FlowState before = f.state;
+    f.state = next_flow_state(f.state, f.fins, outbound, p.tcp_flags, p.payload_len);
+    if (f.state == FlowState::Closed && before != FlowState::Closed) {
+        release(f);
+        c.add(Ctr::flows_closed);
+    }
+    f.expire_ms = now.ms + timeout_ms(f.state);
+}
+
+TrackResult FlowTracker::outbound(const Parsed& p, const Policy& pol, bool to_relay, const Now& now,
+                                  Counters& c) {
+    const FlowKey k = flow_key(p, true);
+    const uint32_t h = table_.hash(k);
+    const bool syn = (p.tcp_flags & (tcpflag::SYN | tcpflag::ACK | tcpflag::RST)) == tcpflag::SYN;
+    if (Flow* f = table_.find(k, h)) {
+        if (!(syn && (f->state == FlowState::Closing || f->state == FlowState::Closed))) {
+            update(*f, true, p, now, c);
+            return {TrackVerdict::Forward, ReplyReason::Unapproved};
+        }
+        // The client reuses the ports of a finished connection: a new connection, admitted afresh.
+        release(*f);
+        table_.erase(f);
+    }
+    if (!syn) {
+        if (p.tcp_flags & tcpflag::RST) return {TrackVerdict::Forward, ReplyReason::Unapproved};
+        return {TrackVerdict::Untracked, ReplyReason::Unapproved};
+    }
+
+    // A new connection.
+    if (table_.size() >= table_.max_flows()) {
+        c.add(Ctr::flow_table_full);
+        if (pol.monitor) {
+            c.add(Ctr::monitor_passed);
+            return {TrackVerdict::Forward, ReplyReason::Busy};
+        }
+        return {TrackVerdict::Refuse, ReplyReason::Busy};
+    }
+    const Limits& limits = to_relay ? pol.relay_limits : pol.limit_overrides.find(p.src, pol.default_limits);
+    const uint64_t id = sources_->id_of(p.src);
+    uint32_t slot = sources_->acquire(id, now.us, now.day);
+    Admit a = slot == SourceTable::kNone ? Admit::NoSlot
+                                         : sources_->admit(slot, id, limits, now.us, now.day, !pol.monitor);
+    if (a != Admit::Ok) {
+        c.add(counter_of(a));
+        if (!pol.monitor) return {TrackVerdict::Refuse, reason_of(a)};
+        if (a == Admit::NoSlot) slot = SourceTable::kNone;  // tracked without a unit
+        c.add(Ctr::monitor_passed);
+    }
+    Flow* f = table_.insert(k, h);  // room was checked above
+    f->state = FlowState::SynSent;
+    f->src_slot = slot;
+    f->expire_ms = now.ms + timeouts_.half_open_ms;
+    c.add(Ctr::flows_opened);
+    return {TrackVerdict::Forward, ReplyReason::Unapproved};
+}
+
+void FlowTracker::pick_up(const Parsed& p, const Now& now, Counters& c) {
+    const FlowKey k = flow_key(p, true);
+    const uint32_t h = table_.hash(k);
+    if (p.tcp_flags & tcpflag::FIN) return;  // a connection on its way out: not worth a slot
+    Flow* f = table_.insert(k, h);
+    if (!f) {
+        c.add(Ctr::flows_untracked);
+        return;
+    }
+    const uint64_t id = sources_->id_of(p.src);
+    f->src_slot = sources_->acquire(id, now.us, now.day);
+    if (f->src_slot != SourceTable::kNone) sources_->hold(f->src_slot);
+    f->state = FlowState::Established;
+    f->expire_ms = now.ms + timeouts_.established_ms;
+    c.add(Ctr::flows_picked_up);
+}
+
+void FlowTracker::inbound(const Parsed& p, const Now& now, Counters& c) {
+    if (table_.size() == 0) return;
+    const FlowKey k = flow_key(p, false);
+    if (Flow* f = table_.find(k, table_.hash(k))) update(*f, false, p, now, c);
+}
+
+void FlowTracker::sweep(const Now& now, uint32_t budget, Counters& c) {
+    table_.sweep(now.ms, budget, [&](Flow& f) {
+        switch (f.state) {
+            case FlowState::SynSent:
+            case FlowState::SynRecv:
+                c.add(Ctr::flows_expired_half_open);
+                break;
+            case FlowState::Established:
+                c.add(Ctr::flows_expired_established);
+                break;
+            case FlowState::Closing:
+                c.add(Ctr::flows_expired_closing);
+                break;
+            default:
+                break;
+        }
+        release(f);
+    });
+}
+
+}  // namespace portcullis

@@ -1,0 +1,62 @@
+// A worker's SMTP connection tracking: its flow table, the shared per-source limits, and the timeouts.
+// The worker hands it the segments classify_outbound marks for tracking (TCP to an SMTP port from a managed
+// source) and the inbound segments from an SMTP port; it keeps each flow's state, admits new connections
+// against the source's limits, and gives the limit back when a connection closes or times out.
+#pragma once
+
+#include <cstdint>
+
+#include "dataplane/clock.hpp"
+#include "dataplane/counters.hpp"
+#include "dataplane/flow_table.hpp"
+#include "dataplane/policy.hpp"
+#include "dataplane/source_table.hpp"
+
+namespace portcullis {
+
+struct FlowTimeouts {
+    uint32_t half_open_ms = 30'000;        // SYN seen, handshake not completed
+    uint32_t established_ms = 1'800'000;   // idle, open connection
+    uint32_t closing_ms = 60'000;          // FIN from one side; also how long a closed flow lingers
+};
+
+enum class TrackVerdict : uint8_t {
+    Forward,    // send it on
+    Refuse,     // a new connection over a limit: answer with policy.action_limit and `reason`
+    Untracked,  // a segment of no known flow: the caller checks for a stateless refusal, then pick_up()
+};
+
+struct TrackResult {
+    TrackVerdict verdict;
+    ReplyReason reason;
+};
+
+class FlowTracker {
+  public:
+    // Allocates: control side only. sources is shared by every worker and outlives the tracker.
+    FlowTracker(uint32_t max_flows, const CookieKey& hash_key, SourceTable* sources, FlowTimeouts t);
+
+    // An outbound segment classify_outbound marked for tracking; to_relay: its destination is a relay.
+    TrackResult outbound(const Parsed& p, const Policy& pol, bool to_relay, const Now& now, Counters& c);
+    // An outbound segment of no known flow that is no stateless refusal's either: tracked from here on, as
+    // established, holding a concurrency unit (never refused: it may be a connection opened before a restart).
+    void pick_up(const Parsed& p, const Now& now, Counters& c);
+    // An inbound segment from an SMTP port: moves its flow's state, if it has one.
+    void inbound(const Parsed& p, const Now& now, Counters& c);
+    // Expires flows past their timeout; examines `budget` table entries.
+    void sweep(const Now& now, uint32_t budget, Counters& c);
+
+    const FlowTable& table() const { return table_; }
+    const FlowTimeouts& timeouts() const { return timeouts_; }
+
+  private:
+    void update(Flow& f, bool outbound, const Parsed& p, const Now& now, Counters& c);
+    void release(Flow& f);
+    uint32_t timeout_ms(FlowState s) const;
+
+    FlowTable table_;
+    SourceTable* sources_;
+    FlowTimeouts timeouts_;
+};
+
+}  // namespace portcullis
