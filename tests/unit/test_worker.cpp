@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "control/policy_builder.hpp"
+#include "dataplane/source_table.hpp"
 #include "dataplane/worker.hpp"
 #include "tests/unit/frames.hpp"
 
@@ -222,6 +223,102 @@ TEST_F(WorkerFullTx, FullTxQueueDropsAndCountsWithoutLeaking) {
     EXPECT_EQ(outside->drain().size(), 3u);
     EXPECT_EQ(counters.get(Ctr::fwd_outbound), 3u);
     EXPECT_EQ(counters.get(Ctr::tx_full_outside), 5u);
+}
+
+// Two workers (two RX queues' worth of state) sharing the per-source limits, with the SMTP refusal action.
+class TrackedWorkers : public Worker {
+  protected:
+    void SetUp() override {
+        Worker::SetUp();
+        pol = lab_policy(Action::Smtp);
+        pol->default_limits = {2, 0, 0};
+        pol->action_limit = Action::Smtp;
+        pol->replies[static_cast<size_t>(ReplyReason::Concurrency)] = "421 4.7.0 Too many concurrent";
+        for (auto& t : trackers) t = std::make_unique<FlowTracker>(64, CookieKey{1, 2}, &sources, FlowTimeouts{});
+        ctx.flows = trackers[0].get();
+    }
+    void on_worker(int w) { ctx.flows = trackers[w].get(); }
+
+    SourceTable sources{1024, CookieKey{5, 6}};
+    std::unique_ptr<FlowTracker> trackers[2];
+    std::unique_ptr<Policy> pol;
+};
+
+FrameSpec approved_syn(uint16_t sport) {
+    FrameSpec s;
+    s.src = "198.51.100.10";  // approved in lab_policy
+    s.sport = sport;
+    return s;
+}
+
+TEST_F(TrackedWorkers, LimitHoldsAcrossWorkersAndTheRefusalIsA421) {
+    on_worker(0);
+    outbound({build_frame(approved_syn(1001))}, *pol);
+    on_worker(1);
+    outbound({build_frame(approved_syn(1002))}, *pol);
+    EXPECT_EQ(outside->drain().size(), 2u);
+    EXPECT_EQ(counters.get(Ctr::flows_opened), 2u);
+
+    outbound({build_frame(approved_syn(1003))}, *pol);  // the third, on either worker: over the limit of 2
+    EXPECT_TRUE(outside->drain().empty()) << "nothing reaches the server";
+    EXPECT_EQ(counters.get(Ctr::refused_concurrency), 1u);
+    auto back = inside->drain();
+    ASSERT_EQ(back.size(), 1u);
+    auto r = parse_frame(back[0].data(), static_cast<uint32_t>(back[0].size()));
+    ASSERT_EQ(r.tcp_flags, tcpflag::SYN | tcpflag::ACK) << "the gateway answers the SYN itself";
+    const uint32_t cookie = load_be32(back[0].data() + r.l4_off + 4);
+
+    // The client completes the handshake: no flow knows it, the cookie does; it gets the 421 line.
+    FrameSpec ack = approved_syn(1003);
+    ack.flags = tcpflag::ACK;
+    ack.seq = 1001;
+    ack.ack = cookie + 1;
+    on_worker(0);
+    outbound({build_frame(ack)}, *pol);
+    back = inside->drain();
+    ASSERT_EQ(back.size(), 1u);
+    r = parse_frame(back[0].data(), static_cast<uint32_t>(back[0].size()));
+    EXPECT_EQ(std::string(back[0].begin() + r.payload_off, back[0].end()), "421 4.7.0 Too many concurrent\r\n");
+    EXPECT_TRUE(outside->drain().empty());
+    EXPECT_EQ(counters.get(Ctr::flows_picked_up), 0u) << "a refusal's ACK is not a connection";
+
+    // Worker 1's connection ends (server RST on the inbound path): the next attempt passes on worker 0.
+    FrameSpec rst = approved_syn(1002);
+    std::swap(rst.src, rst.dst);
+    std::swap(rst.sport, rst.dport);
+    rst.flags = tcpflag::RST | tcpflag::ACK;
+    on_worker(1);
+    inbound({build_frame(rst)}, *pol);
+    EXPECT_EQ(inside->drain().size(), 1u);
+    on_worker(0);
+    outbound({build_frame(approved_syn(1004))}, *pol);
+    EXPECT_EQ(outside->drain().size(), 1u);
+}
+
+TEST_F(TrackedWorkers, ForgedAckOfNoFlowIsPickedUpAndForwarded) {
+    FrameSpec ack = approved_syn(1005);
+    ack.flags = tcpflag::ACK;
+    ack.ack = 12345;  // acknowledges no cookie: an ordinary connection seen mid-stream
+    outbound({build_frame(ack)}, *pol);
+    EXPECT_EQ(outside->drain().size(), 1u);
+    EXPECT_TRUE(inside->drain().empty());
+    EXPECT_EQ(counters.get(Ctr::flows_picked_up), 1u);
+}
+
+TEST_F(TrackedWorkers, SubmissionPortIsLimitedToo) {
+    pol->default_limits = {1, 0, 0};
+    pol->action_limit = Action::Rst;
+    FrameSpec s;  // unapproved source, port 587: open, but limited
+    s.dport = 587;
+    outbound({build_frame(s)}, *pol);
+    s.sport = 40001;
+    outbound({build_frame(s)}, *pol);
+    EXPECT_EQ(outside->drain().size(), 1u);
+    const auto back = inside->drain();
+    ASSERT_EQ(back.size(), 1u);
+    EXPECT_EQ(parse_frame(back[0].data(), static_cast<uint32_t>(back[0].size())).tcp_flags,
+              tcpflag::RST | tcpflag::ACK);
+    EXPECT_EQ(counters.get(Ctr::pass_open), 2u);
 }
 
 }  // namespace
