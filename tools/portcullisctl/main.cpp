@@ -41,6 +41,7 @@ constexpr const char* kCommands =
     "  managed list|add|del [CIDR]  the provider's prefixes the policy applies to\n"
     "  relay list|add|del [CIDR]    the provider's relays, reachable by everyone\n"
     "  monitor [on|off]             report would-be refusals without refusing (no argument: show)\n"
+    "  limits [options]             the default per-source SMTP limits (no option: show); stored\n"
     "\n'portcullisctl COMMAND --help' shows a command's options.\n";
 
 int64_t now_s() {
@@ -271,6 +272,26 @@ int run(ctl::Client& client, const std::string& cmd, const std::vector<std::stri
         std::string text;
         for (const auto& p : r["prefixes"]) text += p.get<std::string>() + "\n";
         return out(r, text);
+    }
+    if (cmd == "limits") {
+        po::options_description d("limits options (0: unlimited)");
+        d.add_options()("max-concurrent", po::value<unsigned>(), "open SMTP connections per source at once")(
+            "rate", po::value<std::string>(), "new SMTP connections per source, e.g. 60/min or 600/h")(
+            "daily", po::value<unsigned>(), "SMTP messages per source per UTC day");
+        auto vm = parse_sub(cmd, args, d, {}, help);
+        if (help) return print_help("limits [--max-concurrent N] [--rate R] [--daily N]", d), 0;
+        json req = {{"cmd", "limits"}};
+        if (vm.count("max-concurrent")) req["max_concurrent"] = vm["max-concurrent"].as<unsigned>();
+        if (vm.count("daily")) req["daily"] = vm["daily"].as<unsigned>();
+        if (vm.count("rate")) {
+            const auto text = vm["rate"].as<std::string>();
+            const auto r = text == "0" ? std::optional<uint32_t>(0) : parse_rate(text);
+            if (!r) throw Usage("limits: --rate '" + text + "' is not a rate such as 60/min or 600/h");
+            req["rate_per_min"] = *r;
+        }
+        connect();
+        const json r = checked(client.call(req));
+        return out(r, ctl::render_limits(r));
     }
     if (cmd == "monitor") {
         po::options_description d("monitor options");

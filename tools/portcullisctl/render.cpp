@@ -88,6 +88,13 @@ std::string render_record(const json& r) {
     return table(rows);
 }
 
+namespace {
+std::string limit_text(const json& l, const char* key, const char* unit) {
+    const uint64_t v = l.value(key, uint64_t{0});
+    return v ? std::to_string(v) + unit : "unlimited";
+}
+}  // namespace
+
 std::string render_show(const json& reply) {
     std::vector<std::vector<std::string>> rows = {{"address:", str(reply, "addr")},
                                                   {"verdict:", str(reply, "verdict")},
@@ -101,12 +108,34 @@ std::string render_show(const json& reply) {
             text += "; last " + format_time(r.value("last", int64_t{0})) + " to port " + str(r, "last_port");
         rows.push_back({"refusals:", text});
     }
+    if (reply.contains("limits")) {
+        const json& l = reply["limits"];
+        const json live = l.value("live", json::object());
+        auto part = [&](const char* key, const char* live_key, const char* unit) {
+            const std::string used = live.contains(live_key) ? live[live_key].dump() : "?";
+            return used + " of " + limit_text(l, key, unit);
+        };
+        rows.push_back({"open SMTP connections:", part("max_concurrent", "concurrent", "")});
+        rows.push_back({"connection rate:", part("rate_per_min", "rate_used", "/min")});
+        rows.push_back({"today:", part("daily", "daily_count", "/day")});
+    }
     std::string out = table(rows);
     if (reply.contains("record") && !reply["record"].is_null())
         out += "\nrecord that applies (most specific):\n" + render_record(reply["record"]);
     else
         out += "\nno approval record covers it\n";
     return out;
+}
+
+std::string render_limits(const json& reply) {
+    std::vector<std::vector<std::string>> rows = {{"", "IN FORCE", "CONFIGURED"}};
+    const json now = reply.value("defaults", json::object());
+    const json conf = reply.value("configured", json::object());
+    for (auto [key, label, unit] : {std::tuple{"max_concurrent", "max concurrent:", ""},
+                                    std::tuple{"rate_per_min", "rate:", "/min"},
+                                    std::tuple{"daily", "daily:", "/day"}})
+        rows.push_back({label, limit_text(now, key, unit), limit_text(conf, key, unit)});
+    return "default per-source SMTP limits (an approval's own values win):\n" + table(rows);
 }
 
 std::string render_status(const json& s) {
