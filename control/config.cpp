@@ -107,6 +107,8 @@ po::options_description make_description() {
             "seconds an idle open SMTP connection is tracked")
         ("flow_timeout_closing", po::value<unsigned>()->default_value(60),
             "seconds a half-closed connection is tracked, and a closed one lingers")
+        ("bench_prefill_flows", po::value<unsigned>()->default_value(0),
+            "benchmarks only (tools/bench): fill each worker's flow table with this many synthetic flows at start")
         ("monitor", po::value<bool>()->default_value(false),
             "true: count and report what would be refused, refuse nothing (a live 'portcullisctl monitor' wins)")
         ("stats_interval", po::value<unsigned>()->default_value(10),
@@ -234,6 +236,7 @@ Config build(const po::variables_map& vm) {
     c.timeouts.half_open_ms = 1000 * bounded(vm, "flow_timeout_half_open", 1, 3600);
     c.timeouts.established_ms = 1000 * bounded(vm, "flow_timeout_established", 10, 7 * 86400);
     c.timeouts.closing_ms = 1000 * bounded(vm, "flow_timeout_closing", 1, 3600);
+    c.bench_prefill_flows = bounded(vm, "bench_prefill_flows", 0, c.max_flows);
     c.monitor = vm["monitor"].as<bool>();
     c.stats_interval = bounded(vm, "stats_interval", 0, 86400);
     c.log_level = vm["log_level"].as<std::string>();

@@ -29,6 +29,7 @@ struct Config {
     uint32_t max_flows = 262144;    // tracked SMTP connections per worker
     uint32_t max_sources = 262144;  // sources with limit state, shared by the workers
     FlowTimeouts timeouts;
+    uint32_t bench_prefill_flows = 0;  // benchmarks only: synthetic flows per worker at start
     CookieKey cookie_key;          // not an option: drawn at random by the daemon at start
     bool monitor = false;  // the default; portcullisctl monitor on|off changes it live (and it is stored)
     unsigned stats_interval = 10;  // seconds between counter log lines; 0 turns them off

@@ -207,6 +207,8 @@ int main(int argc, char** argv) {
             trackers.push_back(
                 std::make_unique<FlowTracker>(cfg.max_flows, flow_key, &limit_table, cfg.timeouts));
             flow_view.trackers.push_back(trackers.back().get());
+            if (cfg.bench_prefill_flows)
+                trackers.back()->prefill(cfg.bench_prefill_flows, flow_view.clock.at(rte_rdtsc()));
         }
         unsigned q = 0, lcore;
         RTE_LCORE_FOREACH_WORKER(lcore) {

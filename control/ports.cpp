@@ -35,6 +35,23 @@ std::string port_start(uint16_t port, uint16_t queues, uint16_t rx_desc, uint16_
                std::to_string(info.max_rx_queues) + " queue(s), " + std::to_string(queues) +
                " worker(s) need one each: add queues to the device (e.g. qpairs=N) or use fewer lcores";
     rte_eth_conf conf{};
+    // Several queues: RSS with a symmetric key (0x6d5a repeated makes the Toeplitz hash of a 4-tuple equal to
+    // that of its reverse), the same on both ports, so that both directions of a connection reach the same
+    // worker and its flow table. Devices without RSS (net_ring, net_af_packet's fanout) spread by their own rule.
+    static uint8_t symmetric_key[52];
+    for (size_t i = 0; i < sizeof symmetric_key; i += 2) {
+        symmetric_key[i] = 0x6d;
+        symmetric_key[i + 1] = 0x5a;
+    }
+    const uint64_t want = RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP;
+    if (queues > 1 && (info.flow_type_rss_offloads & want)) {
+        conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+        conf.rx_adv_conf.rss_conf.rss_key = symmetric_key;
+        conf.rx_adv_conf.rss_conf.rss_key_len = info.hash_key_size ? info.hash_key_size : 40;
+        if (conf.rx_adv_conf.rss_conf.rss_key_len > sizeof symmetric_key)
+            conf.rx_adv_conf.rss_conf.rss_key_len = sizeof symmetric_key;
+        conf.rx_adv_conf.rss_conf.rss_hf = want & info.flow_type_rss_offloads;
+    }
     if (int rc = rte_eth_dev_configure(port, queues, queues, &conf); rc != 0)
         return fail(port, "configure", rc);
     if (int rc = rte_eth_dev_adjust_nb_rx_tx_desc(port, &rx_desc, &tx_desc); rc != 0)

@@ -137,6 +137,20 @@ void FlowTracker::inbound(const Parsed& p, const Now& now, Counters& c) {
     if (Flow* f = table_.find(k, table_.hash(k))) update(*f, false, p, now, c);
 }
 
+void FlowTracker::prefill(uint32_t n, const Now& now) {
+    for (uint32_t i = 0; i < n; ++i) {
+        FlowKey k{};
+        k.client[1] = i;  // 0.x.y.z: never a source on the wire
+        k.cport = static_cast<uint16_t>(1024 + (i & 0x3fff));
+        k.sport = 25;
+        Flow* f = table_.insert(k, table_.hash(k));
+        if (!f) return;
+        f->state = FlowState::Established;
+        f->src_slot = SourceTable::kNone;
+        f->expire_ms = now.ms + timeouts_.established_ms;
+    }
+}
+
 void FlowTracker::sweep(const Now& now, uint32_t budget, Counters& c) {
     table_.sweep(now.ms, budget, [&](Flow& f) {
         switch (f.state) {

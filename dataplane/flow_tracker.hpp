@@ -46,6 +46,10 @@ class FlowTracker {
     // Expires flows past their timeout; examines `budget` table entries.
     void sweep(const Now& now, uint32_t budget, Counters& c);
 
+    // Benchmarks only: fills the table with n synthetic established flows (keys no real traffic has, holding
+    // no limit unit), so that the cost of a big table can be measured. Control side, before the worker starts.
+    void prefill(uint32_t n, const Now& now);
+
     const FlowTable& table() const { return table_; }
     const FlowTimeouts& timeouts() const { return timeouts_; }
 

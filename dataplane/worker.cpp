@@ -232,7 +232,8 @@ int worker_main(void* arg) {
         if (n) process_outbound(ctx, pol, pkts, n, now);
         n = rte_eth_rx_burst(ctx.outside_port, ctx.queue, pkts, kBurst);
         if (n) process_inbound(ctx, pol, pkts, n, now);
-        if (ctx.flows && ++loops % kSweepEvery == 0) ctx.flows->sweep(now, kSweepBudget, *ctx.counters);
+        if (ctx.flows && ++loops % kSweepEvery == 0 && ctx.flows->table().size())
+            ctx.flows->sweep(now, kSweepBudget, *ctx.counters);
         rte_rcu_qsbr_quiescent(ctx.qsbr, ctx.queue);  // done with `pol`
     }
     return 0;

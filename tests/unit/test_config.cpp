@@ -112,6 +112,43 @@ TEST(Config, BadPortsAndActions) {
     EXPECT_FALSE(error_of(args).empty());
 }
 
+TEST(Config, LimitsTimeoutsAndReplies) {
+    auto r = parse(minimal());
+    ASSERT_EQ(r.status, ConfigResult::Status::Run) << r.message;
+    EXPECT_EQ(r.config.default_limits, (Limits{10, 60, 0})) << "the smarthost seed's 10 concurrent";
+    EXPECT_EQ(r.config.relay_limits, Limits{});
+    EXPECT_EQ(r.config.action_limit, Action::Smtp);
+    EXPECT_EQ(r.config.replies[static_cast<size_t>(ReplyReason::Concurrency)],
+              "421 4.7.0 Too many concurrent SMTP connections from this IP address; please try again later");
+    auto args = minimal();
+    args.insert(args.end(), {"--max_concurrent", "3", "--rate", "600/h", "--daily", "2000", "--action_limit",
+                             "rst", "--flow_timeout_half_open", "5", "--max_flows", "1000"});
+    r = parse(args);
+    ASSERT_EQ(r.status, ConfigResult::Status::Run) << r.message;
+    EXPECT_EQ(r.config.default_limits, (Limits{3, 10, 2000}));
+    EXPECT_EQ(r.config.action_limit, Action::Rst);
+    EXPECT_EQ(r.config.timeouts.half_open_ms, 5000u);
+    EXPECT_EQ(r.config.max_flows, 1000u);
+
+    args = minimal();
+    args.insert(args.end(), {"--rate", "lots"});
+    EXPECT_EQ(error_of(args), "rate: 'lots' is not a rate such as 60/min or 600/h");
+    args = minimal();
+    args.insert(args.end(), {"--reply_limit_concurrent", "too many"});
+    EXPECT_EQ(error_of(args).rfind("reply_limit_concurrent: must be one line", 0), 0u);
+    args = minimal();
+    args.insert(args.end(), {"--flow_timeout_half_open", "0"});
+    EXPECT_EQ(error_of(args), "flow_timeout_half_open: 0 is out of range (1-3600)");
+    args = minimal();
+    args.insert(args.end(), {"--bench_prefill_flows", "300000"});
+    EXPECT_EQ(error_of(args), "bench_prefill_flows: 300000 is out of range (0-262144)");
+}
+
+TEST(Config, ShippedExampleParses) {
+    const auto r = parse({"--config", std::string(PORTCULLIS_SOURCE_DIR) + "/configs/portcullis.conf.example"});
+    EXPECT_EQ(r.status, ConfigResult::Status::Run) << r.message;
+}
+
 TEST(Config, MissingFile) {
     EXPECT_EQ(error_of({"--config", "/nonexistent/portcullis.conf"}),
               "config: cannot read '/nonexistent/portcullis.conf'");

@@ -116,13 +116,16 @@ def ctl(build, prefix, *args):
     return json.loads(res.stdout)
 
 
-def run_gateway(build, prefix, pcap, huge, seconds):
+def run_gateway(build, prefix, pcap, huge, seconds, extra=(), status=None):
     shutil.rmtree(WORK / f"{prefix}-state", ignore_errors=True)
     log = WORK / f"{prefix}.log"
-    proc = start(gateway_cmd(build, prefix, pcap, huge), log)
+    proc = start(gateway_cmd(build, prefix, pcap, huge, extra), log)
     try:
         mpps = measure(prefix, proc, seconds, log)
-        tsc = ctl(build, prefix, "status")["tsc_hz"]
+        st = ctl(build, prefix, "status")
+        if status is not None:
+            status.update(st)
+        tsc = st["tsc_hz"]
     finally:
         stop(proc)
     return mpps, tsc
@@ -221,6 +224,29 @@ def control_bench(build, pcap, huge, seconds):
     return out
 
 
+def flow_bench(build, pcap, args):
+    """The 64-byte non-SMTP mix again, with each worker's flow table holding a million synthetic SMTP flows
+    (bench_prefill_flows): what a big table costs traffic that never touches it (the expiry sweep walks it)."""
+    big = 1_000_000
+    extra = ["--max_flows", str(big), "--bench_prefill_flows", str(big)]
+    empty, full, ratio = [], [], []
+    status = {}
+    for _ in range(args.reps):
+        e, _ = run_gateway(build, "benchgw", pcap, args.hugepages, args.seconds)
+        f, tsc = run_gateway(build, "benchgw", pcap, args.hugepages, args.seconds, extra, status)
+        empty.append(e)
+        full.append(f)
+        ratio.append(f / e)
+    flows = status["flows"]
+    print(f"\nflow tracking (nonsmtp64): gateway Mpps with an empty table {statistics.median(empty):.2f}, "
+          f"with {flows['tracked']:,} SMTP flows tracked {statistics.median(full):.2f} "
+          f"({statistics.median(ratio):.2f} of empty; {tsc / (statistics.median(full) * 1e6):.0f} cycles/pkt)")
+    print(f"  memory: flow table {flows['table_bytes'] / 2**20:.0f} MiB for max_flows {flows['max']:,} = "
+          f"{flows['table_bytes'] / flows['max']:.0f} bytes per tracked flow at capacity (64-byte entries, at most "
+          f"3/4 full); per-source limit state {flows['source_table_bytes'] // flows['sources_max']} bytes per "
+          f"source ({flows['source_table_bytes'] / 2**20:.0f} MiB for {flows['sources_max']:,} sources)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=str(REPO / "build"))
@@ -254,6 +280,7 @@ def main():
             cyc.append(tsc / (g * 1e6))
         print(f"{mix:<12}{statistics.median(gw):>14.2f}{statistics.median(ref):>14.2f}"
               f"{statistics.median(ratio):>8.2f}{statistics.median(cyc):>12.0f}", flush=True)
+    flow_bench(build, mixes["nonsmtp64"], args)
     if args.skip_control:
         return 0
     c = control_bench(build, mixes["imix"], args.hugepages, args.seconds)
