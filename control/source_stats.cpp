@@ -10,6 +10,13 @@
 
 namespace portcullis {
 
+const char* reason_name(ReplyReason r) {
+    static constexpr const char* kNames[kReplyReasons] = {"unapproved", "concurrency", "rate",
+                                                          "daily",      "busy",        "payload"};
+    const auto i = static_cast<unsigned>(r);
+    return i < kReplyReasons ? kNames[i] : "unknown";
+}
+
 void SourceStats::drain(const std::vector<rte_ring*>& rings, int64_t now) {
     RefusalEvent ev[64];
     for (auto* ring : rings) {
@@ -30,6 +37,10 @@ void SourceStats::drain(const std::vector<rte_ring*>& rings, int64_t now) {
                 e.attempts += ev[i].syn;
                 e.last = now;
                 e.last_port = ev[i].dport;
+                if (ev[i].reason < kReplyReasons) {
+                    e.last_reason = ev[i].reason;
+                    ++e.by_reason[ev[i].reason];
+                }
             }
         }
     }
@@ -39,7 +50,15 @@ nlohmann::json SourceStats::of(const IpAddr& a) const {
     auto it = by_src_.find(key(a));
     if (it == by_src_.end()) return {{"refused", 0}, {"attempts", 0}};
     const Entry& e = it->second;
-    return {{"refused", e.refused}, {"attempts", e.attempts}, {"last", e.last}, {"last_port", e.last_port}};
+    nlohmann::json by = nlohmann::json::object();
+    for (unsigned r = 0; r < kReplyReasons; ++r)
+        if (e.by_reason[r]) by[reason_name(static_cast<ReplyReason>(r))] = e.by_reason[r];
+    return {{"refused", e.refused},
+            {"attempts", e.attempts},
+            {"last", e.last},
+            {"last_port", e.last_port},
+            {"last_reason", reason_name(static_cast<ReplyReason>(e.last_reason))},
+            {"by_reason", by}};
 }
 
 nlohmann::json SourceStats::top(size_t n) const {
@@ -55,7 +74,8 @@ nlohmann::json SourceStats::top(size_t n) const {
                        {"refused", all[i]->refused},
                        {"attempts", all[i]->attempts},
                        {"last", all[i]->last},
-                       {"last_port", all[i]->last_port}});
+                       {"last_port", all[i]->last_port},
+                       {"last_reason", reason_name(static_cast<ReplyReason>(all[i]->last_reason))}});
     return out;
 }
 

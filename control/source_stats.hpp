@@ -4,14 +4,19 @@
 
 #include <rte_ring.h>
 
+#include <array>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 #include <vector>
 
 #include "common/net_addr.hpp"
+#include "dataplane/cookie.hpp"
 
 namespace portcullis {
+
+// "unapproved", "concurrency", "rate", "daily", "busy", "payload".
+const char* reason_name(ReplyReason r);
 
 class SourceStats {
   public:
@@ -19,7 +24,8 @@ class SourceStats {
 
     // Drains every ring; `now` stamps what it reads (unix seconds).
     void drain(const std::vector<rte_ring*>& rings, int64_t now);
-    // {"refused": N, "attempts": N, "last": T, "last_port": P} for one address.
+    // {"refused": N, "attempts": N, "last": T, "last_port": P, "last_reason": R, "by_reason": {R: N}} for one
+    // address; reasons are named as reason_name() says.
     nlohmann::json of(const IpAddr& a) const;
     // The n sources refused most often.
     nlohmann::json top(size_t n) const;
@@ -31,6 +37,8 @@ class SourceStats {
         uint64_t refused = 0, attempts = 0;
         int64_t last = 0;
         uint16_t last_port = 0;
+        uint8_t last_reason = 0;                            // a ReplyReason
+        std::array<uint64_t, kReplyReasons> by_reason{};  // refused segments per reason
     };
     struct Hash {
         size_t operator()(const u128& v) const {

@@ -1,6 +1,8 @@
 // Worker time from the TSC: microseconds since the daemon started (for flow timeouts and rate limits) and the
-// UTC day (for daily volumes). Converting is one 64x64->128 multiply and a shift, no division, no system call.
+// UTC day (for daily volumes). Converting is one 64x64->128 multiply and a shift, no system call.
 #pragma once
+
+#include <rte_cycles.h>
 
 #include <cstdint>
 
@@ -38,6 +40,26 @@ struct Clock {
         n.day = static_cast<uint32_t>((static_cast<uint64_t>(unix_us0) + us) / 86'400'000'000ull);
         return n;
     }
+};
+
+// The current time, read from the TSC at most once, at the first get(): a burst that needs no time (all of
+// ordinary traffic) reads none. (rdtsc costs from tens to, under some hypervisors, thousands of cycles.)
+class LazyNow {
+  public:
+    explicit LazyNow(const Clock& c) : clock_(&c) {}
+    explicit LazyNow(const Now& fixed) : now_(fixed), ready_(true) {}
+    const Now& get() {
+        if (!ready_) [[unlikely]] {
+            now_ = clock_->at(rte_rdtsc());
+            ready_ = true;
+        }
+        return now_;
+    }
+
+  private:
+    const Clock* clock_ = nullptr;
+    Now now_;
+    bool ready_ = false;
 };
 
 }  // namespace portcullis

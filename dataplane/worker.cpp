@@ -59,11 +59,11 @@ void note_refusal(RefusalEvent& e, const Parsed& p, ReplyReason reason) {
 uint64_t cookie_slot(const Now& now) { return now.us / (kCookieSlotSeconds * 1'000'000); }
 
 // Writes the SMTP refusal's next step over the segment. Returns the answer's length (0: nothing to send).
-uint32_t answer_smtp(const Policy& pol, rte_mbuf* m, const Parsed& p, const Now& now, ReplyReason reason,
+uint32_t answer_smtp(const Policy& pol, rte_mbuf* m, const Parsed& p, LazyNow& now, ReplyReason reason,
                      SmtpStep* step) {
     const uint32_t room = rte_pktmbuf_data_len(m) + rte_pktmbuf_tailroom(m);
     const SmtpAnswer a = smtp_answer_in_place(rte_pktmbuf_mtod(m, uint8_t*), room, p, pol.cookie_key,
-                                              cookie_slot(now), reason, pol.replies);
+                                              cookie_slot(now.get()), reason, pol.replies);
     *step = a.step;
     return a.len;
 }
@@ -76,7 +76,7 @@ void set_length(rte_mbuf* m, uint32_t len) {
 
 // Rewrites a refused segment, in place, into its answer (RST or the SMTP refusal's next step) as `action`
 // says. Returns false when there is nothing to send back (counted), and the caller drops the segment.
-bool answer_refusal(const Policy& pol, rte_mbuf* m, const Parsed& p, const Now& now, Action action,
+bool answer_refusal(const Policy& pol, rte_mbuf* m, const Parsed& p, LazyNow& now, Action action,
                     ReplyReason reason, Counters& c) {
     if (action == Action::Drop) {
         c.add(Ctr::dropped_refused);
@@ -101,42 +101,32 @@ bool answer_refusal(const Policy& pol, rte_mbuf* m, const Parsed& p, const Now& 
     return true;
 }
 
-// Where a burst's frames go.
-struct Sorted {
-    rte_mbuf* fwd[kBurst];
-    rte_mbuf* back[kBurst];
-    rte_mbuf* drop[kBurst];
-    RefusalEvent events[kBurst];
-    uint16_t nf = 0, nb = 0, nd = 0, ne = 0;
-};
+// Where a frame goes. The slow paths return it and the burst loop files the frame: the loop's counts never have
+// their address taken, so they stay in registers across the calls to the parser.
+enum class Dest : uint8_t { Fwd, Back, Drop };
 
-// A refusal: counted, reported, then forwarded (monitor), answered, or dropped.
-void refuse(const Policy& pol, rte_mbuf* m, const Parsed& p, const Now& now, Action action, ReplyReason reason,
-            Sorted& out, Counters& c) {
-    note_refusal(out.events[out.ne++], p, reason);
+// A refusal: counted, reported (into *ev), then forwarded (monitor), answered, or dropped.
+Dest refuse(const Policy& pol, rte_mbuf* m, const Parsed& p, LazyNow& now, Action action, ReplyReason reason,
+            RefusalEvent* ev, Counters& c) {
+    note_refusal(*ev, p, reason);
     if (reason == ReplyReason::Unapproved && (p.tcp_flags & tcpflag::SYN)) c.add(Ctr::refused_unapproved_syn);
     if (pol.monitor) {  // counted and reported, not refused
         c.add(Ctr::monitor_passed);
-        out.fwd[out.nf++] = m;
-        return;
+        return Dest::Fwd;
     }
-    if (answer_refusal(pol, m, p, now, action, reason, c))
-        out.back[out.nb++] = m;
-    else
-        out.drop[out.nd++] = m;
+    return answer_refusal(pol, m, p, now, action, reason, c) ? Dest::Back : Dest::Drop;
 }
 
-// An SMTP-class segment from a managed source: tracked, admitted or refused by the source's limits.
-void track(const WorkerContext& ctx, const Policy& pol, rte_mbuf* m, const Parsed& p, bool to_relay,
-           const Now& now, Sorted& out, Counters& c) {
-    const TrackResult t = ctx.flows->outbound(p, pol, to_relay, now, c);
-    if (t.verdict == TrackVerdict::Forward) [[likely]] {
-        out.fwd[out.nf++] = m;
-        return;
-    }
+// An SMTP-class segment from a managed source: tracked, admitted or refused by the source's limits. Sets
+// *reported when it wrote a refusal event into *ev.
+Dest track(const WorkerContext& ctx, const Policy& pol, rte_mbuf* m, const Parsed& p, bool to_relay,
+           LazyNow& now, RefusalEvent* ev, bool* reported, Counters& c) {
+    const TrackResult t = ctx.flows->outbound(p, pol, to_relay, now.get(), c);
+    if (t.verdict == TrackVerdict::Forward) [[likely]]
+        return Dest::Fwd;
     if (t.verdict == TrackVerdict::Refuse) {
-        refuse(pol, m, p, now, pol.action_limit, t.reason, out, c);
-        return;
+        *reported = true;
+        return refuse(pol, m, p, now, pol.action_limit, t.reason, ev, c);
     }
     // A segment of no connection this worker knows: maybe the next step of a stateless limit refusal.
     if (pol.action_limit == Action::Smtp && m->nb_segs == 1) {
@@ -144,22 +134,18 @@ void track(const WorkerContext& ctx, const Policy& pol, rte_mbuf* m, const Parse
         const uint32_t len = answer_smtp(pol, m, p, now, ReplyReason::Unapproved, &step);
         if (step != SmtpStep::Forged) {
             c.add(smtp_counter(step));
-            if (len) {
-                set_length(m, len);
-                out.back[out.nb++] = m;
-            } else {
-                out.drop[out.nd++] = m;
-            }
-            return;
+            if (!len) return Dest::Drop;
+            set_length(m, len);
+            return Dest::Back;
         }
     }
-    ctx.flows->pick_up(p, now, c);
-    out.fwd[out.nf++] = m;
+    ctx.flows->pick_up(p, now.get(), c);
+    return Dest::Fwd;
 }
 
 }  // namespace
 
-void process_inbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pkts, uint16_t n, const Now& now) {
+void process_inbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pkts, uint16_t n, LazyNow& now) {
     // Inbound traffic, port 25 included, is never policed: the burst is forwarded as it came. Replies from
     // SMTP ports only move their flow's state (a server's SYN-ACK, FIN or RST).
     Counters& c = *ctx.counters;
@@ -168,16 +154,20 @@ void process_inbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pkt
         for (uint16_t i = 0; i < n; ++i) {
             if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
             const Parsed p = parse_frame(rte_pktmbuf_mtod(pkts[i], uint8_t*), rte_pktmbuf_data_len(pkts[i]));
-            if (p.kind == L3Kind::Tcp && pol.smtp_ports.test(p.sport)) ctx.flows->inbound(p, now, c);
+            if (p.kind == L3Kind::Tcp && pol.smtp_ports.test(p.sport)) ctx.flows->inbound(p, now.get(), c);
         }
     }
     c.add(Ctr::fwd_inbound, send_or_free(ctx.inside_port, ctx.queue, pkts, n, c, Ctr::tx_full_inside));
 }
 
 void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pkts, uint16_t n,
-                      const Now& now) {
+                      LazyNow& now) {
     Counters& c = *ctx.counters;
-    Sorted out;
+    rte_mbuf* fwd[kBurst];
+    rte_mbuf* back[kBurst];
+    rte_mbuf* drop[kBurst];
+    RefusalEvent events[kBurst];
+    uint16_t nf = 0, nb = 0, nd = 0, ne = 0;
 
     c.add(Ctr::rx_inside, n);
     for (uint16_t i = 0; i < n; ++i) {
@@ -187,37 +177,33 @@ void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pk
         const Decision d = classify_outbound(p, pol);
         if (d.verdict == Verdict::Forward) [[likely]] {
             if (d.reason != Ctr::fwd_outbound) c.add(d.reason);
-            out.fwd[out.nf++] = m;
+            fwd[nf++] = m;
             continue;
         }
         c.add(d.reason);
-        switch (d.verdict) {
-            case Verdict::Track:
-                if (ctx.flows)
-                    track(ctx, pol, m, p, d.reason == Ctr::pass_relay, now, out, c);
-                else
-                    out.fwd[out.nf++] = m;
-                break;
-            case Verdict::Refuse:
-                refuse(pol, m, p, now, pol.action_unapproved, ReplyReason::Unapproved, out, c);
-                break;
-            case Verdict::Drop:
-                if (d.reason == Ctr::refused_unapproved)  // action drop
-                    refuse(pol, m, p, now, Action::Drop, ReplyReason::Unapproved, out, c);
-                else  // malformed: counted, dropped
-                    out.drop[out.nd++] = m;
-                break;
-            case Verdict::Forward:
-                break;
+        Dest dest = Dest::Drop;  // malformed: counted, dropped
+        if (d.verdict == Verdict::Track) {
+            bool reported = false;
+            dest = ctx.flows ? track(ctx, pol, m, p, d.reason == Ctr::pass_relay, now, &events[ne], &reported, c)
+                             : Dest::Fwd;
+            ne += reported;
+        } else if (d.reason == Ctr::refused_unapproved) {
+            const Action action = d.verdict == Verdict::Drop ? Action::Drop : pol.action_unapproved;
+            dest = refuse(pol, m, p, now, action, ReplyReason::Unapproved, &events[ne++], c);
         }
+        if (dest == Dest::Fwd)
+            fwd[nf++] = m;
+        else if (dest == Dest::Back)
+            back[nb++] = m;
+        else
+            drop[nd++] = m;
     }
-    c.add(Ctr::fwd_outbound, send_or_free(ctx.outside_port, ctx.queue, out.fwd, out.nf, c, Ctr::tx_full_outside));
-    send_or_free(ctx.inside_port, ctx.queue, out.back, out.nb, c, Ctr::tx_full_inside);
-    if (out.nd) rte_pktmbuf_free_bulk(out.drop, out.nd);
-    if (out.ne && ctx.events) {
-        const unsigned queued =
-            rte_ring_enqueue_burst_elem(ctx.events, out.events, sizeof(RefusalEvent), out.ne, nullptr);
-        if (queued < out.ne) c.add(Ctr::events_lost, out.ne - queued);
+    c.add(Ctr::fwd_outbound, send_or_free(ctx.outside_port, ctx.queue, fwd, nf, c, Ctr::tx_full_outside));
+    send_or_free(ctx.inside_port, ctx.queue, back, nb, c, Ctr::tx_full_inside);
+    if (nd) rte_pktmbuf_free_bulk(drop, nd);
+    if (ne && ctx.events) {
+        const unsigned queued = rte_ring_enqueue_burst_elem(ctx.events, events, sizeof(RefusalEvent), ne, nullptr);
+        if (queued < ne) c.add(Ctr::events_lost, ne - queued);
     }
 }
 
@@ -227,13 +213,13 @@ int worker_main(void* arg) {
     uint32_t loops = 0;
     while (!ctx.stop->load(std::memory_order_relaxed)) {
         const Policy& pol = *ctx.policy->load(std::memory_order_acquire);
-        const Now now = ctx.clock.at(rte_rdtsc());
+        LazyNow now(ctx.clock);
         uint16_t n = rte_eth_rx_burst(ctx.inside_port, ctx.queue, pkts, kBurst);
         if (n) process_outbound(ctx, pol, pkts, n, now);
         n = rte_eth_rx_burst(ctx.outside_port, ctx.queue, pkts, kBurst);
         if (n) process_inbound(ctx, pol, pkts, n, now);
         if (ctx.flows && ++loops % kSweepEvery == 0 && ctx.flows->table().size())
-            ctx.flows->sweep(now, kSweepBudget, *ctx.counters);
+            ctx.flows->sweep(now.get(), kSweepBudget, *ctx.counters);
         rte_rcu_qsbr_quiescent(ctx.qsbr, ctx.queue);  // done with `pol`
     }
     return 0;

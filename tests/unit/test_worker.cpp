@@ -124,12 +124,14 @@ class Worker : public ::testing::Test {
     void outbound(const std::vector<std::vector<uint8_t>>& frames, const Policy& pol) {
         std::vector<rte_mbuf*> pkts;
         for (const auto& f : frames) pkts.push_back(mbuf_of(f));
-        process_outbound(ctx, pol, pkts.data(), static_cast<uint16_t>(pkts.size()), now);
+        LazyNow at(now);
+        process_outbound(ctx, pol, pkts.data(), static_cast<uint16_t>(pkts.size()), at);
     }
     void inbound(const std::vector<std::vector<uint8_t>>& frames, const Policy& pol) {
         std::vector<rte_mbuf*> pkts;
         for (const auto& f : frames) pkts.push_back(mbuf_of(f));
-        process_inbound(ctx, pol, pkts.data(), static_cast<uint16_t>(pkts.size()), now);
+        LazyNow at(now);
+        process_inbound(ctx, pol, pkts.data(), static_cast<uint16_t>(pkts.size()), at);
     }
 
     unsigned out_ring_size = 1024;

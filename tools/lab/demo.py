@@ -66,6 +66,55 @@ def run_live(lab):
     return ok
 
 
+HOLD = """
+import socket, sys, time
+conns = [socket.create_connection((sys.argv[2], 25), timeout=5, source_address=(sys.argv[1], 0))
+         for _ in range(int(sys.argv[3]))]
+for c in conns:
+    c.recv(512)  # the server's greeting: the connection is open end to end
+open(sys.argv[4], "w").close()
+time.sleep(600)
+"""
+
+
+def run_limits(lab, first):
+    """Per-source limits: the approved server holds connections open up to the limit; one more is told why."""
+    ok = True
+    src, limit = RACK_V4["approved"], 3
+    lab.ctl("limits", "--max-concurrent", str(limit), json_out=False)
+    say(f" {first:2}. the provider caps every sender at {limit} concurrent SMTP connections: "
+        f"portcullisctl limits --max-concurrent {limit}")
+    ready = lab.workdir / "hold.ready"
+    holder = lab.spawn_in(lab.ns_rack, ["/usr/bin/python3", "-c", HOLD, src, MX_V4, str(limit), str(ready)],
+                          "hold.out")
+    lab.wait_file(ready, holder)
+    rc, secs, out = lab.swaks(src, MX_V4, 25, timeout=10)
+    reply = next((line.strip("<* ").strip() for line in out.splitlines() if "421" in line), "")
+    good = rc != 0 and "Too many concurrent" in reply
+    ok &= good
+    mark = f"{GREEN}ok{RESET}" if good else f"{RED}UNEXPECTED{RESET}"
+    say(f"     {src} holds {limit} connections open; a fourth -> {MX_V4}:25: {reply or 'no 421'} ({secs:.2f}s)  "
+        f"[{mark}]")
+    say(f"     what the operator sees: portcullisctl show {src}")
+    for line in lab.ctl("show", src, json_out=False).stdout.splitlines():
+        if any(k in line for k in ("open SMTP", "connection rate", "today", "refusals")):
+            say(f"       {line.strip()}")
+    holder.kill()
+    holder.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rc, secs, out = lab.swaks(src, MX_V4, 25, timeout=10)
+        if rc == 0:
+            break
+        time.sleep(0.5)
+    ok &= rc == 0
+    mark = f"{GREEN}ok{RESET}" if rc == 0 else f"{RED}UNEXPECTED{RESET}"
+    say(f" {first + 1:2}. the connections close; the sender's MTA retries: "
+        f"{'delivered' if rc == 0 else 'still refused'} ({secs:.2f}s)  [{mark}]")
+    lab.ctl("limits", "--max-concurrent", "10", json_out=False)
+    return ok
+
+
 def run_steps(lab):
     ok = True
     for i, (what, src, server, port, expect) in enumerate(STEPS, 1):
@@ -110,8 +159,10 @@ def main():
         ok = run_steps(lab)
         say(f"\n{BOLD}== Approvals on the running gateway{RESET} (portcullisctl, no restart)")
         ok &= run_live(lab)
+        say(f"\n{BOLD}== Per-source limits{RESET}: refusals the customer's MTA understands")
+        ok &= run_limits(lab, len(STEPS) + len(LIVE) + 2)
         got = len(lab.delivered())
-        want = sum(1 for s in STEPS if s[4]) + sum(1 for s in LIVE if s[2])
+        want = sum(1 for s in STEPS if s[4]) + sum(1 for s in LIVE if s[2]) + 1
         say(f"\n   the SMTP server accepted {got} message(s); {want} were expected")
         ok &= got == want
         if args.once:
@@ -119,7 +170,8 @@ def main():
             c = lab.final_counters()
             say(f"   gateway counters: {c['refused_unapproved_syn']} connection attempt(s) refused, "
                 f"{c['rst_sent']} reset(s) sent, {c['pass_approved']} approved, {c['pass_relay']} relay and "
-                f"{c['pass_unmanaged']} unmanaged frame(s) passed on port 25")
+                f"{c['pass_unmanaged']} unmanaged frame(s) passed on SMTP ports; {c.get('flows_opened', 0)} SMTP "
+                f"connection(s) tracked, {c.get('refused_concurrency', 0)} over a sender's limit")
             say(f"\n{BOLD}== {'All steps behaved' if ok else 'SOME STEPS DID NOT BEHAVE'}{RESET}")
             return 0 if ok else 1
         say(f"""

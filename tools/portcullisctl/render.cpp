@@ -105,7 +105,12 @@ std::string render_show(const json& reply) {
         std::string text = std::to_string(r.value("attempts", uint64_t{0})) + " connection attempt(s), " +
                            std::to_string(r.value("refused", uint64_t{0})) + " segment(s) refused";
         if (r.value("refused", uint64_t{0}) > 0)
-            text += "; last " + format_time(r.value("last", int64_t{0})) + " to port " + str(r, "last_port");
+            text += "; last " + format_time(r.value("last", int64_t{0})) + " to port " + str(r, "last_port") +
+                    " (" + str(r, "last_reason") + ")";
+        const json by = r.value("by_reason", json::object());
+        std::string reasons;
+        for (const auto& [k, v] : by.items()) reasons += (reasons.empty() ? "" : ", ") + k + " " + v.dump();
+        if (!reasons.empty()) text += "; by reason: " + reasons;
         rows.push_back({"refusals:", text});
     }
     if (reply.contains("limits")) {
@@ -149,6 +154,13 @@ std::string render_status(const json& s) {
         {"config approvals:", str(s, "config_approvals")},
         {"policy generation:", str(s, "policy_generation")},
         {"monitor mode:", s.value("monitor", false) ? "on (nothing refused)" : "off"}};
+    if (s.contains("flows") && s["flows"].is_object()) {
+        const json& f = s["flows"];
+        rows.push_back({"tracked SMTP connections:", str(f, "tracked") + " of " + str(f, "max") + " (" +
+                                                         std::to_string(f.value("table_bytes", 0ull) >> 20) +
+                                                         " MiB of flow tables)"});
+        rows.push_back({"sources with limit state:", str(f, "sources") + " of " + str(f, "sources_max")});
+    }
     const json counters = s.value("counters", json::object());
     for (const auto& [k, v] : counters.items()) rows.push_back({k + ":", v.dump()});
     return table(rows);
