@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "control/policy_builder.hpp"
+#include "control/rules.hpp"
 
 namespace portcullis {
 
@@ -105,7 +106,7 @@ ControlPlane::ControlPlane(const Config& cfg, ApprovalStore& store, PolicyPublis
 }
 
 void ControlPlane::republish(int64_t now) {
-    auto built = build_policy(cfg_, &store_, now);
+    auto built = build_policy(cfg_, &store_, now, rules_);
     next_expiry_ = built.next_expiry;
     publisher_.publish(std::move(built.policy));
 }
@@ -187,6 +188,7 @@ json ControlPlane::dispatch(const std::string& cmd, const json& req, const Peer&
     if (cmd == "managed" || cmd == "relay") return overlay(cmd, req, peer);
     if (cmd == "monitor") return monitor(req, peer);
     if (cmd == "limits") return limits(req, peer);
+    if (cmd == "rules") return rules(req, peer);
     throw RequestError("unknown command '" + cmd + "'");
 }
 
@@ -495,6 +497,35 @@ json ControlPlane::limits(const json& req, const Peer& peer) {
     audit_.record(peer, "limits", req, as_json(before), as_json(after), "ok");
     publish_change();
     return ok({{"defaults", as_json(after)}, {"configured", as_json(cfg_.default_limits)}, {"_changed", true}});
+}
+
+json ControlPlane::rules(const json& req, const Peer& peer) {
+    const std::string action = req.contains("action") ? need_string(req, "action") : "show";
+    auto describe = [&] {
+        json j = {{"inspect", cfg_.inspect}, {"rules_dir", cfg_.rules_dir}};
+        j["rules"] = rules_ ? rules_->rules.size() : 0;
+        j["stream_bytes"] = rules_ ? rules_->stream_bytes : 0;
+        json list = json::array();
+        if (rules_)
+            for (const auto& r : rules_->rules)
+                list.push_back({{"id", r.id}, {"where", r.where}, {"refuse", r.refuse}, {"reply", r.reply}});
+        j["list"] = std::move(list);
+        return j;
+    };
+    if (action == "show") return ok(describe());
+    if (action != "reload") throw RequestError("action: '" + action + "' is not one of show, reload");
+    if (!cfg_.inspect) return fail("inspection is off (inspect = false): no rules to reload");
+    auto loaded = load_rules(cfg_.rules_dir, info_.workers, cfg_.inspect_stream_bytes);
+    if (!loaded.db) {
+        audit_.record(peer, "rules reload", req, nullptr, nullptr, "refused: " + loaded.error);
+        return fail(loaded.error + " (the rules in force are unchanged)");
+    }
+    rules_ = loaded.db;
+    audit_.record(peer, "rules reload", req, nullptr, {{"rules", loaded.rules}}, "ok");
+    publish_change();
+    json j = describe();
+    j["_changed"] = true;
+    return ok(j);
 }
 
 json ControlPlane::overlay(const std::string& set, const json& req, const Peer& peer) {

@@ -61,6 +61,8 @@ class ControlPlane {
     void tick(int64_t now);
     // Builds and publishes a snapshot from the configuration and the store.
     void republish(int64_t now);
+    // The compiled inspection rules in force (published with the next snapshot).
+    void set_rules(std::shared_ptr<const InspectDb> rules) { rules_ = std::move(rules); }
 
   private:
     nlohmann::json dispatch(const std::string& cmd, const nlohmann::json& req, const Peer& peer,
@@ -75,6 +77,7 @@ class ControlPlane {
     nlohmann::json import_commit(const Peer& peer, Session& session);
     nlohmann::json monitor(const nlohmann::json& req, const Peer& peer);
     nlohmann::json limits(const nlohmann::json& req, const Peer& peer);
+    nlohmann::json rules(const nlohmann::json& req, const Peer& peer);
     nlohmann::json live_limits(const IpAddr& a, bool relay) const;
     nlohmann::json overlay(const std::string& set, const nlohmann::json& req, const Peer& peer);
     // A durable, audited, published change of one record.
@@ -92,6 +95,7 @@ class ControlPlane {
     DaemonInfo info_;
     const SourceStats* sources_;
     const FlowView* flows_;
+    std::shared_ptr<const InspectDb> rules_;
     int64_t next_expiry_ = 0;
     bool batch_ = false, dirty_ = false;
     std::map<Prefix, Approval, PrefixLess> baseline_;  // the config file's approvals, as records

@@ -107,6 +107,21 @@ po::options_description make_description() {
             "seconds an idle open SMTP connection is tracked")
         ("flow_timeout_closing", po::value<unsigned>()->default_value(60),
             "seconds a half-closed connection is tracked, and a closed one lingers")
+        ("inspect", po::value<bool>()->default_value(true),
+            "read the client's SMTP commands (EHLO/HELO, MAIL FROM, the rules) until STARTTLS, DATA or inspect_bytes")
+        ("rules_dir", po::value<std::string>()->default_value("/etc/portcullis/rules"),
+            "directory of *.rules files (format: rules/README.md); 'portcullisctl rules reload' rereads it")
+        ("action_payload", po::value<std::string>()->default_value("smtp"),
+            "a session whose commands break the policy: smtp (a 550 5.7.1 line naming the reason, then the session "
+            "is closed, the server reset), rst or drop")
+        ("ehlo_allow_literal", po::value<bool>()->default_value(false),
+            "accept EHLO/HELO with an address literal ([192.0.2.1]) from direct-to-MX senders")
+        ("inspect_bytes", po::value<unsigned>()->default_value(4096),
+            "client bytes read at most per session")
+        ("max_inspected", po::value<unsigned>()->default_value(16384),
+            "sessions read at once per worker; more are tracked and limited, not read")
+        ("inspect_stream_bytes", po::value<unsigned>()->default_value(2048),
+            "Hyperscan stream state each read session may use; a rule set needing more is refused")
         ("bench_prefill_flows", po::value<unsigned>()->default_value(0),
             "benchmarks only (tools/bench): fill each worker's flow table with this many synthetic flows at start")
         ("monitor", po::value<bool>()->default_value(false),
@@ -237,6 +252,14 @@ Config build(const po::variables_map& vm) {
     c.timeouts.established_ms = 1000 * bounded(vm, "flow_timeout_established", 10, 7 * 86400);
     c.timeouts.closing_ms = 1000 * bounded(vm, "flow_timeout_closing", 1, 3600);
     c.bench_prefill_flows = bounded(vm, "bench_prefill_flows", 0, c.max_flows);
+    c.inspect = vm["inspect"].as<bool>();
+    c.rules_dir = vm["rules_dir"].as<std::string>();
+    c.rules_dir_given = !vm["rules_dir"].defaulted();
+    c.action_payload = action_of(vm, "action_payload");
+    c.ehlo_allow_literal = vm["ehlo_allow_literal"].as<bool>();
+    c.inspect_bytes = bounded(vm, "inspect_bytes", 64, 1u << 20);
+    c.max_inspected = bounded(vm, "max_inspected", 16, 16u << 20);
+    c.inspect_stream_bytes = bounded(vm, "inspect_stream_bytes", 64, 1u << 20);
     c.monitor = vm["monitor"].as<bool>();
     c.stats_interval = bounded(vm, "stats_interval", 0, 86400);
     c.log_level = vm["log_level"].as<std::string>();

@@ -30,6 +30,15 @@ struct Config {
     uint32_t max_sources = 262144;  // sources with limit state, shared by the workers
     FlowTimeouts timeouts;
     uint32_t bench_prefill_flows = 0;  // benchmarks only: synthetic flows per worker at start
+    // Inspection of SMTP sessions.
+    bool inspect = true;
+    std::string rules_dir = "/etc/portcullis/rules";
+    bool rules_dir_given = false;  // set explicitly: a missing directory is an error, not a warning
+    Action action_payload = Action::Smtp;
+    bool ehlo_allow_literal = false;
+    uint32_t inspect_bytes = 4096;
+    uint32_t max_inspected = 16384;          // sessions read at once, per worker
+    uint32_t inspect_stream_bytes = 2048;    // Hyperscan stream state per inspected session
     CookieKey cookie_key;          // not an option: drawn at random by the daemon at start
     bool monitor = false;  // the default; portcullisctl monitor on|off changes it live (and it is stored)
     unsigned stats_interval = 10;  // seconds between counter log lines; 0 turns them off

@@ -31,6 +31,7 @@
 #include "control/policy_builder.hpp"
 #include "control/ports.hpp"
 #include "control/publisher.hpp"
+#include "control/rules.hpp"
 #include "control/server.hpp"
 #include "control/source_stats.hpp"
 #include "control/stats.hpp"
@@ -155,7 +156,6 @@ int main(int argc, char** argv) {
                    std::chrono::system_clock::now().time_since_epoch())
             .count();
     };
-    auto built = build_policy(cfg, &store, now_s());
 
     std::vector<char*> eal_args(argv, argv + split);
     if (rte_eal_init(static_cast<int>(eal_args.size()), eal_args.data()) < 0)
@@ -170,6 +170,19 @@ int main(int argc, char** argv) {
         return die(msg);
     };
     if (workers == 0) return fail("no worker lcore: give the EAL at least two lcores (e.g. -l 0-1)");
+    std::shared_ptr<const InspectDb> rules;
+    if (cfg.inspect && !cfg.rules_dir_given && !std::filesystem::is_directory(cfg.rules_dir)) {
+        spdlog::warn("no rules directory {}: SMTP sessions are held to the built-in checks only", cfg.rules_dir);
+    } else if (cfg.inspect) {
+        auto loaded = load_rules(cfg.rules_dir, workers, cfg.inspect_stream_bytes);
+        if (!loaded.db) {
+            rte_eal_cleanup();
+            return die(loaded.error, 2);
+        }
+        spdlog::info("{} inspection rule(s) from {}", loaded.rules, cfg.rules_dir);
+        rules = loaded.db;
+    }
+    auto built = build_policy(cfg, &store, now_s(), rules);
     for (auto [key, port] : {std::pair{"inside", cfg.inside_port}, std::pair{"outside", cfg.outside_port}})
         if (!rte_eth_dev_is_valid_port(port))
             return fail(std::string(key) + ": port " + std::to_string(port) +
@@ -201,11 +214,14 @@ int main(int argc, char** argv) {
         SourceTable limit_table(cfg.max_sources, cfg.cookie_key);
         flow_view.sources = &limit_table;
         std::vector<std::unique_ptr<FlowTracker>> trackers;
+        std::vector<std::unique_ptr<Inspector>> inspectors;
         for (unsigned w = 0; w < workers; ++w) {
             const CookieKey flow_key{cfg.cookie_key.k0 ^ (0x9e3779b97f4a7c15ull * (w + 1)),
                                      cfg.cookie_key.k1 + w + 1};
-            trackers.push_back(
-                std::make_unique<FlowTracker>(cfg.max_flows, flow_key, &limit_table, cfg.timeouts));
+            inspectors.push_back(cfg.inspect ? std::make_unique<Inspector>(cfg.max_inspected, cfg.inspect_stream_bytes)
+                                             : nullptr);
+            trackers.push_back(std::make_unique<FlowTracker>(cfg.max_flows, flow_key, &limit_table, cfg.timeouts,
+                                                             inspectors.back().get(), static_cast<uint16_t>(w)));
             flow_view.trackers.push_back(trackers.back().get());
             if (cfg.bench_prefill_flows)
                 trackers.back()->prefill(cfg.bench_prefill_flows, flow_view.clock.at(rte_rdtsc()));
@@ -239,6 +255,7 @@ int main(int argc, char** argv) {
             cfg, store, publisher, audit, [&] { return sum_counters(counter_view); },
             DaemonInfo{cfg.inside_port, cfg.outside_port, workers, now_s()}, &sources, &flow_view);
         control = &plane;
+        plane.set_rules(rules);
         plane.republish(now_s());  // arms the expiry timer
 
         spdlog::info(

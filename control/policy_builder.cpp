@@ -45,6 +45,27 @@ void build_limit_overrides(Policy& pol, const std::map<Prefix, Approval, PrefixL
     }
 }
 
+// The host names and sending domains approvals name: the innermost record covering an address decides, and
+// one that names none means no restriction beyond the general checks.
+void build_names(Policy& pol, const std::map<Prefix, Approval, PrefixLess>& records) {
+    std::vector<ApprovalNames> values;
+    std::vector<PrefixSpan> spans[2];
+    for (const auto& [p, a] : records) {
+        const bool own = !a.hostname.empty() || !a.domains.empty();
+        if (own) values.push_back({a.hostname, a.domains});
+        const uint32_t tag = own ? static_cast<uint32_t>(values.size() - 1) : 0;
+        if (p.addr.v6)
+            spans[1].push_back({p.first6(), p.last6(), own, tag});
+        else
+            spans[0].push_back({p.first4(), p.last4(), own, tag});
+    }
+    for (int v6 = 0; v6 < 2; ++v6) {
+        std::vector<AddrMap<ApprovalNames>::Range> ranges;
+        for (const auto& r : flatten_innermost(spans[v6])) ranges.push_back({r.first, r.last, values[r.tag]});
+        pol.names.assign(v6 == 1, std::move(ranges));
+    }
+}
+
 }  // namespace
 
 Limits effective_default_limits(const Config& cfg, const ApprovalStore* store) {
@@ -67,7 +88,8 @@ std::vector<Prefix> effective_list(const std::vector<Prefix>& configured,
     return {set.begin(), set.end()};
 }
 
-BuiltPolicy build_policy(const Config& cfg, const ApprovalStore* store, int64_t now) {
+BuiltPolicy build_policy(const Config& cfg, const ApprovalStore* store, int64_t now,
+                         std::shared_ptr<const InspectDb> rules) {
     BuiltPolicy out;
     out.policy = std::make_unique<Policy>();
     Policy& pol = *out.policy;
@@ -110,6 +132,12 @@ BuiltPolicy build_policy(const Config& cfg, const ApprovalStore* store, int64_t 
     pol.default_limits = effective_default_limits(cfg, store);
     pol.relay_limits = cfg.relay_limits;
     if (store) build_limit_overrides(pol, store->records());
+    if (store) build_names(pol, store->records());
+    pol.inspect = cfg.inspect;
+    pol.action_payload = cfg.action_payload;
+    pol.ehlo_allow_literal = cfg.ehlo_allow_literal;
+    pol.inspect_bytes = cfg.inspect_bytes;
+    pol.rules = std::move(rules);
     pol.monitor = cfg.monitor;
     if (store && store->settings().contains("monitor"))
         pol.monitor = store->settings()["monitor"].get<bool>();

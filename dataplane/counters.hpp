@@ -41,6 +41,20 @@ namespace portcullis {
     X(refused_daily, "new SMTP connections refused: over the source's daily volume")              \
     X(flow_table_full, "new SMTP connections refused: the worker's flow table is full")           \
     X(source_table_full, "new SMTP connections refused: no per-source slot free")                 \
+    X(inspect_flows, "SMTP sessions whose client commands were read")                            \
+    X(inspect_ehlo, "EHLO/HELO commands read")                                                   \
+    X(inspect_mail_from, "MAIL FROM commands read")                                              \
+    X(inspect_ended_starttls, "inspections ended at STARTTLS (the rest is encrypted)")            \
+    X(inspect_ended_data, "inspections ended at DATA/BDAT (the message is not read)")             \
+    X(inspect_ended_budget, "inspections ended after inspect_bytes")                             \
+    X(inspect_ended_gap, "inspections ended at a sequence gap (a segment lost or reordered)")    \
+    X(inspect_overlong_lines, "command lines longer than 512 bytes, skipped to their end")       \
+    X(inspect_pool_empty, "SMTP sessions not inspected: every inspection slot in use")           \
+    X(inspect_no_stream, "Hyperscan stream errors (rules not applied to that session)")          \
+    X(inspect_rule_counted, "matches of count-only rules")                                       \
+    X(refused_payload, "SMTP sessions refused for what they said (EHLO, MAIL FROM, a rule)")     \
+    X(rst_sent_server, "RSTs sent to the servers of sessions refused mid-way")                   \
+    X(refusal_no_mbuf, "sessions refused mid-way whose server got no RST (no buffer free)")      \
     X(monitor_passed, "would-be refusals forwarded anyway: monitor mode")                         \
     X(malformed_eth_truncated, "dropped: frame shorter than an Ethernet header")                  \
     X(malformed_vlan_truncated, "dropped: VLAN tag cut short")                                    \

@@ -99,6 +99,9 @@ Flow* FlowTable::insert(const FlowKey& k, uint32_t h) {
     f.key = k;
     f.hash = h;
     f.fins = 0;
+    f.inspect = UINT32_MAX;
+    f.server_seq = 0;
+    f.ctl = 0;
     size_.store(n + 1, std::memory_order_relaxed);
     return &f;
 }

@@ -47,11 +47,20 @@ struct alignas(64) Flow {
     FlowKey key;
     uint32_t hash;       // the key's hash: its home slot, kept for deletion
     uint32_t expire_ms;  // Now::ms after which the entry goes
-    uint32_t src_slot;   // the SourceTable slot it holds a concurrency unit in, or SourceTable::kNone
+    uint32_t src_slot;    // the SourceTable slot it holds a concurrency unit in, or SourceTable::kNone
+    uint32_t inspect;     // the Inspector slot reading it, or Inspector::kNone
+    uint32_t server_seq;  // a refused session: the sequence number the server's RST carries
     FlowState state;
     uint8_t fins;
-    uint8_t reserved[10];  // inspection state (issue 5)
+    uint8_t ctl;  // flowctl bits
+    uint8_t pad;
 };
+
+namespace flowctl {
+inline constexpr uint8_t kDirect = 0x01;     // to a blocked port (direct-to-MX): the built-in checks apply
+inline constexpr uint8_t kInspected = 0x02;  // inspection started (and maybe ended): not again
+inline constexpr uint8_t kRefused = 0x04;    // refused mid-session for what it said
+}  // namespace flowctl
 static_assert(sizeof(Flow) == 64);
 
 class FlowTable {

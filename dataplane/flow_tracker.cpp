@@ -37,8 +37,9 @@ Ctr counter_of(Admit a) {
 
 }  // namespace
 
-FlowTracker::FlowTracker(uint32_t max_flows, const CookieKey& hash_key, SourceTable* sources, FlowTimeouts t)
-    : table_(max_flows, hash_key), sources_(sources), timeouts_(t) {}
+FlowTracker::FlowTracker(uint32_t max_flows, const CookieKey& hash_key, SourceTable* sources, FlowTimeouts t,
+                         Inspector* inspector, uint16_t worker)
+    : table_(max_flows, hash_key), sources_(sources), timeouts_(t), inspector_(inspector), worker_(worker) {}
 
 uint32_t FlowTracker::timeout_ms(FlowState s) const {
     switch (s) {
@@ -55,6 +56,47 @@ uint32_t FlowTracker::timeout_ms(FlowState s) const {
 void FlowTracker::release(Flow& f) {
     if (f.src_slot != SourceTable::kNone) sources_->release(f.src_slot);
     f.src_slot = SourceTable::kNone;
+    if (f.inspect != Inspector::kNone) {
+        inspector_->close(f.inspect);
+        f.inspect = Inspector::kNone;
+    }
+}
+
+TrackResult FlowTracker::inspect(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol, Counters& c) {
+    const TrackResult pass{TrackVerdict::Forward, ReplyReason::Unapproved};
+    const uint8_t* payload = frame + p.payload_off;
+    const uint32_t seq = load_be32(frame + p.l4_off + 4);
+    if (f.inspect == Inspector::kNone) {
+        if (f.ctl & flowctl::kInspected) return pass;
+        f.ctl |= flowctl::kInspected;
+        if (payload[0] == 0x16) return pass;  // a TLS handshake record (implicit TLS, port 465): nothing to read
+        f.inspect = inspector_->open(seq);
+        if (f.inspect == Inspector::kNone) {
+            c.add(Ctr::inspect_pool_empty);
+            return pass;
+        }
+        c.add(Ctr::inspect_flows);
+    }
+    InspectPolicy ip;
+    ip.db = pol.rules.get();
+    ip.names = (f.ctl & flowctl::kDirect) ? pol.names.find(p.src) : nullptr;
+    ip.builtin = (f.ctl & flowctl::kDirect) != 0;
+    ip.allow_literal = pol.ehlo_allow_literal;
+    ip.budget = pol.inspect_bytes;
+    ip.worker = worker_;
+    const InspectResult r = inspector_->feed(f.inspect, payload, p.payload_len, seq, ip, c);
+    if (r.kind == InspectResult::Continue) return pass;
+    inspector_->close(f.inspect);
+    f.inspect = Inspector::kNone;
+    if (r.kind == InspectResult::Ended) return pass;
+    c.add(Ctr::refused_payload);
+    if (pol.monitor) {
+        c.add(Ctr::monitor_passed);
+        return pass;
+    }
+    f.ctl |= flowctl::kRefused;
+    f.server_seq = seq;
+    return {TrackVerdict::RefuseSession, ReplyReason::Payload, r.reply};
 }
 
 void FlowTracker::update(Flow& f, bool outbound, const Parsed& p, const Now& now, Counters& c) {
@@ -67,14 +109,17 @@ void FlowTracker::update(Flow& f, bool outbound, const Parsed& p, const Now& now
     f.expire_ms = now.ms + timeout_ms(f.state);
 }
 
-TrackResult FlowTracker::outbound(const Parsed& p, const Policy& pol, bool to_relay, const Now& now,
-                                  Counters& c) {
+TrackResult FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const Policy& pol, bool to_relay,
+                                  const Now& now, Counters& c) {
     const FlowKey k = flow_key(p, true);
     const uint32_t h = table_.hash(k);
     const bool syn = (p.tcp_flags & (tcpflag::SYN | tcpflag::ACK | tcpflag::RST)) == tcpflag::SYN;
     if (Flow* f = table_.find(k, h)) {
         if (!(syn && (f->state == FlowState::Closing || f->state == FlowState::Closed))) {
             update(*f, true, p, now, c);
+            if (f->ctl & flowctl::kRefused) return {TrackVerdict::Refused, ReplyReason::Payload};
+            if (p.payload_len && inspector_ && pol.inspect && f->state != FlowState::Closed)
+                return inspect(*f, p, frame, pol, c);
             return {TrackVerdict::Forward, ReplyReason::Unapproved};
         }
         // The client reuses the ports of a finished connection: a new connection, admitted afresh.
@@ -109,6 +154,7 @@ TrackResult FlowTracker::outbound(const Parsed& p, const Policy& pol, bool to_re
     Flow* f = table_.insert(k, h);  // room was checked above
     f->state = FlowState::SynSent;
     f->src_slot = slot;
+    if (!to_relay && pol.blocked_ports.test(p.dport)) f->ctl |= flowctl::kDirect;
     f->expire_ms = now.ms + timeouts_.half_open_ms;
     c.add(Ctr::flows_opened);
     return {TrackVerdict::Forward, ReplyReason::Unapproved};
@@ -128,6 +174,7 @@ void FlowTracker::pick_up(const Parsed& p, const Now& now, Counters& c) {
     if (f->src_slot != SourceTable::kNone) sources_->hold(f->src_slot);
     f->state = FlowState::Established;
     f->expire_ms = now.ms + timeouts_.established_ms;
+    f->ctl |= flowctl::kInspected;  // joined mid-session: its commands cannot be read in order
     c.add(Ctr::flows_picked_up);
 }
 

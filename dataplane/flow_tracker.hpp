@@ -9,6 +9,7 @@
 #include "dataplane/clock.hpp"
 #include "dataplane/counters.hpp"
 #include "dataplane/flow_table.hpp"
+#include "dataplane/inspect.hpp"
 #include "dataplane/policy.hpp"
 #include "dataplane/source_table.hpp"
 
@@ -21,23 +22,30 @@ struct FlowTimeouts {
 };
 
 enum class TrackVerdict : uint8_t {
-    Forward,    // send it on
-    Refuse,     // a new connection over a limit: answer with policy.action_limit and `reason`
-    Untracked,  // a segment of no known flow: the caller checks for a stateless refusal, then pick_up()
+    Forward,        // send it on
+    Refuse,         // a new connection over a limit: answer with policy.action_limit and `reason`
+    Untracked,      // a segment of no known flow: the caller checks for a stateless refusal, then pick_up()
+    RefuseSession,  // what this segment says breaks the policy: end the session (policy.action_payload, `reply`)
+    Refused,        // a later client segment of a session so ended
 };
 
 struct TrackResult {
     TrackVerdict verdict;
     ReplyReason reason;
+    const std::string* reply = nullptr;  // RefuseSession: the reply line
 };
 
 class FlowTracker {
   public:
-    // Allocates: control side only. sources is shared by every worker and outlives the tracker.
-    FlowTracker(uint32_t max_flows, const CookieKey& hash_key, SourceTable* sources, FlowTimeouts t);
+    // Allocates: control side only. sources is shared by every worker and outlives the tracker; inspector (this
+    // worker's, may be null: no inspection) too. worker: this worker's index (its Hyperscan scratch).
+    FlowTracker(uint32_t max_flows, const CookieKey& hash_key, SourceTable* sources, FlowTimeouts t,
+                Inspector* inspector = nullptr, uint16_t worker = 0);
 
-    // An outbound segment classify_outbound marked for tracking; to_relay: its destination is a relay.
-    TrackResult outbound(const Parsed& p, const Policy& pol, bool to_relay, const Now& now, Counters& c);
+    // An outbound segment classify_outbound marked for tracking; to_relay: its destination is a relay. frame:
+    // the segment's bytes (its payload is inspected).
+    TrackResult outbound(const Parsed& p, const uint8_t* frame, const Policy& pol, bool to_relay, const Now& now,
+                         Counters& c);
     // An outbound segment of no known flow that is no stateless refusal's either: tracked from here on, as
     // established, holding a concurrency unit (never refused: it may be a connection opened before a restart).
     void pick_up(const Parsed& p, const Now& now, Counters& c);
@@ -55,12 +63,15 @@ class FlowTracker {
 
   private:
     void update(Flow& f, bool outbound, const Parsed& p, const Now& now, Counters& c);
-    void release(Flow& f);
+    void release(Flow& f);       // gives back the source's unit and ends inspection
+    TrackResult inspect(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol, Counters& c);
     uint32_t timeout_ms(FlowState s) const;
 
     FlowTable table_;
     SourceTable* sources_;
     FlowTimeouts timeouts_;
+    Inspector* inspector_;
+    uint16_t worker_;
 };
 
 }  // namespace portcullis

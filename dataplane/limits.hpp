@@ -19,27 +19,34 @@ struct Limits {
     bool operator==(const Limits&) const = default;
 };
 
-class LimitMap {
+// Values per address range: sorted, disjoint ranges (prefix_flatten's output) and a binary search.
+template <class T>
+class AddrMap {
   public:
     struct Range {
         u128 first, last;
-        Limits limits;
+        T value;
     };
-    // Ranges must be sorted and disjoint (prefix_flatten's output).
     void assign(bool v6, std::vector<Range> ranges) { (v6 ? v6_ : v4_) = std::move(ranges); }
 
-    // The limits for `a`: its range's, or `fallback` when no range covers it.
-    const Limits& find(const IpAddr& a, const Limits& fallback) const {
+    // The value for `a`, or nullptr when no range covers it.
+    const T* find(const IpAddr& a) const {
         const auto& v = a.v6 ? v6_ : v4_;
         const u128 key = a.v6 ? a.v6addr : u128{a.v4};
         auto it = std::upper_bound(v.begin(), v.end(), key, [](u128 k, const Range& r) { return k < r.first; });
-        if (it == v.begin() || key > std::prev(it)->last) return fallback;
-        return std::prev(it)->limits;
+        if (it == v.begin() || key > std::prev(it)->last) return nullptr;
+        return &std::prev(it)->value;
+    }
+    const T& find(const IpAddr& a, const T& fallback) const {
+        const T* v = find(a);
+        return v ? *v : fallback;
     }
     size_t size() const { return v4_.size() + v6_.size(); }
 
   private:
     std::vector<Range> v4_, v6_;
 };
+
+using LimitMap = AddrMap<Limits>;
 
 }  // namespace portcullis

@@ -5,10 +5,12 @@
 
 #include <bitset>
 #include <cstdint>
+#include <memory>
 #include <roaring/roaring.hh>
 #include <string>
 
 #include "dataplane/cookie.hpp"
+#include "dataplane/inspect.hpp"
 #include "dataplane/limits.hpp"
 #include "dataplane/prefix6_set.hpp"
 #include "dataplane/respond.hpp"
@@ -35,6 +37,13 @@ struct Policy {
     Limits default_limits;               // for managed sources no approval overrides
     Limits relay_limits;                 // for connections to relay hosts
     LimitMap limit_overrides;            // per approval, resolved against the defaults
+    // Inspection of SMTP sessions (dataplane/inspect.hpp).
+    bool inspect = true;
+    Action action_payload = Action::Smtp;        // a session whose commands break the policy
+    bool ehlo_allow_literal = false;
+    uint32_t inspect_bytes = 4096;
+    std::shared_ptr<const InspectDb> rules;      // the operator's rules; may be null
+    AddrMap<ApprovalNames> names;                // approvals that name host names or sending domains
     CookieKey cookie_key;          // random per start, the same in every snapshot of a run
 
     bool managed(const IpAddr& a) const {

@@ -105,6 +105,48 @@ uint32_t make_rst_in_place(uint8_t* data, const Parsed& p) {
     return write_reply(data, p, {0, seq + occupied, tcpflag::RST | tcpflag::ACK, 0, {}, false});
 }
 
+uint32_t smtp_close_in_place(uint8_t* data, uint32_t capacity, const Parsed& p, std::string_view line) {
+    const uint8_t* tcp = data + p.l4_off;
+    const Reply r{load_be32(tcp + 8), load_be32(tcp + 4) + p.payload_len,
+                  tcpflag::PSH | tcpflag::ACK | tcpflag::FIN, 65535, line, true};
+    if (reply_length(p, r) > capacity) return 0;
+    return write_reply(data, p, r);
+}
+
+uint32_t ack_fin_in_place(uint8_t* data, const Parsed& p) {
+    const uint8_t* tcp = data + p.l4_off;
+    return write_reply(data, p, {load_be32(tcp + 8), load_be32(tcp + 4) + p.payload_len + 1, tcpflag::ACK, 65535,
+                                 {}, false});
+}
+
+uint32_t make_forward_rst(const uint8_t* data, const Parsed& p, uint8_t* out, uint32_t out_capacity) {
+    const uint32_t len = p.l4_off + 20u;
+    if (len > out_capacity) return 0;
+    std::memcpy(out, data, len);
+    uint8_t* l3 = out + p.l3_off;
+    uint8_t* t = out + p.l4_off;
+    if (p.ip_version == 4) {
+        auto* h = reinterpret_cast<rte_ipv4_hdr*>(l3);
+        h->total_length = rte_cpu_to_be_16(static_cast<uint16_t>(p.l4_off - p.l3_off + 20));
+        h->hdr_checksum = 0;
+        h->hdr_checksum = rte_ipv4_cksum(h);
+    } else {
+        auto* h = reinterpret_cast<rte_ipv6_hdr*>(l3);
+        h->payload_len = rte_cpu_to_be_16(static_cast<uint16_t>(p.l4_off - p.l3_off - 40 + 20));
+    }
+    t[12] = 5 << 4;
+    t[13] = tcpflag::RST | tcpflag::ACK;
+    store_be16(t + 14, 0);
+    store_be16(t + 18, 0);
+    auto* th = reinterpret_cast<rte_tcp_hdr*>(t);
+    th->cksum = 0;
+    if (p.ip_version == 4)
+        th->cksum = rte_ipv4_udptcp_cksum(reinterpret_cast<rte_ipv4_hdr*>(l3), t);
+    else
+        th->cksum = rte_ipv6_udptcp_cksum(reinterpret_cast<rte_ipv6_hdr*>(l3), t);
+    return len;
+}
+
 SmtpAnswer smtp_answer_in_place(uint8_t* data, uint32_t capacity, const Parsed& p, const CookieKey& key,
                                 uint64_t slot, ReplyReason reason, const ReplyLines& lines) {
     const uint8_t* tcp = data + p.l4_off;

@@ -117,13 +117,76 @@ Dest refuse(const Policy& pol, rte_mbuf* m, const Parsed& p, LazyNow& now, Actio
     return answer_refusal(pol, m, p, now, action, reason, c) ? Dest::Back : Dest::Drop;
 }
 
-// An SMTP-class segment from a managed source: tracked, admitted or refused by the source's limits. Sets
-// *reported when it wrote a refusal event into *ev.
+// Ends a session whose client said what the policy refuses: the server gets a RST (a fresh buffer, its own
+// sequence number: it never got this segment) in *extra; the client gets action_payload's answer in place.
+Dest end_session(const Policy& pol, rte_mbuf* m, const Parsed& p, const std::string& reply, rte_mbuf** extra,
+                 Counters& c) {
+    if (m->nb_segs != 1) {
+        c.add(Ctr::multi_segment);
+        c.add(Ctr::dropped_refused);
+        return Dest::Drop;
+    }
+    uint8_t* data = rte_pktmbuf_mtod(m, uint8_t*);
+    if (rte_mbuf* r = rte_pktmbuf_alloc(m->pool)) {
+        const uint32_t len = make_forward_rst(data, p, rte_pktmbuf_mtod(r, uint8_t*), rte_pktmbuf_tailroom(r));
+        if (len) {
+            set_length(r, len);
+            *extra = r;
+            c.add(Ctr::rst_sent_server);
+        } else {
+            rte_pktmbuf_free(r);
+        }
+    } else {
+        c.add(Ctr::refusal_no_mbuf);
+    }
+    uint32_t len = 0;
+    if (pol.action_payload == Action::Smtp) {
+        len = smtp_close_in_place(data, rte_pktmbuf_data_len(m) + rte_pktmbuf_tailroom(m), p, reply);
+        c.add(len ? Ctr::smtp_reply_sent : Ctr::dropped_refused);
+    } else if (pol.action_payload == Action::Rst) {
+        len = make_rst_in_place(data, p);
+        c.add(Ctr::rst_sent);
+    } else {
+        c.add(Ctr::dropped_refused);
+    }
+    if (!len) return Dest::Drop;
+    set_length(m, len);
+    return Dest::Back;
+}
+
+// A client segment of a session ended mid-way: its FIN is acknowledged, data is reset, the rest dropped.
+Dest after_session(rte_mbuf* m, const Parsed& p, Counters& c) {
+    if (m->nb_segs != 1 || (p.tcp_flags & tcpflag::RST)) return Dest::Drop;
+    uint8_t* data = rte_pktmbuf_mtod(m, uint8_t*);
+    uint32_t len = 0;
+    if (p.payload_len) {
+        len = make_rst_in_place(data, p);
+        c.add(Ctr::rst_sent);
+    } else if (p.tcp_flags & tcpflag::FIN) {
+        len = ack_fin_in_place(data, p);
+        c.add(Ctr::smtp_finack_sent);
+    } else {
+        c.add(Ctr::smtp_quiet);
+        return Dest::Drop;
+    }
+    set_length(m, len);
+    return Dest::Back;
+}
+
+// An SMTP-class segment from a managed source: tracked, admitted or refused by the source's limits, and read.
+// Sets *reported when it wrote a refusal event into *ev, *extra when there is a second frame to forward.
 Dest track(const WorkerContext& ctx, const Policy& pol, rte_mbuf* m, const Parsed& p, bool to_relay,
-           LazyNow& now, RefusalEvent* ev, bool* reported, Counters& c) {
-    const TrackResult t = ctx.flows->outbound(p, pol, to_relay, now.get(), c);
+           LazyNow& now, RefusalEvent* ev, bool* reported, rte_mbuf** extra, Counters& c) {
+    const TrackResult t =
+        ctx.flows->outbound(p, rte_pktmbuf_mtod(m, const uint8_t*), pol, to_relay, now.get(), c);
     if (t.verdict == TrackVerdict::Forward) [[likely]]
         return Dest::Fwd;
+    if (t.verdict == TrackVerdict::RefuseSession) {
+        *reported = true;
+        note_refusal(*ev, p, ReplyReason::Payload);
+        return end_session(pol, m, p, *t.reply, extra, c);
+    }
+    if (t.verdict == TrackVerdict::Refused) return after_session(m, p, c);
     if (t.verdict == TrackVerdict::Refuse) {
         *reported = true;
         return refuse(pol, m, p, now, pol.action_limit, t.reason, ev, c);
@@ -163,7 +226,7 @@ void process_inbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pkt
 void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pkts, uint16_t n,
                       LazyNow& now) {
     Counters& c = *ctx.counters;
-    rte_mbuf* fwd[kBurst];
+    rte_mbuf* fwd[2 * kBurst];  // a session ended mid-way adds the server's RST
     rte_mbuf* back[kBurst];
     rte_mbuf* drop[kBurst];
     RefusalEvent events[kBurst];
@@ -184,9 +247,12 @@ void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pk
         Dest dest = Dest::Drop;  // malformed: counted, dropped
         if (d.verdict == Verdict::Track) {
             bool reported = false;
-            dest = ctx.flows ? track(ctx, pol, m, p, d.reason == Ctr::pass_relay, now, &events[ne], &reported, c)
+            rte_mbuf* extra = nullptr;
+            dest = ctx.flows ? track(ctx, pol, m, p, d.reason == Ctr::pass_relay, now, &events[ne], &reported,
+                                     &extra, c)
                              : Dest::Fwd;
             ne += reported;
+            if (extra) fwd[nf++] = extra;
         } else if (d.reason == Ctr::refused_unapproved) {
             const Action action = d.verdict == Verdict::Drop ? Action::Drop : pol.action_unapproved;
             dest = refuse(pol, m, p, now, action, ReplyReason::Unapproved, &events[ne++], c);

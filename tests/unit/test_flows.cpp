@@ -18,10 +18,11 @@ namespace {
 
 const CookieKey kKey{0x1111, 0x2222};
 
+std::vector<uint8_t> g_frame;  // the last frame parsed() built, for the calls that read its payload
+
 Parsed parsed(const FrameSpec& s) {
-    static std::vector<uint8_t> f;  // Parsed refers to nothing in the frame: a fresh parse each time is fine
-    f = build_frame(s);
-    return parse_frame(f.data(), static_cast<uint32_t>(f.size()));
+    g_frame = build_frame(s);
+    return parse_frame(g_frame.data(), static_cast<uint32_t>(g_frame.size()));
 }
 
 FlowKey key_for_port(uint16_t port) {
@@ -251,7 +252,7 @@ class Tracker : public ::testing::Test {
         pol.relay_limits = {};
     }
     TrackResult out(const FrameSpec& s, uint64_t ms) {
-        return tracker.outbound(parsed(s), pol, false, clock.after_us(ms * 1000), c);
+        return tracker.outbound(parsed(s), g_frame.data(), pol, false, clock.after_us(ms * 1000), c);
     }
     void in(FrameSpec s, uint64_t ms) {
         std::swap(s.src, s.dst);
@@ -358,18 +359,18 @@ TEST_F(Tracker, FullTableRefusesNewConnectionsKeepsOpenOnesAndRecovers) {
     FlowTracker small(4, kKey, &sources, FlowTimeouts{1000, 60000, 1000});
     const auto now = clock.after_us(0);
     for (uint16_t p = 1; p <= 4; ++p)
-        EXPECT_EQ(small.outbound(parsed(syn_from(p)), pol, false, now, c).verdict, TrackVerdict::Forward);
-    const auto r = small.outbound(parsed(syn_from(5)), pol, false, now, c);
+        EXPECT_EQ(small.outbound(parsed(syn_from(p)), g_frame.data(), pol, false, now, c).verdict, TrackVerdict::Forward);
+    const auto r = small.outbound(parsed(syn_from(5)), g_frame.data(), pol, false, now, c);
     EXPECT_EQ(r.verdict, TrackVerdict::Refuse);
     EXPECT_EQ(r.reason, ReplyReason::Busy);
     EXPECT_EQ(c.get(Ctr::flow_table_full), 1u);
     FrameSpec data = syn_from(2);
     data.flags = ACK | PSH;
     data.payload = "DATA\r\n";
-    EXPECT_EQ(small.outbound(parsed(data), pol, false, now, c).verdict, TrackVerdict::Forward)
+    EXPECT_EQ(small.outbound(parsed(data), g_frame.data(), pol, false, now, c).verdict, TrackVerdict::Forward)
         << "an open connection is never refused";
     small.sweep(clock.after_us(1'000'000), 64, c);
-    EXPECT_EQ(small.outbound(parsed(syn_from(5)), pol, false, clock.after_us(1'000'000), c).verdict,
+    EXPECT_EQ(small.outbound(parsed(syn_from(5)), g_frame.data(), pol, false, clock.after_us(1'000'000), c).verdict,
               TrackVerdict::Forward);
 }
 
@@ -386,7 +387,7 @@ TEST_F(Tracker, PerApprovalOverridesAndRelayLimitsApply) {
     EXPECT_EQ(out(syn_from(1), 0).verdict, TrackVerdict::Forward);
     EXPECT_EQ(out(syn_from(2), 0).verdict, TrackVerdict::Refuse);
     // To a relay: the relay limits (unlimited here), same source counters.
-    EXPECT_EQ(tracker.outbound(parsed(syn_from(3)), pol, true, clock.after_us(0), c).verdict,
+    EXPECT_EQ(tracker.outbound(parsed(syn_from(3)), g_frame.data(), pol, true, clock.after_us(0), c).verdict,
               TrackVerdict::Forward);
 }
 

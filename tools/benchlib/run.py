@@ -99,7 +99,8 @@ def gateway_cmd(build, prefix, pcap, huge, extra=()):
     return [str(build / "control" / "portcullis"), "-l", "0-1", *memory_args(huge), "--no-pci",
             f"--file-prefix={prefix}", "--log-level=lib.eal:warning", *vdevs(pcap), "--",
             "--config", str(REPO / "configs" / "bench.conf"), "--mbufs", "200000",
-            "--control_socket", str(WORK / f"{prefix}.sock"), "--state_dir", str(WORK / f"{prefix}-state"), *extra]
+            "--control_socket", str(WORK / f"{prefix}.sock"), "--state_dir", str(WORK / f"{prefix}-state"),
+            "--rules_dir", str(REPO / "rules"), *extra]
 
 
 def testpmd_cmd(prefix, pcap, huge):

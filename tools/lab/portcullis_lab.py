@@ -176,7 +176,8 @@ class Lab:
                 "--vdev=net_af_packet0,iface=gwin", "--vdev=net_af_packet1,iface=gwout", "--",
                 "--config", str(config or REPO / "configs" / "lab.conf"),
                 "--ready_file", str(self.workdir / "portcullis.ready"),
-                "--control_socket", str(self.socket), "--state_dir", str(self.workdir / "state"), *extra]
+                "--control_socket", str(self.socket), "--state_dir", str(self.workdir / "state"),
+                "--rules_dir", str(REPO / "rules"), *extra]
 
     def start_gateway(self, config=None, extra=()):
         ready = self.workdir / "portcullis.ready"

@@ -1,0 +1,204 @@
+// Rule files to a Hyperscan database (see rules.hpp).
+#include "control/rules.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace portcullis {
+
+namespace {
+
+struct RuleLine {
+    InspectRule rule;
+    std::string pattern;
+    unsigned flags = 0;
+};
+
+std::string next_token(std::string_view& s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    size_t n = 0;
+    while (n < s.size() && s[n] != ' ' && s[n] != '\t') ++n;
+    std::string t(s.substr(0, n));
+    s.remove_prefix(n);
+    return t;
+}
+
+// One rule line; returns the reason it is wrong, or "".
+std::string parse_rule(std::string_view line, RuleLine& out) {
+    const std::string id = next_token(line);
+    if (id.empty() || id.size() > 9 || !std::all_of(id.begin(), id.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        return "the rule id must be a number (1-999999999), got '" + id + "'";
+    out.rule.id = static_cast<uint32_t>(std::stoul(id));
+    if (out.rule.id == 0) return "the rule id must not be 0";
+    const std::string target = next_token(line);
+    if (target == "ehlo")
+        out.rule.target = RuleTarget::Ehlo;
+    else if (target == "mail_from")
+        out.rule.target = RuleTarget::MailFrom;
+    else if (target == "line")
+        out.rule.target = RuleTarget::Line;
+    else
+        return "target '" + target + "' is not one of ehlo, mail_from, line";
+    const std::string action = next_token(line);
+    if (action == "refuse")
+        out.rule.refuse = true;
+    else if (action == "count")
+        out.rule.refuse = false;
+    else
+        return "action '" + action + "' is not one of refuse, count";
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+    if (line.empty() || line.front() != '/') return "the pattern must be written /PATTERN/FLAGS";
+    size_t end = 1;
+    for (; end < line.size(); ++end) {
+        if (line[end] == '\\') {
+            ++end;
+            continue;
+        }
+        if (line[end] == '/') break;
+    }
+    if (end >= line.size()) return "the pattern has no closing /";
+    out.pattern = std::string(line.substr(1, end - 1));
+    if (out.pattern.empty()) return "the pattern is empty";
+    line.remove_prefix(end + 1);
+    while (!line.empty() && line.front() != ' ' && line.front() != '\t') {
+        if (line.front() != 'i') return std::string("unknown flag '") + line.front() + "' (only i, caseless)";
+        out.flags |= HS_FLAG_CASELESS;
+        line.remove_prefix(1);
+    }
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+    std::string message = "rejected by the provider's rule " + id;
+    if (!line.empty()) {
+        if (line.size() < 2 || line.front() != '"' || line.back() != '"')
+            return "the message must be in double quotes, at the end of the line";
+        message = std::string(line.substr(1, line.size() - 2));
+        if (message.empty() || message.size() > 300 ||
+            !std::all_of(message.begin(), message.end(), [](char c) { return c >= 0x20 && c < 0x7f && c != '"'; }))
+            return "the message must be 1-300 printable ASCII characters without quotes";
+    }
+    out.rule.reply = "550 5.7.1 " + message;
+    return {};
+}
+
+}  // namespace
+
+std::string rule_expression(RuleTarget target, const std::string& pattern) {
+    // The target's prefix anchors the pattern; a leading ^ of the pattern's own is the same anchor. `$` (outside
+    // a class, unescaped) becomes the end of the line: lines end in CR LF, and the CR is not part of the target.
+    std::string p;
+    size_t i = pattern.size() && pattern[0] == '^' ? 1 : 0;
+    bool in_class = false;
+    for (; i < pattern.size(); ++i) {
+        const char c = pattern[i];
+        if (c == '\\' && i + 1 < pattern.size()) {
+            p += c;
+            p += pattern[++i];
+            continue;
+        }
+        if (c == '[') in_class = true;
+        if (c == ']') in_class = false;
+        if (c == '$' && !in_class)
+            p += "\\r?$";
+        else
+            p += c;
+    }
+    const char* prefix = target == RuleTarget::Ehlo       ? "^(?i:EHLO|HELO)[ \\t]+"
+                         : target == RuleTarget::MailFrom ? "^(?i:MAIL[ \\t]+FROM:)[ \\t]*"
+                                                          : "^";
+    return std::string(prefix) + "(?:" + p + ")";
+}
+
+RulesResult compile_rules(const std::vector<std::pair<std::string, std::string>>& files, unsigned workers,
+                          size_t stream_limit) {
+    RulesResult out;
+    auto db = std::make_shared<InspectDb>();
+    std::vector<std::string> exprs;
+    std::vector<unsigned> flags, ids;
+    std::set<uint32_t> seen;
+    std::ostringstream source;
+    for (const auto& [name, text] : files) {
+        std::istringstream in(text);
+        std::string raw;
+        size_t line_no = 0;
+        while (std::getline(in, raw)) {
+            ++line_no;
+            std::string_view line = raw;
+            while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t'))
+                line.remove_suffix(1);
+            size_t lead = 0;
+            while (lead < line.size() && (line[lead] == ' ' || line[lead] == '\t')) ++lead;
+            if (lead == line.size() || line[lead] == '#') continue;
+            const std::string where = name + ":" + std::to_string(line_no);
+            RuleLine r;
+            if (auto why = parse_rule(line, r); !why.empty()) return {nullptr, where + ": " + why, 0};
+            if (!seen.insert(r.rule.id).second)
+                return {nullptr, where + ": rule id " + std::to_string(r.rule.id) + " is used twice", 0};
+            r.rule.where = where;
+            exprs.push_back(rule_expression(r.rule.target, r.pattern));
+            flags.push_back(HS_FLAG_MULTILINE | r.flags);
+            ids.push_back(static_cast<unsigned>(db->rules.size()));
+            db->rules.push_back(std::move(r.rule));
+        }
+        source << (source.tellp() > 0 ? ", " : "") << name;
+    }
+    db->source = source.str();
+    out.rules = db->rules.size();
+    if (!exprs.empty()) {
+        std::vector<const char*> ptrs;
+        for (const auto& e : exprs) ptrs.push_back(e.c_str());
+        hs_compile_error_t* err = nullptr;
+        if (hs_compile_multi(ptrs.data(), flags.data(), ids.data(), static_cast<unsigned>(ptrs.size()),
+                             HS_MODE_STREAM, nullptr, &db->db, &err) != HS_SUCCESS) {
+            std::string why = err && err->message ? err->message : "cannot compile";
+            const int at = err ? err->expression : -1;
+            hs_free_compile_error(err);
+            if (at >= 0 && static_cast<size_t>(at) < db->rules.size()) {
+                const auto i = static_cast<size_t>(at);
+                return {nullptr, db->rules[i].where + ": " + why + " (the pattern as compiled: " + exprs[i] + ")", 0};
+            }
+            return {nullptr, "rules: " + why, 0};
+        }
+        hs_stream_size(db->db, &db->stream_bytes);
+        if (stream_limit && db->stream_bytes > stream_limit)
+            return {nullptr,
+                    "rules need " + std::to_string(db->stream_bytes) + " bytes of stream state per inspected flow; "
+                        "inspect_stream_bytes is " + std::to_string(stream_limit),
+                    0};
+        hs_scratch_t* proto = nullptr;
+        if (hs_alloc_scratch(db->db, &proto) != HS_SUCCESS) return {nullptr, "rules: cannot allocate scratch", 0};
+        for (unsigned w = 0; w < std::max(workers, 1u); ++w) {
+            hs_scratch_t* s = nullptr;
+            if (hs_clone_scratch(proto, &s) != HS_SUCCESS) {
+                hs_free_scratch(proto);
+                return {nullptr, "rules: cannot clone scratch", 0};
+            }
+            db->scratch.push_back(s);
+        }
+        hs_free_scratch(proto);
+    }
+    out.db = std::move(db);
+    return out;
+}
+
+RulesResult load_rules(const std::string& dir, unsigned workers, size_t stream_limit) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) return {nullptr, "rules_dir: '" + dir + "' is not a directory", 0};
+    std::vector<fs::path> paths;
+    for (const auto& e : fs::directory_iterator(dir, ec))
+        if (e.is_regular_file() && e.path().extension() == ".rules") paths.push_back(e.path());
+    std::sort(paths.begin(), paths.end());
+    std::vector<std::pair<std::string, std::string>> files;
+    for (const auto& p : paths) {
+        std::ifstream in(p);
+        if (!in) return {nullptr, p.string() + ": cannot read", 0};
+        std::ostringstream text;
+        text << in.rdbuf();
+        files.emplace_back(p.string(), text.str());
+    }
+    return compile_rules(files, workers, stream_limit);
+}
+
+}  // namespace portcullis

@@ -1,0 +1,108 @@
+// Reading the cleartext part of an SMTP session, client to server, and holding it to the sender's approval.
+//
+// Two readers over the same bytes, both indifferent to how the bytes were cut into segments:
+// - a line assembler (at most kMaxLine bytes of the current line kept; longer lines are skipped to their end,
+//   counted, in constant memory and linear time) that hands each complete command line to the built-in checks:
+//   EHLO/HELO must name a fully qualified host (the approval's host name, where it names one); MAIL FROM must use
+//   one of the approval's sending domains, where it names any (the null sender <> always may);
+// - Hyperscan in streaming mode with the operator's rules (rules/, control/rules.*): one stream per inspected
+//   flow, its state from a pool preallocated per worker (hs_set_stream_allocator), one scratch per worker.
+// Inspection of a flow ends at STARTTLS (nothing after it is readable), at DATA/BDAT (the message is not ours to
+// read), after `inspect_bytes`, at a sequence gap, or with the flow. Bytes after the ending command in the same
+// segment are not scanned.
+#pragma once
+
+#include <hs/hs.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dataplane/counters.hpp"
+#include "dataplane/smtp_command.hpp"
+
+namespace portcullis {
+
+enum class RuleTarget : uint8_t { Ehlo, MailFrom, Line };
+
+struct InspectRule {
+    uint32_t id = 0;
+    RuleTarget target = RuleTarget::Line;
+    bool refuse = true;  // false: count only
+    std::string reply;   // "550 5.7.1 <message>"
+    std::string where;   // "file:line", for reports
+};
+
+// A compiled rule set: immutable once built; published inside the policy snapshot. Owns its Hyperscan database
+// and one scratch per worker (cloned on the control side, so that a worker never allocates one).
+struct InspectDb {
+    hs_database_t* db = nullptr;  // streaming; null when there are no rules
+    size_t stream_bytes = 0;      // hs_stream_size
+    std::vector<hs_scratch_t*> scratch;
+    std::vector<InspectRule> rules;  // by Hyperscan expression id
+    std::string source;              // what it was built from, for status
+
+    InspectDb() = default;
+    InspectDb(const InspectDb&) = delete;
+    InspectDb& operator=(const InspectDb&) = delete;
+    ~InspectDb();
+};
+
+// What the inspection of one segment found.
+struct InspectResult {
+    enum Kind : uint8_t { Continue, Ended, Violation } kind = Continue;
+    const std::string* reply = nullptr;  // Violation: the reply line
+    uint32_t rule = 0;                   // Violation by a rule: its id; 0: a built-in check
+};
+
+// The policy an inspected flow is held to.
+struct InspectPolicy {
+    const InspectDb* db = nullptr;          // may be null: built-in checks only
+    const ApprovalNames* names = nullptr;   // the source's approval, when it names hosts or domains
+    bool builtin = true;                    // the EHLO/MAIL FROM checks apply (direct-to-MX sessions)
+    bool allow_literal = false;             // EHLO [address literal] allowed
+    uint32_t budget = 4096;                 // client bytes read at most
+    uint16_t worker = 0;                    // which scratch
+};
+
+class Inspector {
+  public:
+    static constexpr uint32_t kNone = UINT32_MAX;
+    static constexpr uint32_t kMaxLine = 512;  // RFC 5321 4.5.3.1.4: a command line is at most 512 octets
+
+    // max_flows: flows inspected at once; stream_block: bytes of Hyperscan stream state each may use (a rule set
+    // needing more is refused when it is loaded). Allocates: control side only.
+    Inspector(uint32_t max_flows, size_t stream_block);
+    ~Inspector();
+    Inspector(const Inspector&) = delete;
+    Inspector& operator=(const Inspector&) = delete;
+
+    // Starts inspecting a flow whose next client byte has sequence number `seq`. kNone when the pool is empty.
+    uint32_t open(uint32_t seq);
+    // Reads one client segment (payload and its sequence number).
+    InspectResult feed(uint32_t slot, const uint8_t* payload, uint32_t len, uint32_t seq, const InspectPolicy& pol,
+                       Counters& c);
+    void close(uint32_t slot);
+
+    uint32_t in_use() const { return in_use_; }
+    uint32_t capacity() const;
+    size_t stream_block() const { return block_; }
+    // Bytes of state per inspected flow: the line assembler's and the Hyperscan stream's block.
+    size_t bytes_per_flow() const;
+
+    struct State;  // one inspected flow's (public for Hyperscan's match callback)
+
+  private:
+    InspectResult on_line(State& s, const InspectPolicy& pol, Counters& c);
+    void end(State& s);
+
+    std::vector<State> states_;
+    std::vector<uint32_t> free_states_;
+    size_t block_;
+    std::unique_ptr<uint8_t[]> blocks_;
+    std::vector<void*> free_blocks_;
+    uint32_t in_use_ = 0;
+};
+
+}  // namespace portcullis

@@ -1,0 +1,214 @@
+// SMTP session inspection: the built-in checks and the operator's Hyperscan rules give the same verdict however
+// the client's bytes are cut into segments (whole, at every split point, one byte at a time), over pipelined
+// commands, bare LF line ends, NUL bytes, over-long lines, retransmissions, gaps and STARTTLS; and rule files are
+// parsed and compiled with file:line errors.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "control/rules.hpp"
+#include "dataplane/inspect.hpp"
+
+using namespace portcullis;
+
+namespace {
+
+struct Outcome {
+    InspectResult::Kind kind = InspectResult::Continue;
+    std::string reply;
+    uint32_t rule = 0;
+    bool operator==(const Outcome&) const = default;
+};
+
+std::ostream& operator<<(std::ostream& os, const Outcome& o) {
+    return os << "{kind " << int(o.kind) << ", rule " << o.rule << ", '" << o.reply << "'}";
+}
+
+class Inspect : public ::testing::Test {
+  protected:
+    Inspector insp{64, 4096};
+    Counters c;
+    InspectPolicy pol;
+    std::shared_ptr<const InspectDb> rules;
+
+    void use_rules(const std::string& text) {
+        auto r = compile_rules({{"test.rules", text}}, 1, 4096);
+        ASSERT_TRUE(r.db) << r.error;
+        rules = r.db;
+        pol.db = rules.get();
+    }
+    // Feeds `session` cut at the given offsets; returns the first verdict other than Continue (or Continue).
+    Outcome run(const std::string& session, const std::vector<size_t>& cuts) {
+        const uint32_t slot = insp.open(1000);
+        EXPECT_NE(slot, Inspector::kNone);
+        Outcome out;
+        size_t from = 0;
+        std::vector<size_t> ends = cuts;
+        ends.push_back(session.size());
+        for (size_t to : ends) {
+            if (to <= from) continue;
+            const auto r = insp.feed(slot, reinterpret_cast<const uint8_t*>(session.data()) + from,
+                                     static_cast<uint32_t>(to - from), 1000 + static_cast<uint32_t>(from), pol, c);
+            from = to;
+            if (r.kind != InspectResult::Continue) {
+                out = {r.kind, r.reply ? *r.reply : "", r.rule};
+                break;
+            }
+        }
+        insp.close(slot);
+        EXPECT_EQ(insp.in_use(), 0u);
+        return out;
+    }
+    // The verdict must not depend on segmentation: whole, every single split, one byte at a time.
+    Outcome same_every_way(const std::string& session) {
+        const Outcome whole = run(session, {});
+        for (size_t cut = 1; cut < session.size(); ++cut) EXPECT_EQ(run(session, {cut}), whole) << "cut at " << cut;
+        std::vector<size_t> bytes;
+        for (size_t i = 1; i < session.size(); ++i) bytes.push_back(i);
+        EXPECT_EQ(run(session, bytes), whole) << "one byte a segment";
+        return whole;
+    }
+};
+
+TEST_F(Inspect, CleanSessionEndsAtData) {
+    const auto o = same_every_way(
+        "EHLO mail.customer.example\r\nMAIL FROM:<billing@customer.example> SIZE=1200\r\n"
+        "RCPT TO:<someone@example.net>\r\nDATA\r\nSubject: EHLO localhost\r\n");
+    EXPECT_EQ(o.kind, InspectResult::Ended) << "what follows DATA is not read";
+    EXPECT_GT(c.get(Ctr::inspect_ended_data), 0u);
+}
+
+TEST_F(Inspect, EhloMustBeAnFqdn) {
+    for (const char* bad : {"EHLO localhost\r\n", "HELO mailserver\r\n", "ehlo 192.0.2.7\r\n", "EHLO -bad.example\r\n",
+                            "EHLO [192.0.2.7]\r\n", "EHLO\r\n"}) {
+        const auto o = same_every_way(bad);
+        EXPECT_EQ(o.kind, InspectResult::Violation) << bad;
+        EXPECT_EQ(o.rule, 0u);
+    }
+    pol.allow_literal = true;
+    EXPECT_EQ(run("EHLO [192.0.2.7]\r\nQUIT\r\n", {}).kind, InspectResult::Continue);
+    EXPECT_EQ(run("EHLO [IPv6:2001:db8::7]\r\n", {}).kind, InspectResult::Continue);
+}
+
+TEST_F(Inspect, ApprovalNamesItsHostAndDomains) {
+    ApprovalNames names{"mail.customer.example", {"customer.example", "customer.example.org"}};
+    pol.names = &names;
+    EXPECT_EQ(same_every_way("EHLO other.customer.example\r\n").reply,
+              "550 5.7.1 EHLO name is not the host name approved for this address");
+    EXPECT_EQ(same_every_way("EHLO MAIL.Customer.Example.\r\nMAIL FROM:<a@customer.example.org>\r\nDATA\r\n").kind,
+              InspectResult::Ended)
+        << "names compare without case, a trailing dot ignored";
+    EXPECT_EQ(same_every_way("EHLO mail.customer.example\r\nMAIL FROM:<a@elsewhere.example>\r\n").reply,
+              "550 5.7.1 Sender domain is not approved for this address");
+    EXPECT_EQ(same_every_way("EHLO mail.customer.example\r\nMAIL FROM:<>\r\nDATA\r\n").kind, InspectResult::Ended)
+        << "the null sender (bounces) always may";
+}
+
+TEST_F(Inspect, PipelinedCommandsAreReadInOrder) {
+    ApprovalNames names{"", {"customer.example"}};
+    pol.names = &names;
+    // RFC 2920: the whole transaction in one segment; the bad MAIL FROM decides, before DATA is reached.
+    const auto o = same_every_way(
+        "EHLO mail.customer.example\r\nMAIL FROM:<x@spam.example>\r\nRCPT TO:<a@example.net>\r\nDATA\r\n");
+    EXPECT_EQ(o.kind, InspectResult::Violation);
+}
+
+TEST_F(Inspect, BareLfAndNulBytes) {
+    EXPECT_EQ(same_every_way("EHLO localhost\n").kind, InspectResult::Violation);
+    EXPECT_EQ(same_every_way("NOOP\n\nEHLO mail.customer.example\nDATA\n").kind, InspectResult::Ended);
+    EXPECT_EQ(same_every_way(std::string("EHLO mail.cust\0omer.example\r\n", 31)).kind, InspectResult::Violation)
+        << "a NUL inside the name";
+    EXPECT_EQ(same_every_way(std::string("NOOP \0\0\r\nEHLO mail.customer.example\r\nDATA\r\n", 43)).kind,
+              InspectResult::Ended);
+}
+
+TEST_F(Inspect, OverlongLinesAreSkippedInBoundedMemory) {
+    const std::string junk(20000, 'A');
+    pol.budget = 1 << 20;
+    const auto o = run(junk + "\r\nEHLO localhost\r\n", {1000, 5000, 19999});
+    EXPECT_EQ(o.kind, InspectResult::Violation) << "the next line is read normally";
+    EXPECT_EQ(c.get(Ctr::inspect_overlong_lines), 1u);
+    // An EHLO whose line is too long to hold is not judged by the built-in check (the server refuses it anyway).
+    EXPECT_EQ(run("EHLO " + junk + "\r\nDATA\r\n", {}).kind, InspectResult::Ended);
+}
+
+TEST_F(Inspect, StartTlsEndsInspection) {
+    const auto o = same_every_way("EHLO mail.customer.example\r\nSTARTTLS\r\n\x16\x03\x01 EHLO localhost\r\n");
+    EXPECT_EQ(o.kind, InspectResult::Ended);
+    EXPECT_GT(c.get(Ctr::inspect_ended_starttls), 0u);
+}
+
+TEST_F(Inspect, RetransmissionsReadOnceAndGapsEnd) {
+    const uint32_t slot = insp.open(5000);
+    const std::string a = "EHLO mail.customer.example\r\nMA", b = "IL FROM:<a@customer.example>\r\n";
+    auto feed = [&](const std::string& s, uint32_t seq) {
+        return insp.feed(slot, reinterpret_cast<const uint8_t*>(s.data()), static_cast<uint32_t>(s.size()), seq,
+                         pol, c)
+            .kind;
+    };
+    EXPECT_EQ(feed(a, 5000), InspectResult::Continue);
+    EXPECT_EQ(feed(a, 5000), InspectResult::Continue);  // a retransmission: nothing new
+    EXPECT_EQ(feed(a.substr(20) + b, 5020), InspectResult::Continue);  // overlapping: only the new bytes
+    EXPECT_EQ(c.get(Ctr::inspect_mail_from), 1u);
+    EXPECT_EQ(c.get(Ctr::inspect_ehlo), 1u);
+    EXPECT_EQ(feed("RCPT TO:<x@y.example>\r\n", 9999), InspectResult::Ended) << "a gap";
+    insp.close(slot);
+}
+
+TEST_F(Inspect, ByteBudget) {
+    pol.budget = 64;
+    EXPECT_EQ(run(std::string(30, 'N') + "\r\n" + std::string(40, 'N') + "\r\nEHLO localhost\r\n", {}).kind,
+              InspectResult::Ended);
+    EXPECT_EQ(c.get(Ctr::inspect_ended_budget), 1u);
+}
+
+TEST_F(Inspect, RulesMatchAcrossAnySegmentation) {
+    use_rules(
+        "# test rules\n"
+        "1001 ehlo refuse /localhost$/i \"EHLO localhost is not a host name\"\n"
+        "2001 mail_from refuse /<[^>]*@bulk-mailer\\.example>/i \"bulk-mailer.example is not allowed\"\n"
+        "3001 line count /XCLIENT/\n");
+    auto o = same_every_way("EHLO LocalHost\r\n");
+    EXPECT_EQ(o.rule, 1001u) << "an operator's rule outranks the built-in FQDN check";
+    EXPECT_EQ(o.reply, "550 5.7.1 EHLO localhost is not a host name");
+    pol.builtin = false;  // submission: rules only
+    o = same_every_way("EHLO laptop\r\nMAIL FROM:<news@Bulk-Mailer.example> BODY=8BITMIME\r\n");
+    EXPECT_EQ(o.rule, 2001u);
+    EXPECT_EQ(same_every_way("EHLO laptop\r\nXCLIENT ADDR=1\r\nMAIL FROM:<a@ok.example>\r\nDATA\r\n").kind,
+              InspectResult::Ended);
+    EXPECT_GT(c.get(Ctr::inspect_rule_counted), 0u);
+    EXPECT_EQ(same_every_way("EHLO localhost.example.com\r\nDATA\r\n").kind, InspectResult::Ended)
+        << "$ is the end of the line: localhost.example.com is not localhost";
+}
+
+TEST(Rules, BadRulesNameFileAndLine) {
+    auto err = [](const std::string& text) { return compile_rules({{"r.rules", text}}, 1, 0).error; };
+    EXPECT_EQ(err("\n# c\n1 ehlo refuse /a(/\n"),
+              "r.rules:3: Missing close parenthesis for group started at index 21. (the pattern as compiled: "
+              "^(?i:EHLO|HELO)[ \\t]+(?:a())");
+    EXPECT_EQ(err("x ehlo refuse /a/\n"), "r.rules:1: the rule id must be a number (1-999999999), got 'x'");
+    EXPECT_EQ(err("1 body refuse /a/\n"), "r.rules:1: target 'body' is not one of ehlo, mail_from, line");
+    EXPECT_EQ(err("1 ehlo block /a/\n"), "r.rules:1: action 'block' is not one of refuse, count");
+    EXPECT_EQ(err("1 ehlo refuse a\n"), "r.rules:1: the pattern must be written /PATTERN/FLAGS");
+    EXPECT_EQ(err("1 ehlo refuse /a/x\n"), "r.rules:1: unknown flag 'x' (only i, caseless)");
+    EXPECT_EQ(err("1 ehlo refuse /a/ \"unterminated\n"),
+              "r.rules:1: the message must be in double quotes, at the end of the line");
+    EXPECT_EQ(err("1 ehlo refuse /a/\n1 line count /b/\n"), "r.rules:2: rule id 1 is used twice");
+    EXPECT_TRUE(compile_rules({{"empty.rules", "# nothing\n"}}, 1, 0).db) << "no rules is a valid set";
+}
+
+TEST(Rules, ShippedDefaultSetCompiles) {
+    const auto r = load_rules(std::string(PORTCULLIS_SOURCE_DIR) + "/rules", 2, 2048);
+    ASSERT_TRUE(r.db) << r.error;
+    EXPECT_GE(r.rules, 4u);
+    EXPECT_EQ(r.db->scratch.size(), 2u) << "one scratch per worker";
+    EXPECT_LE(r.db->stream_bytes, 2048u);
+}
+
+TEST(Rules, DollarIsTheEndOfTheLine) {
+    EXPECT_EQ(rule_expression(RuleTarget::Ehlo, "^a$"), "^(?i:EHLO|HELO)[ \\t]+(?:a\\r?$)");
+    EXPECT_EQ(rule_expression(RuleTarget::Line, "[$]\\$"), "^(?:[$]\\$)");
+}
+
+}  // namespace
