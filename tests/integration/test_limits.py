@@ -55,7 +55,7 @@ def smtp_source_storm(lab, src, seconds):
     """smtp-source -s 20 from `src`, started again whenever it ends (it gives up at the first 421), for
     `seconds`, while the sink's established sessions are sampled. Returns (most seen at once, outputs)."""
     lab.ns(lab.ns_rack, "ip", "route", "replace", "203.0.113.0/24", "dev", "rack0", "src", src)
-    cmd = ["ip", "netns", "exec", lab.ns_rack, "smtp-source", "-s", "20", "-m", "100", "-f",
+    cmd = ["ip", "netns", "exec", lab.ns_rack, "smtp-source", "-s", "20", "-m", "100", "-M", "mail.customer.example", "-f",
            "bulk@customer.example", "-t", "someone@example.net", f"{MX_V4}:25"]
     most, outputs, proc = 0, [], None
     deadline = time.monotonic() + seconds

@@ -307,6 +307,54 @@ TEST_F(TrackedWorkers, ForgedAckOfNoFlowIsPickedUpAndForwarded) {
     EXPECT_EQ(counters.get(Ctr::flows_picked_up), 1u);
 }
 
+TEST_F(TrackedWorkers, SessionSayingWhatThePolicyRefusesIsEndedOnBothSides) {
+    Inspector inspector(16, 2048);
+    FlowTracker tracker(64, CookieKey{1, 2}, &sources, FlowTimeouts{}, &inspector, 0);
+    ctx.flows = &tracker;
+    outbound({build_frame(approved_syn(2001))}, *pol);
+    EXPECT_EQ(outside->drain().size(), 1u);
+
+    FrameSpec ehlo = approved_syn(2001);
+    ehlo.flags = tcpflag::ACK | tcpflag::PSH;
+    ehlo.seq = 1001;
+    ehlo.ack = 777001;
+    ehlo.payload = "EHLO localhost\r\n";
+    outbound({build_frame(ehlo)}, *pol);
+    EXPECT_EQ(counters.get(Ctr::refused_payload), 1u);
+
+    // The server: a RST with the sequence number it expects (it never got the EHLO), no payload.
+    const auto out = outside->drain();
+    ASSERT_EQ(out.size(), 1u);
+    const auto rst = parse_frame(out[0].data(), static_cast<uint32_t>(out[0].size()));
+    EXPECT_EQ(rst.tcp_flags, tcpflag::RST | tcpflag::ACK);
+    EXPECT_EQ(rst.dst, *parse_addr("203.0.113.25"));
+    EXPECT_EQ(load_be32(out[0].data() + rst.l4_off + 4), 1001u);
+    EXPECT_EQ(rst.payload_len, 0);
+
+    // The client: the reason as an SMTP reply, from the server's side, then FIN.
+    auto back = inside->drain();
+    ASSERT_EQ(back.size(), 1u);
+    auto r = parse_frame(back[0].data(), static_cast<uint32_t>(back[0].size()));
+    EXPECT_EQ(r.tcp_flags, tcpflag::PSH | tcpflag::ACK | tcpflag::FIN);
+    EXPECT_EQ(load_be32(back[0].data() + r.l4_off + 4), 777001u);
+    EXPECT_EQ(load_be32(back[0].data() + r.l4_off + 8), 1001u + 16);
+    EXPECT_EQ(std::string(back[0].begin() + r.payload_off, back[0].end()).substr(0, 10), "550 5.7.1 ");
+
+    // The client's FIN afterwards is acknowledged by the gateway; nothing more reaches the server.
+    FrameSpec fin = ehlo;
+    fin.payload.clear();
+    fin.seq = 1017;
+    fin.flags = tcpflag::FIN | tcpflag::ACK;
+    outbound({build_frame(fin)}, *pol);
+    EXPECT_TRUE(outside->drain().empty());
+    back = inside->drain();
+    ASSERT_EQ(back.size(), 1u);
+    r = parse_frame(back[0].data(), static_cast<uint32_t>(back[0].size()));
+    EXPECT_EQ(r.tcp_flags, tcpflag::ACK);
+    EXPECT_EQ(load_be32(back[0].data() + r.l4_off + 8), 1018u);
+    EXPECT_EQ(inspector.in_use(), 0u) << "the inspection slot went back to the pool";
+}
+
 TEST_F(TrackedWorkers, SubmissionPortIsLimitedToo) {
     pol->default_limits = {1, 0, 0};
     pol->action_limit = Action::Rst;

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import socket
+import ssl
 
 from aiosmtpd.smtp import SMTP
 
@@ -37,14 +38,20 @@ async def main():
     ap.add_argument("--log", required=True)
     ap.add_argument("--ready", required=True)
     ap.add_argument("--hostname", default="mx.example.net")
+    ap.add_argument("--tls-cert", help="PEM certificate: offer STARTTLS (with --tls-key)")
+    ap.add_argument("--tls-key")
     args = ap.parse_args()
     handler = Recorder(args.log)
+    tls = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
     loop = asyncio.get_running_loop()
     servers = []
     for port in [int(p) for p in args.ports.split(",")]:
         for family, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
             servers.append(await loop.create_server(
-                lambda: SMTP(handler, hostname=args.hostname), host=host, port=port, family=family,
+                lambda: SMTP(handler, hostname=args.hostname, tls_context=tls), host=host, port=port, family=family,
                 reuse_address=True))
     tmp = args.ready + ".tmp"
     with open(tmp, "w", encoding="utf-8") as out:

@@ -159,10 +159,17 @@ class Lab:
     def wait_file(self, path, proc, timeout=20.0):
         wait_for(f"{path.name}", path.exists, timeout=timeout, proc=proc, log=self.workdir / proc.logname)
 
-    def start_mx(self, ports="25,587,2525"):
+    def start_mx(self, ports="25,587,2525", tls=False):
+        """The lab's SMTP server; tls: it offers STARTTLS with a self-signed certificate made here."""
         ready = self.workdir / "mx.ready"
+        extra = []
+        if tls:
+            cert, key = self.workdir / "mx-cert.pem", self.workdir / "mx-key.pem"
+            run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                 "-days", "1", "-subj", "/CN=mx.example.net"])
+            extra = ["--tls-cert", str(cert), "--tls-key", str(key)]
         self.mx = self.spawn_in(self.ns_net, ["/usr/bin/python3", str(REPO / "tools/lab/mx.py"), "--ports", ports,
-                                              "--log", str(self.mx_log), "--ready", str(ready)], "mx.out")
+                                              "--log", str(self.mx_log), "--ready", str(ready), *extra], "mx.out")
         self.wait_file(ready, self.mx)
 
     def gateway_command(self, config=None, extra=()):
@@ -177,7 +184,7 @@ class Lab:
                 "--config", str(config or REPO / "configs" / "lab.conf"),
                 "--ready_file", str(self.workdir / "portcullis.ready"),
                 "--control_socket", str(self.socket), "--state_dir", str(self.workdir / "state"),
-                "--rules_dir", str(REPO / "rules"), *extra]
+                *([] if "--rules_dir" in extra else ["--rules_dir", str(REPO / "rules")]), *extra]
 
     def start_gateway(self, config=None, extra=()):
         ready = self.workdir / "portcullis.ready"
@@ -232,10 +239,11 @@ class Lab:
         return counters
 
     # ---- mail ---------------------------------------------------------------------------------------
-    def swaks(self, src, server, port=25, helo="rack.example.com", timeout=10):
+    def swaks(self, src, server, port=25, helo="rack.example.com", timeout=10, mail_from="noreply@customer.example",
+              extra=()):
         """Sends one message from `src` (a rack address) with swaks. Returns (exit code, seconds, output)."""
-        cmd = ["swaks", "--server", server, "--port", str(port), "--local-interface", src,
-               "--from", "noreply@customer.example", "--to", "someone@example.net", "--helo", helo,
+        cmd = ["swaks", "--server", server, "--port", str(port), "--local-interface", src, *extra,
+               "--from", mail_from, "--to", "someone@example.net", "--helo", helo,
                "--timeout", str(timeout), "--header", f"Subject: portcullis lab from {src} to {server}:{port}"]
         if ":" in server:
             cmd.append("-6")

@@ -9,7 +9,8 @@ PORTCULLIS_PACKAGES=(
     libdpdk-dev dpdk dpdk-dev libhyperscan-dev libboost-program-options-dev libspdlog-dev libfmt-dev
     libroaring-dev libgtest-dev nlohmann-json3-dev
     # the lab: namespaces, offload switches, captures, real mail tools
-    iproute2 ethtool tcpdump procps swaks libio-socket-inet6-perl postfix
+    iproute2 ethtool tcpdump procps swaks libio-socket-inet6-perl libnet-ssleay-perl libio-socket-ssl-perl
+    openssl postfix
     python3 python3-aiosmtpd python3-pytest python3-scapy
     # lint for the shell scripts
     shellcheck

@@ -42,6 +42,7 @@ constexpr const char* kCommands =
     "  relay list|add|del [CIDR]    the provider's relays, reachable by everyone\n"
     "  monitor [on|off]             report would-be refusals without refusing (no argument: show)\n"
     "  limits [options]             the default per-source SMTP limits (no option: show); stored\n"
+    "  rules [show|reload]          the inspection rules in force; reload rereads rules_dir\n"
     "\n'portcullisctl COMMAND --help' shows a command's options.\n";
 
 int64_t now_s() {
@@ -292,6 +293,30 @@ int run(ctl::Client& client, const std::string& cmd, const std::vector<std::stri
         connect();
         const json r = checked(client.call(req));
         return out(r, ctl::render_limits(r));
+    }
+    if (cmd == "rules") {
+        po::options_description d("rules options");
+        d.add_options()("help,h", "this help")("ACTION", po::value<std::string>(), "show or reload");
+        po::positional_options_description pos;
+        pos.add("ACTION", 1);
+        po::variables_map vm;
+        try {
+            po::store(po::command_line_parser(args).options(d).positional(pos).run(), vm);
+        } catch (const po::error& e) {
+            throw Usage(cmd + ": " + e.what());
+        }
+        if (vm.count("help")) return print_help("rules [show|reload]", d), 0;
+        const std::string action = vm.count("ACTION") ? vm["ACTION"].as<std::string>() : "show";
+        if (action != "show" && action != "reload") throw Usage("rules: '" + action + "' is not show or reload");
+        connect();
+        const json r = checked(client.call({{"cmd", "rules"}, {"action", action}}));
+        std::string text = (action == "reload" ? "reloaded: " : "") + r["rules"].dump() + " rule(s) from " +
+                           r.value("rules_dir", std::string()) + "\n";
+        for (const auto& rule : r.value("list", json::array()))
+            text += "  " + rule["id"].dump() + "  " + rule["where"].get<std::string>() + "  " +
+                    (rule["refuse"].get<bool>() ? rule["reply"].get<std::string>() : std::string("(count only)")) +
+                    "\n";
+        return out(r, text);
     }
     if (cmd == "monitor") {
         po::options_description d("monitor options");
