@@ -116,6 +116,9 @@ po::options_description make_description() {
             "is closed, the server reset), rst or drop")
         ("ehlo_allow_literal", po::value<bool>()->default_value(false),
             "accept EHLO/HELO with an address literal ([192.0.2.1]) from direct-to-MX senders")
+        ("smtp_other_ports", po::value<std::string>()->default_value("limit"),
+            "SMTP found by its commands (EHLO, HELO, MAIL FROM) on a port that is not an SMTP port, from an "
+            "unapproved managed source: allow (untouched), limit (tracked, limited, read, like 587) or refuse")
         ("inspect_bytes", po::value<unsigned>()->default_value(4096),
             "client bytes read at most per session")
         ("max_inspected", po::value<unsigned>()->default_value(16384),
@@ -257,6 +260,17 @@ Config build(const po::variables_map& vm) {
     c.rules_dir_given = !vm["rules_dir"].defaulted();
     c.action_payload = action_of(vm, "action_payload");
     c.ehlo_allow_literal = vm["ehlo_allow_literal"].as<bool>();
+    {
+        const auto& v = vm["smtp_other_ports"].as<std::string>();
+        if (v == "allow")
+            c.smtp_other_ports = OtherPorts::Allow;
+        else if (v == "limit")
+            c.smtp_other_ports = OtherPorts::Limit;
+        else if (v == "refuse")
+            c.smtp_other_ports = OtherPorts::Refuse;
+        else
+            throw ConfigError{"smtp_other_ports: '" + v + "' is not one of allow, limit, refuse"};
+    }
     c.inspect_bytes = bounded(vm, "inspect_bytes", 64, 1u << 20);
     c.max_inspected = bounded(vm, "max_inspected", 16, 16u << 20);
     c.inspect_stream_bytes = bounded(vm, "inspect_stream_bytes", 64, 1u << 20);

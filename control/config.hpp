@@ -36,6 +36,7 @@ struct Config {
     bool rules_dir_given = false;  // set explicitly: a missing directory is an error, not a warning
     Action action_payload = Action::Smtp;
     bool ehlo_allow_literal = false;
+    OtherPorts smtp_other_ports = OtherPorts::Limit;
     uint32_t inspect_bytes = 4096;
     uint32_t max_inspected = 16384;          // sessions read at once, per worker
     uint32_t inspect_stream_bytes = 2048;    // Hyperscan stream state per inspected session

@@ -173,6 +173,7 @@ int main(int argc, char** argv) {
     std::shared_ptr<const InspectDb> rules;
     if (cfg.inspect && !cfg.rules_dir_given && !std::filesystem::is_directory(cfg.rules_dir)) {
         spdlog::warn("no rules directory {}: SMTP sessions are held to the built-in checks only", cfg.rules_dir);
+        rules = compile_rules({}, workers, cfg.inspect_stream_bytes).db;
     } else if (cfg.inspect) {
         auto loaded = load_rules(cfg.rules_dir, workers, cfg.inspect_stream_bytes);
         if (!loaded.db) {

@@ -136,6 +136,7 @@ BuiltPolicy build_policy(const Config& cfg, const ApprovalStore* store, int64_t 
     pol.inspect = cfg.inspect;
     pol.action_payload = cfg.action_payload;
     pol.ehlo_allow_literal = cfg.ehlo_allow_literal;
+    pol.smtp_other_ports = cfg.smtp_other_ports;
     pol.inspect_bytes = cfg.inspect_bytes;
     pol.rules = std::move(rules);
     pol.monitor = cfg.monitor;

@@ -166,18 +166,30 @@ RulesResult compile_rules(const std::vector<std::pair<std::string, std::string>>
                     "rules need " + std::to_string(db->stream_bytes) + " bytes of stream state per inspected flow; "
                         "inspect_stream_bytes is " + std::to_string(stream_limit),
                     0};
-        hs_scratch_t* proto = nullptr;
-        if (hs_alloc_scratch(db->db, &proto) != HS_SUCCESS) return {nullptr, "rules: cannot allocate scratch", 0};
-        for (unsigned w = 0; w < std::max(workers, 1u); ++w) {
-            hs_scratch_t* s = nullptr;
-            if (hs_clone_scratch(proto, &s) != HS_SUCCESS) {
-                hs_free_scratch(proto);
-                return {nullptr, "rules: cannot clone scratch", 0};
-            }
-            db->scratch.push_back(s);
-        }
-        hs_free_scratch(proto);
     }
+    {
+        // The any-port probe: a first payload that is an EHLO/HELO line or a MAIL FROM command.
+        const char* probe[] = {"^(?i:EHLO|HELO)[ \\t]+[!-~]+\\r?\\n", "^(?i:MAIL[ \\t]+FROM:)[ \\t]*<[^>\\r\\n]*>"};
+        const unsigned pflags[] = {HS_FLAG_SINGLEMATCH, HS_FLAG_SINGLEMATCH};
+        const unsigned pids[] = {0, 1};
+        hs_compile_error_t* err = nullptr;
+        if (hs_compile_multi(probe, pflags, pids, 2, HS_MODE_BLOCK, nullptr, &db->probe, &err) != HS_SUCCESS) {
+            hs_free_compile_error(err);
+            return {nullptr, "rules: cannot compile the SMTP probe", 0};
+        }
+    }
+    hs_scratch_t* proto = nullptr;
+    if (hs_alloc_scratch(db->probe, &proto) != HS_SUCCESS || (db->db && hs_alloc_scratch(db->db, &proto) != HS_SUCCESS))
+        return {nullptr, "rules: cannot allocate scratch", 0};
+    for (unsigned w = 0; w < std::max(workers, 1u); ++w) {
+        hs_scratch_t* s = nullptr;
+        if (hs_clone_scratch(proto, &s) != HS_SUCCESS) {
+            hs_free_scratch(proto);
+            return {nullptr, "rules: cannot clone scratch", 0};
+        }
+        db->scratch.push_back(s);
+    }
+    hs_free_scratch(proto);
     out.db = std::move(db);
     return out;
 }

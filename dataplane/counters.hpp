@@ -52,6 +52,7 @@ namespace portcullis {
     X(inspect_pool_empty, "SMTP sessions not inspected: every inspection slot in use")           \
     X(inspect_no_stream, "Hyperscan stream errors (rules not applied to that session)")          \
     X(inspect_rule_counted, "matches of count-only rules")                                       \
+    X(smtp_other_port, "SMTP sessions found by their commands on a port that is not an SMTP port")  \
     X(refused_payload, "SMTP sessions refused for what they said (EHLO, MAIL FROM, a rule)")     \
     X(rst_sent_server, "RSTs sent to the servers of sessions refused mid-way")                   \
     X(refusal_no_mbuf, "sessions refused mid-way whose server got no RST (no buffer free)")      \

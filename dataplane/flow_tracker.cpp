@@ -39,7 +39,91 @@ Ctr counter_of(Admit a) {
 
 FlowTracker::FlowTracker(uint32_t max_flows, const CookieKey& hash_key, SourceTable* sources, FlowTimeouts t,
                          Inspector* inspector, uint16_t worker)
-    : table_(max_flows, hash_key), sources_(sources), timeouts_(t), inspector_(inspector), worker_(worker) {}
+    : table_(max_flows, hash_key),
+      sources_(sources),
+      timeouts_(t),
+      inspector_(inspector),
+      worker_(worker),
+      port_refs_(new uint32_t[65536]()) {}
+
+void FlowTracker::forget(Flow& f) {
+    release(f);
+    if ((f.ctl & flowctl::kOtherPort) && port_refs_[f.key.sport] && --port_refs_[f.key.sport] == 0)
+        dyn_ports_.reset(f.key.sport);
+}
+
+TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
+                               Counters& c) {
+    update(f, true, p, now, c);
+    if (f.ctl & flowctl::kRefused) return {TrackVerdict::Refused, ReplyReason::Payload};
+    if (p.payload_len && inspector_ && pol.inspect && f.state != FlowState::Closed)
+        return inspect(f, p, frame, pol, c);
+    return {TrackVerdict::Forward, ReplyReason::Unapproved};
+}
+
+TrackResult FlowTracker::outbound_other(const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
+                                        Counters& c) {
+    const TrackResult pass{TrackVerdict::Forward, ReplyReason::Unapproved};
+    const FlowKey k = flow_key(p, true);
+    const uint32_t h = table_.hash(k);
+    if (Flow* f = table_.find(k, h)) return known(*f, p, frame, pol, now, c);
+    if (!looks_like_smtp_command(frame + p.payload_off, p.payload_len) || !inspector_ || !pol.inspect ||
+        !pol.rules || !pol.managed(p.src) || pol.relay(p.dst))
+        return pass;
+    if (!probe_smtp(*pol.rules, worker_, frame + p.payload_off, p.payload_len)) return pass;
+    c.add(Ctr::smtp_other_port);
+    const bool approved = pol.approved(p.src);
+    if (!approved && pol.smtp_other_ports == OtherPorts::Allow) return pass;
+
+    // A session found mid-way: its connection is admitted now, against the same limits as any other.
+    TrackResult refuse{TrackVerdict::RefuseSession, ReplyReason::Unapproved, nullptr, pol.action_limit};
+    uint32_t slot = SourceTable::kNone;
+    if (table_.size() >= table_.max_flows()) {
+        c.add(Ctr::flow_table_full);
+        if (!pol.monitor) return {TrackVerdict::RefuseSession, ReplyReason::Busy,
+                                  &pol.replies[static_cast<size_t>(ReplyReason::Busy)], pol.action_limit};
+        c.add(Ctr::monitor_passed);
+        return pass;
+    }
+    if (!approved && pol.smtp_other_ports == OtherPorts::Refuse) {
+        c.add(Ctr::refused_unapproved);
+        refuse.action = pol.action_unapproved == Action::Drop ? Action::Drop : pol.action_unapproved;
+    } else {
+        const Limits& limits = pol.limit_overrides.find(p.src, pol.default_limits);
+        const uint64_t id = sources_->id_of(p.src);
+        slot = sources_->acquire(id, now.us, now.day);
+        const Admit a = slot == SourceTable::kNone ? Admit::NoSlot
+                                                   : sources_->admit(slot, id, limits, now.us, now.day, !pol.monitor);
+        if (a == Admit::Ok || pol.monitor) {
+            if (a != Admit::Ok) {
+                c.add(counter_of(a));
+                c.add(Ctr::monitor_passed);
+                if (a == Admit::NoSlot) slot = SourceTable::kNone;
+            }
+            refuse.verdict = TrackVerdict::Forward;
+        } else {
+            c.add(counter_of(a));
+            refuse.reason = reason_of(a);
+            slot = SourceTable::kNone;
+        }
+    }
+    if (pol.monitor && refuse.verdict != TrackVerdict::Forward) {
+        c.add(Ctr::monitor_passed);
+        refuse.verdict = TrackVerdict::Forward;
+    }
+    Flow* f = table_.insert(k, h);  // room was checked above
+    f->state = FlowState::Established;
+    f->src_slot = slot;
+    f->ctl |= flowctl::kOtherPort;
+    f->expire_ms = now.ms + timeouts_.established_ms;
+    c.add(Ctr::flows_opened);
+    if (port_refs_[p.dport]++ == 0) dyn_ports_.set(p.dport);
+    if (refuse.verdict == TrackVerdict::Forward) return known(*f, p, frame, pol, now, c);
+    f->ctl |= flowctl::kRefused;
+    f->server_seq = load_be32(frame + p.l4_off + 4);
+    refuse.reply = &pol.replies[static_cast<size_t>(refuse.reason)];
+    return refuse;
+}
 
 uint32_t FlowTracker::timeout_ms(FlowState s) const {
     switch (s) {
@@ -96,7 +180,8 @@ TrackResult FlowTracker::inspect(Flow& f, const Parsed& p, const uint8_t* frame,
     }
     f.ctl |= flowctl::kRefused;
     f.server_seq = seq;
-    return {TrackVerdict::RefuseSession, ReplyReason::Payload, r.reply};
+    release(f);  // the session is over on both sides: it no longer counts against its source
+    return {TrackVerdict::RefuseSession, ReplyReason::Payload, r.reply, pol.action_payload};
 }
 
 void FlowTracker::update(Flow& f, bool outbound, const Parsed& p, const Now& now, Counters& c) {
@@ -109,21 +194,17 @@ void FlowTracker::update(Flow& f, bool outbound, const Parsed& p, const Now& now
     f.expire_ms = now.ms + timeout_ms(f.state);
 }
 
+// (defined below)
 TrackResult FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const Policy& pol, bool to_relay,
                                   const Now& now, Counters& c) {
     const FlowKey k = flow_key(p, true);
     const uint32_t h = table_.hash(k);
     const bool syn = (p.tcp_flags & (tcpflag::SYN | tcpflag::ACK | tcpflag::RST)) == tcpflag::SYN;
     if (Flow* f = table_.find(k, h)) {
-        if (!(syn && (f->state == FlowState::Closing || f->state == FlowState::Closed))) {
-            update(*f, true, p, now, c);
-            if (f->ctl & flowctl::kRefused) return {TrackVerdict::Refused, ReplyReason::Payload};
-            if (p.payload_len && inspector_ && pol.inspect && f->state != FlowState::Closed)
-                return inspect(*f, p, frame, pol, c);
-            return {TrackVerdict::Forward, ReplyReason::Unapproved};
-        }
+        if (!(syn && (f->state == FlowState::Closing || f->state == FlowState::Closed)))
+            return known(*f, p, frame, pol, now, c);
         // The client reuses the ports of a finished connection: a new connection, admitted afresh.
-        release(*f);
+        forget(*f);
         table_.erase(f);
     }
     if (!syn) {
@@ -214,7 +295,7 @@ void FlowTracker::sweep(const Now& now, uint32_t budget, Counters& c) {
             default:
                 break;
         }
-        release(f);
+        forget(f);
     });
 }
 

@@ -4,7 +4,9 @@
 // against the source's limits, and gives the limit back when a connection closes or times out.
 #pragma once
 
+#include <bitset>
 #include <cstdint>
+#include <memory>
 
 #include "dataplane/clock.hpp"
 #include "dataplane/counters.hpp"
@@ -33,6 +35,7 @@ struct TrackResult {
     TrackVerdict verdict;
     ReplyReason reason;
     const std::string* reply = nullptr;  // RefuseSession: the reply line
+    Action action = Action::Smtp;        // RefuseSession: how the client is answered
 };
 
 class FlowTracker {
@@ -46,6 +49,17 @@ class FlowTracker {
     // the segment's bytes (its payload is inspected).
     TrackResult outbound(const Parsed& p, const uint8_t* frame, const Policy& pol, bool to_relay, const Now& now,
                          Counters& c);
+    // A TCP segment to a port that is not an SMTP port, which other_port() picked: a segment of a session found
+    // earlier by its commands, or a first command (EHLO, HELO, MAIL FROM) that makes it one. Limits apply to such
+    // a session, and inspection; an unapproved source's gets what policy.smtp_other_ports says.
+    TrackResult outbound_other(const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
+                               Counters& c);
+    // Cheap, per forwarded TCP segment: worth outbound_other()? (a port with such sessions, or a command start)
+    bool other_port(const Parsed& p, const uint8_t* frame) const {
+        return dyn_ports_.test(p.dport) || looks_like_smtp_command(frame + p.payload_off, p.payload_len);
+    }
+    bool other_server_port(uint16_t port) const { return dyn_ports_.test(port); }
+
     // An outbound segment of no known flow that is no stateless refusal's either: tracked from here on, as
     // established, holding a concurrency unit (never refused: it may be a connection opened before a restart).
     void pick_up(const Parsed& p, const Now& now, Counters& c);
@@ -63,6 +77,8 @@ class FlowTracker {
 
   private:
     void update(Flow& f, bool outbound, const Parsed& p, const Now& now, Counters& c);
+    TrackResult known(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now, Counters& c);
+    void forget(Flow& f);  // before an entry is erased
     void release(Flow& f);       // gives back the source's unit and ends inspection
     TrackResult inspect(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol, Counters& c);
     uint32_t timeout_ms(FlowState s) const;
@@ -72,6 +88,8 @@ class FlowTracker {
     FlowTimeouts timeouts_;
     Inspector* inspector_;
     uint16_t worker_;
+    std::bitset<65536> dyn_ports_;           // server ports with sessions found by their commands
+    std::unique_ptr<uint32_t[]> port_refs_;  // how many such sessions each port has
 };
 
 }  // namespace portcullis

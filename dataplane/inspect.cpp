@@ -63,6 +63,19 @@ int on_match(unsigned id, unsigned long long, unsigned long long, unsigned, void
 InspectDb::~InspectDb() {
     for (auto* s : scratch) hs_free_scratch(s);
     if (db) hs_free_database(db);
+    if (probe) hs_free_database(probe);
+}
+
+bool probe_smtp(const InspectDb& db, uint16_t worker, const uint8_t* payload, uint16_t len) {
+    if (!db.probe || worker >= db.scratch.size()) return false;
+    bool hit = false;
+    hs_scan(db.probe, reinterpret_cast<const char*>(payload), len, 0, db.scratch[worker],
+            [](unsigned, unsigned long long, unsigned long long, unsigned, void* ctx) -> int {
+                *static_cast<bool*>(ctx) = true;
+                return 1;
+            },
+            &hit);
+    return hit;
 }
 
 Inspector::Inspector(uint32_t max_flows, size_t stream_block)

@@ -37,9 +37,10 @@ struct InspectRule {
 // A compiled rule set: immutable once built; published inside the policy snapshot. Owns its Hyperscan database
 // and one scratch per worker (cloned on the control side, so that a worker never allocates one).
 struct InspectDb {
-    hs_database_t* db = nullptr;  // streaming; null when there are no rules
+    hs_database_t* db = nullptr;     // streaming; null when there are no rules
+    hs_database_t* probe = nullptr;  // block mode: does a first payload on another port open an SMTP session?
     size_t stream_bytes = 0;      // hs_stream_size
-    std::vector<hs_scratch_t*> scratch;
+    std::vector<hs_scratch_t*> scratch;  // per worker, valid for db and probe
     std::vector<InspectRule> rules;  // by Hyperscan expression id
     std::string source;              // what it was built from, for status
 
@@ -48,6 +49,22 @@ struct InspectDb {
     InspectDb& operator=(const InspectDb&) = delete;
     ~InspectDb();
 };
+
+// The cheap first test for SMTP on a port that is not an SMTP port: the payload starts like EHLO, HELO or MAIL
+// (any case). Only then is the probe database asked.
+inline bool looks_like_smtp_command(const uint8_t* payload, uint16_t len) {
+    if (len < 6) return false;
+    uint32_t w;
+    __builtin_memcpy(&w, payload, 4);
+    w |= 0x20202020u;  // lower case (and harmless for the other bytes compared)
+    constexpr uint32_t ehlo = 'e' | 'h' << 8 | 'l' << 16 | 'o' << 24;
+    constexpr uint32_t helo = 'h' | 'e' << 8 | 'l' << 16 | 'o' << 24;
+    constexpr uint32_t mail = 'm' | 'a' << 8 | 'i' << 16 | 'l' << 24;
+    return (w == ehlo || w == helo || w == mail) && payload[4] == ' ';
+}
+
+// Asks the probe database (block mode) whether a first payload is an SMTP command line.
+bool probe_smtp(const InspectDb& db, uint16_t worker, const uint8_t* payload, uint16_t len);
 
 // What the inspection of one segment found.
 struct InspectResult {

@@ -17,6 +17,9 @@
 
 namespace portcullis {
 
+// What an unapproved managed source gets when SMTP is found on a port that is not an SMTP port.
+enum class OtherPorts : uint8_t { Allow, Limit, Refuse };
+
 // What happens to a refused connection attempt.
 enum class Action : uint8_t {
     Rst,   // answer the client with a TCP RST: its MTA fails at once and logs "connection refused"
@@ -42,6 +45,7 @@ struct Policy {
     Action action_payload = Action::Smtp;        // a session whose commands break the policy
     bool ehlo_allow_literal = false;
     uint32_t inspect_bytes = 4096;
+    OtherPorts smtp_other_ports = OtherPorts::Limit;  // unapproved sources; approved ones are always limited
     std::shared_ptr<const InspectDb> rules;      // the operator's rules; may be null
     AddrMap<ApprovalNames> names;                // approvals that name host names or sending domains
     CookieKey cookie_key;          // random per start, the same in every snapshot of a run

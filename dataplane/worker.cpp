@@ -119,7 +119,7 @@ Dest refuse(const Policy& pol, rte_mbuf* m, const Parsed& p, LazyNow& now, Actio
 
 // Ends a session whose client said what the policy refuses: the server gets a RST (a fresh buffer, its own
 // sequence number: it never got this segment) in *extra; the client gets action_payload's answer in place.
-Dest end_session(const Policy& pol, rte_mbuf* m, const Parsed& p, const std::string& reply, rte_mbuf** extra,
+Dest end_session(Action action, rte_mbuf* m, const Parsed& p, const std::string& reply, rte_mbuf** extra,
                  Counters& c) {
     if (m->nb_segs != 1) {
         c.add(Ctr::multi_segment);
@@ -140,10 +140,10 @@ Dest end_session(const Policy& pol, rte_mbuf* m, const Parsed& p, const std::str
         c.add(Ctr::refusal_no_mbuf);
     }
     uint32_t len = 0;
-    if (pol.action_payload == Action::Smtp) {
+    if (action == Action::Smtp) {
         len = smtp_close_in_place(data, rte_pktmbuf_data_len(m) + rte_pktmbuf_tailroom(m), p, reply);
         c.add(len ? Ctr::smtp_reply_sent : Ctr::dropped_refused);
-    } else if (pol.action_payload == Action::Rst) {
+    } else if (action == Action::Rst) {
         len = make_rst_in_place(data, p);
         c.add(Ctr::rst_sent);
     } else {
@@ -173,6 +173,20 @@ Dest after_session(rte_mbuf* m, const Parsed& p, Counters& c) {
     return Dest::Back;
 }
 
+// A segment to a port that is not an SMTP port that may belong to an SMTP session found by its commands.
+Dest track_other(const WorkerContext& ctx, const Policy& pol, rte_mbuf* m, const Parsed& p, LazyNow& now,
+                 RefusalEvent* ev, bool* reported, rte_mbuf** extra, Counters& c) {
+    const TrackResult t = ctx.flows->outbound_other(p, rte_pktmbuf_mtod(m, const uint8_t*), pol, now.get(), c);
+    if (t.verdict == TrackVerdict::Forward) return Dest::Fwd;
+    if (t.verdict == TrackVerdict::RefuseSession) {
+        *reported = true;
+        note_refusal(*ev, p, t.reason);
+        return end_session(t.action, m, p, *t.reply, extra, c);
+    }
+    if (t.verdict == TrackVerdict::Refused) return after_session(m, p, c);
+    return Dest::Fwd;
+}
+
 // An SMTP-class segment from a managed source: tracked, admitted or refused by the source's limits, and read.
 // Sets *reported when it wrote a refusal event into *ev, *extra when there is a second frame to forward.
 Dest track(const WorkerContext& ctx, const Policy& pol, rte_mbuf* m, const Parsed& p, bool to_relay,
@@ -183,8 +197,8 @@ Dest track(const WorkerContext& ctx, const Policy& pol, rte_mbuf* m, const Parse
         return Dest::Fwd;
     if (t.verdict == TrackVerdict::RefuseSession) {
         *reported = true;
-        note_refusal(*ev, p, ReplyReason::Payload);
-        return end_session(pol, m, p, *t.reply, extra, c);
+        note_refusal(*ev, p, t.reason);
+        return end_session(t.action, m, p, *t.reply, extra, c);
     }
     if (t.verdict == TrackVerdict::Refused) return after_session(m, p, c);
     if (t.verdict == TrackVerdict::Refuse) {
@@ -217,7 +231,8 @@ void process_inbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pkt
         for (uint16_t i = 0; i < n; ++i) {
             if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
             const Parsed p = parse_frame(rte_pktmbuf_mtod(pkts[i], uint8_t*), rte_pktmbuf_data_len(pkts[i]));
-            if (p.kind == L3Kind::Tcp && pol.smtp_ports.test(p.sport)) ctx.flows->inbound(p, now.get(), c);
+            if (p.kind == L3Kind::Tcp && (pol.smtp_ports.test(p.sport) || ctx.flows->other_server_port(p.sport)))
+                ctx.flows->inbound(p, now.get(), c);
         }
     }
     c.add(Ctr::fwd_inbound, send_or_free(ctx.inside_port, ctx.queue, pkts, n, c, Ctr::tx_full_inside));
@@ -240,6 +255,21 @@ void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pk
         const Decision d = classify_outbound(p, pol);
         if (d.verdict == Verdict::Forward) [[likely]] {
             if (d.reason != Ctr::fwd_outbound) c.add(d.reason);
+            if (p.kind == L3Kind::Tcp && ctx.flows &&
+                ctx.flows->other_port(p, rte_pktmbuf_mtod(m, const uint8_t*))) [[unlikely]] {
+                bool reported = false;
+                rte_mbuf* extra = nullptr;
+                const Dest dest = track_other(ctx, pol, m, p, now, &events[ne], &reported, &extra, c);
+                ne += reported;
+                if (extra) fwd[nf++] = extra;
+                if (dest == Dest::Back)
+                    back[nb++] = m;
+                else if (dest == Dest::Drop)
+                    drop[nd++] = m;
+                else
+                    fwd[nf++] = m;
+                continue;
+            }
             fwd[nf++] = m;
             continue;
         }

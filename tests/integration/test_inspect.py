@@ -109,3 +109,38 @@ def test_a_broken_rules_file_is_named_and_the_old_rules_stay(lab):
     assert any(r["id"] == 9001 for r in reply["list"])
     rc, _, out = lab.swaks(RACK_V4["unapproved"], MX_V4, 587, helo="blocked.customer.example")
     assert rc != 0 and "550 5.7.1 blocked by a local rule" in out, out
+
+
+HOLD = """
+import socket, sys, time
+c = socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=5, source_address=(sys.argv[1], 0))
+c.recv(512)
+c.sendall(b"EHLO mail.customer.example\\r\\n")
+c.recv(512)
+open(sys.argv[4], "w").close()
+time.sleep(600)
+"""
+
+
+def test_smtp_on_port_2525_is_found_by_its_commands_and_limited(lab):
+    sender = RACK_V4["approved"]
+    lab.ctl("approve", sender, "--hostname", HOST, "--domain", "customer.example", "--max-concurrent", "1")
+    before = counters(lab)
+    ready = lab.workdir / "hold2525.ready"
+    holder = lab.spawn_in(lab.ns_rack, ["/usr/bin/python3", "-c", HOLD, sender, MX_V4, "2525", str(ready)],
+                          "hold2525.out")
+    lab.wait_file(ready, holder)
+    assert json.loads(lab.ctl("show", sender).stdout)["limits"]["live"]["concurrent"] == 1
+    rc, _, out = lab.swaks(sender, MX_V4, 2525, helo=HOST)
+    assert rc != 0
+    assert "421 4.7.0 Too many concurrent SMTP connections from this IP address" in out, out
+    after = counters(lab)
+    assert after["smtp_other_port"] >= before["smtp_other_port"] + 2
+    holder.kill()
+    holder.wait()
+    portcullis_lab.wait_for("the held session to be released",
+                            lambda: json.loads(lab.ctl("show", sender).stdout)["limits"]["live"]["concurrent"] == 0,
+                            timeout=10)
+    rc, _, out = lab.swaks(sender, MX_V4, 2525, helo=HOST)
+    assert rc == 0, out
+    lab.ctl("approve", sender, "--hostname", HOST, "--domain", "customer.example")

@@ -144,6 +144,27 @@ TEST(Config, LimitsTimeoutsAndReplies) {
     EXPECT_EQ(error_of(args), "bench_prefill_flows: 300000 is out of range (0-262144)");
 }
 
+TEST(Config, InspectionKeys) {
+    auto r = parse(minimal());
+    ASSERT_EQ(r.status, ConfigResult::Status::Run) << r.message;
+    EXPECT_TRUE(r.config.inspect);
+    EXPECT_EQ(r.config.action_payload, Action::Smtp);
+    EXPECT_FALSE(r.config.rules_dir_given) << "a missing default directory is only a warning";
+    auto args = minimal();
+    args.insert(args.end(), {"--rules_dir", "/srv/rules", "--action_payload", "rst", "--inspect_bytes", "1024"});
+    r = parse(args);
+    ASSERT_EQ(r.status, ConfigResult::Status::Run) << r.message;
+    EXPECT_TRUE(r.config.rules_dir_given);
+    EXPECT_EQ(r.config.action_payload, Action::Rst);
+    EXPECT_EQ(r.config.inspect_bytes, 1024u);
+    args = minimal();
+    args.insert(args.end(), {"--action_payload", "quarantine"});
+    EXPECT_EQ(error_of(args), "action_payload: 'quarantine' is not one of rst, drop, smtp");
+    args = minimal();
+    args.insert(args.end(), {"--inspect_bytes", "10"});
+    EXPECT_EQ(error_of(args), "inspect_bytes: 10 is out of range (64-1048576)");
+}
+
 TEST(Config, ShippedExampleParses) {
     const auto r = parse({"--config", std::string(PORTCULLIS_SOURCE_DIR) + "/configs/portcullis.conf.example"});
     EXPECT_EQ(r.status, ConfigResult::Status::Run) << r.message;

@@ -353,6 +353,8 @@ TEST_F(TrackedWorkers, SessionSayingWhatThePolicyRefusesIsEndedOnBothSides) {
     EXPECT_EQ(r.tcp_flags, tcpflag::ACK);
     EXPECT_EQ(load_be32(back[0].data() + r.l4_off + 8), 1018u);
     EXPECT_EQ(inspector.in_use(), 0u) << "the inspection slot went back to the pool";
+    EXPECT_EQ(sources.view(*parse_addr("198.51.100.10"), Limits{}, 0, 0).concurrent, 0u)
+        << "an ended session no longer counts against its source";
 }
 
 TEST_F(TrackedWorkers, SubmissionPortIsLimitedToo) {
