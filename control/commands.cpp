@@ -338,6 +338,7 @@ json ControlPlane::show(const json& req) const {
         verdict = "refused on blocked ports: not approved";
     json j = {{"addr", to_string(p)}, {"managed", managed}, {"relay", relay}, {"verdict", verdict}};
     if (sources_ && p.len == p.max_len()) j["refusals"] = sources_->of(p.addr);
+    if (sources_ && p.len == p.max_len()) j["seen"] = sources_->seen(p.addr);
     if (managed && p.len == p.max_len()) j["limits"] = live_limits(p.addr, false);
     if (rec) {
         j["record"] = to_json(*rec);
@@ -357,6 +358,17 @@ json ControlPlane::flow_status() const {
         max += t->table().max_flows();
     }
     json j = {{"tracked", tracked}, {"max", max}, {"table_bytes", bytes}};
+    uint64_t inspected = 0, inspect_max = 0, per_flow = 0;
+    for (const auto* i : flows_->inspectors) {
+        if (!i) continue;
+        inspected += i->in_use();
+        inspect_max += i->capacity();
+        per_flow = i->bytes_per_flow();
+    }
+    j["inspected"] = inspected;
+    j["inspected_max"] = inspect_max;
+    j["inspect_bytes_per_flow"] = per_flow;
+    j["rules_stream_bytes"] = rules_ ? rules_->stream_bytes : 0;
     if (flows_->sources) {
         j["sources"] = flows_->sources->in_use();
         j["sources_max"] = flows_->sources->capacity();

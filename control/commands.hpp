@@ -40,6 +40,7 @@ struct DaemonInfo {
 struct FlowView {
     const SourceTable* sources = nullptr;
     std::vector<const FlowTracker*> trackers;
+    std::vector<const Inspector*> inspectors;  // may hold nulls (inspection off)
     Clock clock;
 };
 

@@ -204,7 +204,7 @@ int main(int argc, char** argv) {
         std::vector<std::unique_ptr<Counters>> counters;
         std::vector<WorkerContext> contexts(workers);
         std::vector<const Counters*> counter_view;
-        std::vector<rte_ring*> event_rings;
+        std::vector<rte_ring*> event_rings, observation_rings;
         SourceStats sources;
         // Connection tracking: one flow table per worker, one per-source limit table shared by all.
         const auto unix_us = std::chrono::duration_cast<std::chrono::microseconds>(
@@ -221,6 +221,7 @@ int main(int argc, char** argv) {
                                      cfg.cookie_key.k1 + w + 1};
             inspectors.push_back(cfg.inspect ? std::make_unique<Inspector>(cfg.max_inspected, cfg.inspect_stream_bytes)
                                              : nullptr);
+            flow_view.inspectors.push_back(inspectors.back().get());
             trackers.push_back(std::make_unique<FlowTracker>(cfg.max_flows, flow_key, &limit_table, cfg.timeouts,
                                                              inspectors.back().get(), static_cast<uint16_t>(w)));
             flow_view.trackers.push_back(trackers.back().get());
@@ -237,6 +238,12 @@ int main(int argc, char** argv) {
                                      static_cast<int>(rte_socket_id()), RING_F_SP_ENQ | RING_F_SC_DEQ);
             if (!ring) spdlog::warn("no refusal event ring for worker {}: per-source figures are off", q);
             if (ring) event_rings.push_back(ring);
+            const std::string obs_name = "portcullis_ob" + std::to_string(q);
+            rte_ring* obs =
+                rte_ring_create_elem(obs_name.c_str(), sizeof(ObservationEvent), kEventRingSize,
+                                     static_cast<int>(rte_socket_id()), RING_F_SP_ENQ | RING_F_SC_DEQ);
+            if (obs) observation_rings.push_back(obs);
+            if (inspectors[q]) inspectors[q]->set_observations(obs);
             contexts[q] = WorkerContext{cfg.inside_port,
                                         cfg.outside_port,
                                         static_cast<uint16_t>(q),
@@ -277,6 +284,7 @@ int main(int argc, char** argv) {
         while (!g_stop.load()) {
             server.poll_once(100);
             sources.drain(event_rings, now_s());
+            sources.drain_observations(observation_rings);
             plane.tick(now_s());
             full_warning.check(sum_counters(counter_view), cfg);
             if (cfg.stats_interval && std::chrono::steady_clock::now() >= next_report) {
@@ -292,6 +300,7 @@ int main(int argc, char** argv) {
         for (auto port : {cfg.inside_port, cfg.outside_port}) port_stop(port);
         spdlog::info("final counters:\n{}", stats_table(sum_counters(counter_view)));
         for (auto* ring : event_rings) rte_ring_free(ring);
+        for (auto* ring : observation_rings) rte_ring_free(ring);
         control = nullptr;
     }
     spdlog::shutdown();

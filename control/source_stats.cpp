@@ -46,6 +46,38 @@ void SourceStats::drain(const std::vector<rte_ring*>& rings, int64_t now) {
     }
 }
 
+void SourceStats::drain_observations(const std::vector<rte_ring*>& rings) {
+    ObservationEvent ev[32];
+    auto remember = [](std::vector<std::string>& list, std::string text) {
+        std::erase(list, text);
+        list.insert(list.begin(), std::move(text));
+        if (list.size() > kSeen) list.pop_back();
+    };
+    for (auto* ring : rings) {
+        unsigned n;
+        while ((n = rte_ring_dequeue_burst_elem(ring, ev, sizeof(ObservationEvent), 32, nullptr)) > 0) {
+            for (unsigned i = 0; i < n; ++i) {
+                const u128 k = key(ev[i].source());
+                auto it = seen_.find(k);
+                if (it == seen_.end()) {
+                    if (seen_.size() >= kMaxSources) continue;
+                    it = seen_.emplace(k, Seen{}).first;
+                }
+                std::string text(ev[i].text, std::min<size_t>(ev[i].len, sizeof ev[i].text));
+                for (char& ch : text)
+                    if (ch < 0x20 || ch > 0x7e) ch = '?';  // what a client sent: printable before it is shown
+                remember(ev[i].kind == kObservedEhlo ? it->second.ehlo : it->second.domains, std::move(text));
+            }
+        }
+    }
+}
+
+nlohmann::json SourceStats::seen(const IpAddr& a) const {
+    auto it = seen_.find(key(a));
+    if (it == seen_.end()) return {{"ehlo", nlohmann::json::array()}, {"mail_from_domains", nlohmann::json::array()}};
+    return {{"ehlo", it->second.ehlo}, {"mail_from_domains", it->second.domains}};
+}
+
 nlohmann::json SourceStats::of(const IpAddr& a) const {
     auto it = by_src_.find(key(a));
     if (it == by_src_.end()) return {{"refused", 0}, {"attempts", 0}};

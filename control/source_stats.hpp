@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -24,6 +25,10 @@ class SourceStats {
 
     // Drains every ring; `now` stamps what it reads (unix seconds).
     void drain(const std::vector<rte_ring*>& rings, int64_t now);
+    // Drains the workers' observation rings (ObservationEvent): the EHLO names and MAIL FROM domains seen.
+    void drain_observations(const std::vector<rte_ring*>& rings);
+    // {"ehlo": [...], "mail_from_domains": [...]}, most recent first, for one address.
+    nlohmann::json seen(const IpAddr& a) const;
     // {"refused": N, "attempts": N, "last": T, "last_port": P, "last_reason": R, "by_reason": {R: N}} for one
     // address; reasons are named as reason_name() says.
     nlohmann::json of(const IpAddr& a) const;
@@ -48,6 +53,11 @@ class SourceStats {
     };
     static u128 key(const IpAddr& a) { return a.v6 ? a.v6addr : (u128{0xffff} << 32) | a.v4; }
     std::unordered_map<u128, Entry, Hash> by_src_;
+    struct Seen {
+        std::vector<std::string> ehlo, domains;  // at most kSeen each, most recent first, no repeats
+    };
+    static constexpr size_t kSeen = 5;
+    std::unordered_map<u128, Seen, Hash> seen_;
     uint64_t untracked_ = 0;
 };
 

@@ -42,6 +42,7 @@ namespace portcullis {
     X(flow_table_full, "new SMTP connections refused: the worker's flow table is full")           \
     X(source_table_full, "new SMTP connections refused: no per-source slot free")                 \
     X(inspect_flows, "SMTP sessions whose client commands were read")                            \
+    X(inspect_segments, "client segments read by the inspection")                               \
     X(inspect_ehlo, "EHLO/HELO commands read")                                                   \
     X(inspect_mail_from, "MAIL FROM commands read")                                              \
     X(inspect_ended_starttls, "inspections ended at STARTTLS (the rest is encrypted)")            \

@@ -28,4 +28,21 @@ static_assert(std::is_trivially_default_constructible_v<RefusalEvent>);
 
 inline constexpr unsigned kEventRingSize = 4096;
 
+// What a session said, for the operator's evidence (`portcullisctl show ADDR`: the EHLO names and MAIL FROM domains
+// a source used lately). One per EHLO/HELO or MAIL FROM read, on a per-worker ring like the refusal events.
+struct ObservationEvent {
+    u128 v6addr;
+    uint32_t v4;
+    uint8_t v6;
+    uint8_t kind;  // kObservedEhlo or kObservedMailDomain
+    uint8_t len;   // bytes of text used
+    uint8_t pad;
+    char text[56];  // the name, cut at 56 bytes
+
+    IpAddr source() const { return v6 ? IpAddr::from_v6(v6addr) : IpAddr::from_v4(v4); }
+};
+static_assert(sizeof(ObservationEvent) % 4 == 0);
+static_assert(std::is_trivially_default_constructible_v<ObservationEvent>);
+inline constexpr uint8_t kObservedEhlo = 1, kObservedMailDomain = 2;
+
 }  // namespace portcullis

@@ -57,7 +57,7 @@ TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, c
     update(f, true, p, now, c);
     if (f.ctl & flowctl::kRefused) return {TrackVerdict::Refused, ReplyReason::Payload};
     if (p.payload_len && inspector_ && pol.inspect && f.state != FlowState::Closed)
-        return inspect(f, p, frame, pol, c);
+        return inspect(f, p, frame, pol, now, c);
     return {TrackVerdict::Forward, ReplyReason::Unapproved};
 }
 
@@ -146,7 +146,8 @@ void FlowTracker::release(Flow& f) {
     }
 }
 
-TrackResult FlowTracker::inspect(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol, Counters& c) {
+TrackResult FlowTracker::inspect(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
+                                 Counters& c) {
     const TrackResult pass{TrackVerdict::Forward, ReplyReason::Unapproved};
     const uint8_t* payload = frame + p.payload_off;
     const uint32_t seq = load_be32(frame + p.l4_off + 4);
@@ -168,7 +169,28 @@ TrackResult FlowTracker::inspect(Flow& f, const Parsed& p, const uint8_t* frame,
     ip.allow_literal = pol.ehlo_allow_literal;
     ip.budget = pol.inspect_bytes;
     ip.worker = worker_;
+    ip.source = &p.src;
     const InspectResult r = inspector_->feed(f.inspect, payload, p.payload_len, seq, ip, c);
+    if (r.messages && f.src_slot != SourceTable::kNone) {
+        // A cleartext session's second and later messages count against the daily volume too (its first was
+        // counted with the connection).
+        const Limits& limits = pol.limit_overrides.find(p.src, pol.default_limits);
+        bool over = false;
+        for (uint16_t i = 0; i < r.messages; ++i) over |= !sources_->count_message(f.src_slot, limits.daily, now.day);
+        if (over) {
+            c.add(Ctr::refused_daily);
+            if (!pol.monitor) {
+                inspector_->close(f.inspect);
+                f.inspect = Inspector::kNone;
+                f.ctl |= flowctl::kRefused;
+                f.server_seq = seq;
+                release(f);
+                return {TrackVerdict::RefuseSession, ReplyReason::Daily,
+                        &pol.replies[static_cast<size_t>(ReplyReason::Daily)], pol.action_limit};
+            }
+            c.add(Ctr::monitor_passed);
+        }
+    }
     if (r.kind == InspectResult::Continue) return pass;
     inspector_->close(f.inspect);
     f.inspect = Inspector::kNone;

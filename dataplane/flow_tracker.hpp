@@ -80,7 +80,8 @@ class FlowTracker {
     TrackResult known(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now, Counters& c);
     void forget(Flow& f);  // before an entry is erased
     void release(Flow& f);       // gives back the source's unit and ends inspection
-    TrackResult inspect(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol, Counters& c);
+    TrackResult inspect(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
+                        Counters& c);
     uint32_t timeout_ms(FlowState s) const;
 
     FlowTable table_;

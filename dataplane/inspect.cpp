@@ -5,6 +5,10 @@
 #include <cstring>
 #include <mutex>
 
+#include <rte_ring_elem.h>
+
+#include "dataplane/events.hpp"
+
 namespace portcullis {
 
 namespace {
@@ -43,6 +47,8 @@ struct Inspector::State {
     uint16_t line_len = 0;
     bool overlong = false;
     uint32_t counted = 0;  // rule matches that only count
+    uint16_t mail_froms = 0;
+    uint16_t extra_messages = 0;  // MAIL FROMs after the first, not yet reported
     char line[kMaxLine];
 };
 
@@ -110,6 +116,7 @@ uint32_t Inspector::open(uint32_t seq) {
     s.line_len = 0;
     s.overlong = false;
     s.counted = 0;
+    s.mail_froms = 0;
     ++in_use_;
     return slot;
 }
@@ -131,15 +138,29 @@ void Inspector::close(uint32_t slot) {
     --in_use_;
 }
 
+void Inspector::observe(const InspectPolicy& pol, uint8_t kind, std::string_view text, Counters& c) {
+    if (!observations_ || !pol.source || text.empty()) return;
+    ObservationEvent e;
+    e.v6addr = pol.source->v6addr;
+    e.v4 = pol.source->v4;
+    e.v6 = pol.source->v6;
+    e.kind = kind;
+    e.len = static_cast<uint8_t>(std::min(text.size(), sizeof e.text));
+    e.pad = 0;
+    std::memcpy(e.text, text.data(), e.len);
+    if (rte_ring_enqueue_elem(observations_, &e, sizeof e) != 0) c.add(Ctr::events_lost);
+}
+
 InspectResult Inspector::on_line(State& s, const InspectPolicy& pol, Counters& c) {
     if (s.overlong) return {};  // its content is unknown: skipped (counted when it overflowed)
     std::string_view line(s.line, s.line_len);
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     const CommandLine cl = parse_command(line);
-    if (!pol.builtin && (cl.cmd == SmtpCommand::Helo || cl.cmd == SmtpCommand::MailFrom)) return {};
     switch (cl.cmd) {
         case SmtpCommand::Helo: {
             c.add(Ctr::inspect_ehlo);
+            observe(pol, kObservedEhlo, cl.arg, c);
+            if (!pol.builtin) return {};  // submission: a client's EHLO is not a server's name
             if (is_address_literal(cl.arg)) {
                 if (!pol.allow_literal) return {InspectResult::Violation, &kEhloLiteral, 0};
             } else if (!is_fqdn(cl.arg)) {
@@ -151,6 +172,9 @@ InspectResult Inspector::on_line(State& s, const InspectPolicy& pol, Counters& c
         }
         case SmtpCommand::MailFrom: {
             c.add(Ctr::inspect_mail_from);
+            observe(pol, kObservedMailDomain, cl.arg.empty() ? std::string_view("<>") : domain_of(cl.arg), c);
+            if (s.mail_froms++ > 0) ++s.extra_messages;
+            if (!pol.builtin) return {};
             if (cl.arg.empty() || !pol.names || pol.names->domains.empty()) return {};  // <> always may
             const std::string_view domain = domain_of(cl.arg);
             for (const auto& d : pol.names->domains)
@@ -171,6 +195,7 @@ InspectResult Inspector::on_line(State& s, const InspectPolicy& pol, Counters& c
 InspectResult Inspector::feed(uint32_t slot, const uint8_t* payload, uint32_t len, uint32_t seq,
                               const InspectPolicy& pol, Counters& c) {
     State& s = states_[slot];
+    c.add(Ctr::inspect_segments);
     // The rule set changed (a reload) or this is the first segment: (re)open the stream with the current one.
     if (pol.db != s.db) {
         end(s);
@@ -231,6 +256,8 @@ InspectResult Inspector::feed(uint32_t slot, const uint8_t* payload, uint32_t le
     }
     s.bytes += cut;
     s.next_seq = seq + old + cut;
+    r.messages = s.extra_messages;
+    s.extra_messages = 0;
     if (r.kind == InspectResult::Continue && (take < len || s.bytes >= pol.budget)) {
         c.add(Ctr::inspect_ended_budget);
         r.kind = InspectResult::Ended;

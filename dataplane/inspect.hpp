@@ -13,6 +13,7 @@
 #pragma once
 
 #include <hs/hs.h>
+#include <rte_ring.h>
 
 #include <cstdint>
 #include <memory>
@@ -71,12 +72,14 @@ struct InspectResult {
     enum Kind : uint8_t { Continue, Ended, Violation } kind = Continue;
     const std::string* reply = nullptr;  // Violation: the reply line
     uint32_t rule = 0;                   // Violation by a rule: its id; 0: a built-in check
+    uint16_t messages = 0;               // MAIL FROM commands read here after the session's first
 };
 
 // The policy an inspected flow is held to.
 struct InspectPolicy {
     const InspectDb* db = nullptr;          // may be null: built-in checks only
     const ApprovalNames* names = nullptr;   // the source's approval, when it names hosts or domains
+    const IpAddr* source = nullptr;         // for observation events
     bool builtin = true;                    // the EHLO/MAIL FROM checks apply (direct-to-MX sessions)
     bool allow_literal = false;             // EHLO [address literal] allowed
     uint32_t budget = 4096;                 // client bytes read at most
@@ -94,6 +97,9 @@ class Inspector {
     ~Inspector();
     Inspector(const Inspector&) = delete;
     Inspector& operator=(const Inspector&) = delete;
+
+    // Where EHLO names and MAIL FROM domains read are reported (ObservationEvent elements); may be null.
+    void set_observations(rte_ring* ring) { observations_ = ring; }
 
     // Starts inspecting a flow whose next client byte has sequence number `seq`. kNone when the pool is empty.
     uint32_t open(uint32_t seq);
@@ -113,6 +119,7 @@ class Inspector {
   private:
     InspectResult on_line(State& s, const InspectPolicy& pol, Counters& c);
     void end(State& s);
+    void observe(const InspectPolicy& pol, uint8_t kind, std::string_view text, Counters& c);
 
     std::vector<State> states_;
     std::vector<uint32_t> free_states_;
@@ -120,6 +127,7 @@ class Inspector {
     std::unique_ptr<uint8_t[]> blocks_;
     std::vector<void*> free_blocks_;
     uint32_t in_use_ = 0;
+    rte_ring* observations_ = nullptr;
 };
 
 }  // namespace portcullis

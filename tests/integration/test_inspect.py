@@ -144,3 +144,12 @@ def test_smtp_on_port_2525_is_found_by_its_commands_and_limited(lab):
     rc, _, out = lab.swaks(sender, MX_V4, 2525, helo=HOST)
     assert rc == 0, out
     lab.ctl("approve", sender, "--hostname", HOST, "--domain", "customer.example")
+
+
+def test_show_gives_the_names_and_domains_a_source_used(lab):
+    lab.swaks(RACK_V4["approved"], MX_V4, 25, helo=HOST, mail_from="billing@customer.example")
+    seen = json.loads(lab.ctl("show", RACK_V4["approved"]).stdout)["seen"]
+    assert seen["ehlo"][0] == HOST and "other.customer.example" in seen["ehlo"]
+    assert seen["mail_from_domains"][0] == "customer.example" and "elsewhere.example" in seen["mail_from_domains"]
+    human = lab.ctl("show", RACK_V4["approved"], json_out=False).stdout
+    assert "EHLO names seen:" in human and HOST in human

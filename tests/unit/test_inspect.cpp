@@ -11,6 +11,7 @@
 #include "dataplane/inspect.hpp"
 
 using namespace portcullis;
+using namespace std::string_literals;
 
 namespace {
 
@@ -117,9 +118,9 @@ TEST_F(Inspect, PipelinedCommandsAreReadInOrder) {
 TEST_F(Inspect, BareLfAndNulBytes) {
     EXPECT_EQ(same_every_way("EHLO localhost\n").kind, InspectResult::Violation);
     EXPECT_EQ(same_every_way("NOOP\n\nEHLO mail.customer.example\nDATA\n").kind, InspectResult::Ended);
-    EXPECT_EQ(same_every_way(std::string("EHLO mail.cust\0omer.example\r\n", 31)).kind, InspectResult::Violation)
+    EXPECT_EQ(same_every_way("EHLO mail.cust\0omer.example\r\n"s).kind, InspectResult::Violation)
         << "a NUL inside the name";
-    EXPECT_EQ(same_every_way(std::string("NOOP \0\0\r\nEHLO mail.customer.example\r\nDATA\r\n", 43)).kind,
+    EXPECT_EQ(same_every_way("NOOP \0\0\r\nEHLO mail.customer.example\r\nDATA\r\n"s).kind,
               InspectResult::Ended);
 }
 

@@ -357,6 +357,33 @@ TEST_F(TrackedWorkers, SessionSayingWhatThePolicyRefusesIsEndedOnBothSides) {
         << "an ended session no longer counts against its source";
 }
 
+TEST_F(TrackedWorkers, EveryMessageOfACleartextSessionCountsAgainstTheDailyVolume) {
+    Inspector inspector(16, 2048);
+    FlowTracker tracker(64, CookieKey{1, 2}, &sources, FlowTimeouts{}, &inspector, 0);
+    ctx.flows = &tracker;
+    pol->default_limits = {0, 0, 2};  // two messages a day
+    pol->replies[static_cast<size_t>(ReplyReason::Daily)] = "421 4.7.0 daily";
+    outbound({build_frame(approved_syn(3001))}, *pol);  // the connection: the first message
+    FrameSpec s = approved_syn(3001);
+    s.flags = tcpflag::ACK | tcpflag::PSH;
+    s.seq = 1001;
+    s.ack = 9000;
+    s.payload = "EHLO mail.customer.example\r\nMAIL FROM:<a@customer.example>\r\nRSET\r\n"
+                "MAIL FROM:<b@customer.example>\r\n";
+    outbound({build_frame(s)}, *pol);  // the second MAIL FROM: the second message
+    EXPECT_EQ(outside->drain().size(), 2u);
+    s.seq += static_cast<uint32_t>(s.payload.size());
+    s.payload = "RSET\r\nMAIL FROM:<c@customer.example>\r\n";  // the third: over
+    outbound({build_frame(s)}, *pol);
+    EXPECT_EQ(counters.get(Ctr::refused_daily), 1u);
+    const auto back = inside->drain();
+    ASSERT_EQ(back.size(), 1u);
+    const auto r = parse_frame(back[0].data(), static_cast<uint32_t>(back[0].size()));
+    EXPECT_EQ(std::string(back[0].begin() + r.payload_off, back[0].end()), "421 4.7.0 daily\r\n");
+    EXPECT_EQ(outside->drain().size(), 1u) << "the server's RST";
+    EXPECT_EQ(sources.view(*parse_addr("198.51.100.10"), Limits{}, 0, 0).daily, 3u);
+}
+
 TEST_F(TrackedWorkers, SubmissionPortIsLimitedToo) {
     pol->default_limits = {1, 0, 0};
     pol->action_limit = Action::Rst;

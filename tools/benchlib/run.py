@@ -117,7 +117,7 @@ def ctl(build, prefix, *args):
     return json.loads(res.stdout)
 
 
-def run_gateway(build, prefix, pcap, huge, seconds, extra=(), status=None):
+def run_gateway(build, prefix, pcap, huge, seconds, extra=(), status=None, stats=None):
     shutil.rmtree(WORK / f"{prefix}-state", ignore_errors=True)
     log = WORK / f"{prefix}.log"
     proc = start(gateway_cmd(build, prefix, pcap, huge, extra), log)
@@ -126,6 +126,8 @@ def run_gateway(build, prefix, pcap, huge, seconds, extra=(), status=None):
         st = ctl(build, prefix, "status")
         if status is not None:
             status.update(st)
+        if stats is not None:
+            stats.update(ctl(build, prefix, "stats")["counters"])
         tsc = st["tsc_hz"]
     finally:
         stop(proc)
@@ -248,6 +250,26 @@ def flow_bench(build, pcap, args):
           f"source ({flows['source_table_bytes'] / 2**20:.0f} MiB for {flows['sources_max']:,} sources)")
 
 
+def inspect_bench(build, pcap, args):
+    """The IMIX mix (its SMTP sessions' commands are read) with inspection on and off: what reading costs."""
+    on, off, status, stats = [], [], {}, {}
+    for _ in range(args.reps):
+        g, tsc = run_gateway(build, "benchgw", pcap, args.hugepages, args.seconds, (), status, stats)
+        on.append(g)
+        g, _ = run_gateway(build, "benchgw", pcap, args.hugepages, args.seconds, ["--inspect", "false"])
+        off.append(g)
+    m_on, m_off = statistics.median(on), statistics.median(off)
+    c_on, c_off = tsc / (m_on * 1e6), tsc / (m_off * 1e6)
+    share = stats["inspect_segments"] / stats["rx_inside"]
+    flows = status["flows"]
+    print(f"\ninspection (imix): gateway Mpps with inspection {m_on:.2f}, without {m_off:.2f} ({m_on / m_off:.2f}); "
+          f"{share * 100:.1f}% of frames are read")
+    print(f"  cycles per inspected segment: {(c_on - c_off) / share:.0f} "
+          f"(({c_on:.0f} - {c_off:.0f} cycles/pkt) / {share:.3f})")
+    print(f"  state per inspected session: {flows['inspect_bytes_per_flow']} bytes (line assembler + a "
+          f"Hyperscan stream block); the shipped rules' stream state is {flows['rules_stream_bytes']} bytes")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=str(REPO / "build"))
@@ -282,6 +304,7 @@ def main():
         print(f"{mix:<12}{statistics.median(gw):>14.2f}{statistics.median(ref):>14.2f}"
               f"{statistics.median(ratio):>8.2f}{statistics.median(cyc):>12.0f}", flush=True)
     flow_bench(build, mixes["nonsmtp64"], args)
+    inspect_bench(build, mixes["imix"], args)
     if args.skip_control:
         return 0
     c = control_bench(build, mixes["imix"], args.hugepages, args.seconds)

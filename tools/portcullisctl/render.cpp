@@ -113,6 +113,16 @@ std::string render_show(const json& reply) {
         if (!reasons.empty()) text += "; by reason: " + reasons;
         rows.push_back({"refusals:", text});
     }
+    if (reply.contains("seen")) {
+        auto list = [&](const char* key) {
+            std::string t;
+            for (const auto& v : reply["seen"].value(key, json::array()))
+                t += (t.empty() ? "" : ", ") + v.get<std::string>();
+            return t.empty() ? std::string("-") : t;
+        };
+        rows.push_back({"EHLO names seen:", list("ehlo")});
+        rows.push_back({"MAIL FROM domains seen:", list("mail_from_domains")});
+    }
     if (reply.contains("limits")) {
         const json& l = reply["limits"];
         const json live = l.value("live", json::object());
