@@ -123,7 +123,7 @@ po::options_description make_description() {
             "client bytes read at most per session")
         ("max_inspected", po::value<unsigned>()->default_value(16384),
             "sessions read at once per worker; more are tracked and limited, not read")
-        ("inspect_stream_bytes", po::value<unsigned>()->default_value(2048),
+        ("inspect_stream_bytes", po::value<unsigned>()->default_value(512),
             "Hyperscan stream state each read session may use; a rule set needing more is refused")
         ("bench_prefill_flows", po::value<unsigned>()->default_value(0),
             "benchmarks only (tools/bench): fill each worker's flow table with this many synthetic flows at start")

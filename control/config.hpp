@@ -39,7 +39,7 @@ struct Config {
     OtherPorts smtp_other_ports = OtherPorts::Limit;
     uint32_t inspect_bytes = 4096;
     uint32_t max_inspected = 16384;          // sessions read at once, per worker
-    uint32_t inspect_stream_bytes = 2048;    // Hyperscan stream state per inspected session
+    uint32_t inspect_stream_bytes = 512;     // Hyperscan stream state per inspected session
     CookieKey cookie_key;          // not an option: drawn at random by the daemon at start
     bool monitor = false;  // the default; portcullisctl monitor on|off changes it live (and it is stored)
     unsigned stats_interval = 10;  // seconds between counter log lines; 0 turns them off

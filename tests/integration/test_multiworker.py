@@ -52,3 +52,28 @@ def test_two_workers_give_the_same_verdicts_as_one(env):
     rst_two = sorted(read_pcap(w / "two-in0.pcap") + read_pcap(w / "two-in1.pcap"))
     assert len(rst_one) == one["rst_sent"] > 0
     assert rst_one == rst_two
+
+
+def test_per_source_limits_hold_across_workers(env):
+    """Twenty connection attempts from one approved source, ten on each worker's queue, nobody answering: ten are
+    let through in all (the shared per-source table), whichever worker saw them, and the other ten get the 421
+    conversation's SYN-ACK from the gateway."""
+    from scapy.all import IP, TCP, Ether
+
+    w = env.workdir
+    syns = [bytes(Ether(src="02:00:00:00:0f:01", dst="02:00:00:00:0f:02") / IP(src="198.51.100.10", dst="203.0.113.25")
+                  / TCP(sport=42000 + i, dport=25, flags="S", seq=1000 + i)) for i in range(20)]
+    mix.write_pcap(w / "lim-q0.pcap", syns[0::2])
+    mix.write_pcap(w / "lim-q1.pcap", syns[1::2])
+    mix.write_pcap(w / "empty.pcap", [])
+    conf = w / "limits.conf"
+    conf.write_text((env.repo / "configs" / "bench.conf").read_text().replace("max_concurrent = 0",
+                                                                               "max_concurrent = 10"))
+    c = run_pcap_daemon(env, "lim", conf, "0@0,1@1,2@1", [w / "lim-q0.pcap", w / "lim-q1.pcap"],
+                        [w / "lim-in0.pcap", w / "lim-in1.pcap"], [w / "empty.pcap", w / "empty.pcap"],
+                        [w / "lim-out0.pcap", w / "lim-out1.pcap"], len(syns))
+    out = read_pcap(w / "lim-out0.pcap") + read_pcap(w / "lim-out1.pcap")
+    back = read_pcap(w / "lim-in0.pcap") + read_pcap(w / "lim-in1.pcap")
+    assert len(out) == 10 and c["flows_opened"] == 10
+    assert c["refused_concurrency"] == 10 and c["smtp_synack_sent"] == 10
+    assert len(back) == 10
