@@ -2,6 +2,8 @@
 // tables (IPv6); approvals flattened most-specific-wins.
 #include "control/policy_builder.hpp"
 
+#include <optional>
+
 #include "control/prefix_flatten.hpp"
 
 namespace portcullis {
@@ -20,50 +22,45 @@ void add_prefixes(::Roaring& v4, Prefix6Set& v6, const std::vector<Prefix>& list
     v6.seal();
 }
 
-// Per-approval limits: the innermost record covering an address decides, its zero fields taking the
-// defaults. Only records with an override of their own produce ranges; other addresses use the defaults.
-void build_limit_overrides(Policy& pol, const std::map<Prefix, Approval, PrefixLess>& records) {
-    std::vector<Limits> values;
+// A per-address map of what approvals say: `value_of(approval)` is the record's own value, or nullopt when it says
+// nothing (then the address takes the defaults). The innermost record covering an address decides, even when it
+// says nothing.
+template <class T, class F>
+void build_approval_map(AddrMap<T>& out, const std::map<Prefix, Approval, PrefixLess>& records, F value_of) {
+    std::vector<T> values;
     std::vector<PrefixSpan> spans[2];
     for (const auto& [p, a] : records) {
-        const bool own = a.max_concurrent || a.rate_per_min || a.daily;
-        if (own) {
-            values.push_back({a.max_concurrent ? a.max_concurrent : pol.default_limits.concurrent,
-                              a.rate_per_min ? a.rate_per_min : pol.default_limits.rate_per_min,
-                              a.daily ? a.daily : pol.default_limits.daily});
-        }
-        const uint32_t tag = own ? static_cast<uint32_t>(values.size() - 1) : 0;
+        std::optional<T> v = value_of(a);
+        if (v) values.push_back(std::move(*v));
+        const uint32_t tag = v ? static_cast<uint32_t>(values.size() - 1) : 0;
         if (p.addr.v6)
-            spans[1].push_back({p.first6(), p.last6(), own, tag});
+            spans[1].push_back({p.first6(), p.last6(), v.has_value(), tag});
         else
-            spans[0].push_back({p.first4(), p.last4(), own, tag});
+            spans[0].push_back({p.first4(), p.last4(), v.has_value(), tag});
     }
     for (int v6 = 0; v6 < 2; ++v6) {
-        std::vector<LimitMap::Range> ranges;
+        std::vector<typename AddrMap<T>::Range> ranges;
         for (const auto& r : flatten_innermost(spans[v6])) ranges.push_back({r.first, r.last, values[r.tag]});
-        pol.limit_overrides.assign(v6 == 1, std::move(ranges));
+        out.assign(v6 == 1, std::move(ranges));
     }
 }
 
-// The host names and sending domains approvals name: the innermost record covering an address decides, and
-// one that names none means no restriction beyond the general checks.
+// Per-approval limits, their unset fields taking the defaults.
+void build_limit_overrides(Policy& pol, const std::map<Prefix, Approval, PrefixLess>& records) {
+    const Limits d = pol.default_limits;
+    build_approval_map(pol.limit_overrides, records, [&](const Approval& a) -> std::optional<Limits> {
+        if (!a.max_concurrent && !a.rate_per_min && !a.daily) return std::nullopt;
+        return Limits{a.max_concurrent ? a.max_concurrent : d.concurrent,
+                      a.rate_per_min ? a.rate_per_min : d.rate_per_min, a.daily ? a.daily : d.daily};
+    });
+}
+
+// The host names and sending domains approvals name; one that names none: the general checks only.
 void build_names(Policy& pol, const std::map<Prefix, Approval, PrefixLess>& records) {
-    std::vector<ApprovalNames> values;
-    std::vector<PrefixSpan> spans[2];
-    for (const auto& [p, a] : records) {
-        const bool own = !a.hostname.empty() || !a.domains.empty();
-        if (own) values.push_back({a.hostname, a.domains});
-        const uint32_t tag = own ? static_cast<uint32_t>(values.size() - 1) : 0;
-        if (p.addr.v6)
-            spans[1].push_back({p.first6(), p.last6(), own, tag});
-        else
-            spans[0].push_back({p.first4(), p.last4(), own, tag});
-    }
-    for (int v6 = 0; v6 < 2; ++v6) {
-        std::vector<AddrMap<ApprovalNames>::Range> ranges;
-        for (const auto& r : flatten_innermost(spans[v6])) ranges.push_back({r.first, r.last, values[r.tag]});
-        pol.names.assign(v6 == 1, std::move(ranges));
-    }
+    build_approval_map(pol.names, records, [](const Approval& a) -> std::optional<ApprovalNames> {
+        if (a.hostname.empty() && a.domains.empty()) return std::nullopt;
+        return ApprovalNames{a.hostname, a.domains};
+    });
 }
 
 }  // namespace

@@ -253,40 +253,33 @@ void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pk
         rte_mbuf* m = pkts[i];
         const Parsed p = parse_frame(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m));
         const Decision d = classify_outbound(p, pol);
+        const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
         if (d.verdict == Verdict::Forward) [[likely]] {
             if (d.reason != Ctr::fwd_outbound) c.add(d.reason);
-            if (p.kind == L3Kind::Tcp && ctx.flows &&
-                ctx.flows->other_port(p, rte_pktmbuf_mtod(m, const uint8_t*))) [[unlikely]] {
-                bool reported = false;
-                rte_mbuf* extra = nullptr;
-                const Dest dest = track_other(ctx, pol, m, p, now, &events[ne], &reported, &extra, c);
-                ne += reported;
-                if (extra) fwd[nf++] = extra;
-                if (dest == Dest::Back)
-                    back[nb++] = m;
-                else if (dest == Dest::Drop)
-                    drop[nd++] = m;
-                else
-                    fwd[nf++] = m;
+            // Not an SMTP port: done, unless the segment opens or continues SMTP found on another port.
+            if (p.kind != L3Kind::Tcp || !ctx.flows || !ctx.flows->other_port(p, frame)) [[likely]] {
+                fwd[nf++] = m;
                 continue;
             }
-            fwd[nf++] = m;
-            continue;
+        } else {
+            c.add(d.reason);
         }
-        c.add(d.reason);
         Dest dest = Dest::Drop;  // malformed: counted, dropped
-        if (d.verdict == Verdict::Track) {
-            bool reported = false;
-            rte_mbuf* extra = nullptr;
+        bool reported = false;
+        rte_mbuf* extra = nullptr;
+        if (d.verdict == Verdict::Forward) {
+            dest = track_other(ctx, pol, m, p, now, &events[ne], &reported, &extra, c);
+        } else if (d.verdict == Verdict::Track) {
             dest = ctx.flows ? track(ctx, pol, m, p, d.reason == Ctr::pass_relay, now, &events[ne], &reported,
                                      &extra, c)
                              : Dest::Fwd;
-            ne += reported;
-            if (extra) fwd[nf++] = extra;
         } else if (d.reason == Ctr::refused_unapproved) {
             const Action action = d.verdict == Verdict::Drop ? Action::Drop : pol.action_unapproved;
-            dest = refuse(pol, m, p, now, action, ReplyReason::Unapproved, &events[ne++], c);
+            dest = refuse(pol, m, p, now, action, ReplyReason::Unapproved, &events[ne], c);
+            reported = true;
         }
+        ne += reported;
+        if (extra) fwd[nf++] = extra;
         if (dest == Dest::Fwd)
             fwd[nf++] = m;
         else if (dest == Dest::Back)
