@@ -28,14 +28,18 @@ STEPS = [
 ]
 
 
+HOST = "mail.customer.example"  # the host name the demo's approval names; its servers say it in EHLO
+
+
 def say(text=""):
     print(text, flush=True)
 
 
 LIVE = [
     # (what the operator does, portcullisctl arguments, then the same swaks: expect delivered?)
-    ("the provider approves the unapproved server, live",
-     ["approve", RACK_V4["unapproved"], "--hostname", "mail.customer.example", "--ticket", "T-1042"], True),
+    ("the provider approves the unapproved server, live, for its host name and domain",
+     ["approve", RACK_V4["unapproved"], "--hostname", HOST, "--domain", "customer.example", "--ticket", "T-1042"],
+     True),
     ("the customer switches port 25 off from a dashboard", ["suspend", RACK_V4["unapproved"]], False),
     ("and back on", ["resume", RACK_V4["unapproved"]], True),
     ("abuse complaints: the provider revokes it for good",
@@ -48,7 +52,7 @@ def run_live(lab):
     src = RACK_V4["unapproved"]
     for i, (what, args, expect) in enumerate(LIVE, len(STEPS) + 1):
         lab.ctl(*args, json_out=False)
-        rc, secs, out = lab.swaks(src, MX_V4, 25, timeout=10)
+        rc, secs, out = lab.swaks(src, MX_V4, 25, timeout=10, helo=HOST)
         good = (rc == 0) == expect
         ok &= good
         result = f"delivered ({secs:.2f}s)" if rc == 0 else f"refused ({secs:.2f}s)"
@@ -63,6 +67,33 @@ def run_live(lab):
     say(f"\n   what the operator sees: portcullisctl show {src}")
     for line in lab.ctl("show", src, json_out=False).stdout.splitlines()[:6]:
         say(f"     {line}")
+    return ok
+
+
+INSPECT = [
+    # (what happens, swaks keyword arguments, expect delivered?, what the client must read)
+    ("the approved server says EHLO localhost", {"helo": "localhost"}, False, "550 5.7.1 EHLO localhost"),
+    ("it sends for a domain its approval does not name", {"mail_from": "news@elsewhere.example"}, False,
+     "550 5.7.1 Sender domain is not approved"),
+    ("the same, after STARTTLS: encrypted, so not read", {"mail_from": "news@elsewhere.example", "extra": ["-tls"]},
+     True, ""),
+]
+
+
+def run_inspection(lab, first):
+    """What the gateway reads in a session, and what the client reads back."""
+    ok = True
+    src = RACK_V4["approved"]
+    lab.ctl("approve", src, "--domain", "customer.example", "--ticket", "T-7", json_out=False)
+    say(f"     (portcullisctl approve {src} --domain customer.example)")
+    for i, (what, kw, expect, text) in enumerate(INSPECT, first):
+        rc, secs, out = lab.swaks(src, MX_V4, 25, timeout=10, **kw)
+        reply = next((line.strip("<* ").strip() for line in out.splitlines() if line.startswith("<** 5")), "")
+        good = (rc == 0) == expect and (text in reply if text else True)
+        ok &= good
+        mark = f"{GREEN}ok{RESET}" if good else f"{RED}UNEXPECTED{RESET}"
+        result = f"delivered ({secs:.2f}s)" if rc == 0 else f"{reply or 'refused'} ({secs:.2f}s)"
+        say(f" {i:2}. {what}\n     {src} -> {MX_V4}:25: {result}  [{mark}]")
     return ok
 
 
@@ -147,8 +178,8 @@ def main():
         say(f"{BOLD}== Building the lab{RESET}: namespaces {lab.ns_rack} (customer rack), {lab.ns_gw} (portcullis), "
             f"{lab.ns_net} (the internet)")
         lab.create()
-        lab.start_mx()
-        say(f"   SMTP server (aiosmtpd) in {lab.ns_net}: {MX_V4} / {MX_V6} on ports 25, 587 and 2525; "
+        lab.start_mx(tls=True)
+        say(f"   SMTP server (aiosmtpd, with STARTTLS) in {lab.ns_net}: {MX_V4} / {MX_V6} on ports 25, 587 and 2525; "
             f"smarthost {RELAY_V4} / {RELAY_V6}")
         lab.start_gateway()
         say(f"   portcullis is forwarding between the rack and the internet (policy: configs/lab.conf, "
@@ -159,10 +190,12 @@ def main():
         ok = run_steps(lab)
         say(f"\n{BOLD}== Approvals on the running gateway{RESET} (portcullisctl, no restart)")
         ok &= run_live(lab)
+        say(f"\n{BOLD}== What a session says{RESET}: EHLO and MAIL FROM held to the approval, until STARTTLS")
+        ok &= run_inspection(lab, len(STEPS) + len(LIVE) + 2)
         say(f"\n{BOLD}== Per-source limits{RESET}: refusals the customer's MTA understands")
-        ok &= run_limits(lab, len(STEPS) + len(LIVE) + 2)
+        ok &= run_limits(lab, len(STEPS) + len(LIVE) + len(INSPECT) + 2)
         got = len(lab.delivered())
-        want = sum(1 for s in STEPS if s[4]) + sum(1 for s in LIVE if s[2]) + 1
+        want = sum(1 for s in STEPS if s[4]) + sum(1 for s in LIVE if s[2]) + sum(1 for s in INSPECT if s[2]) + 1
         say(f"\n   the SMTP server accepted {got} message(s); {want} were expected")
         ok &= got == want
         if args.once:
