@@ -21,8 +21,9 @@ const std::string kMailFromDomain = "550 5.7.1 Sender domain is not approved for
 
 // Hyperscan's stream state comes from the worker's own pool: the allocator Hyperscan calls in hs_open_stream
 // pops a block of the Inspector active on this thread. No heap on the packet path.
-thread_local std::vector<void*>* t_free = nullptr;
-thread_local size_t t_block = 0;
+// initial-exec: this library is linked into executables only, so no __tls_get_addr call on the packet path.
+[[gnu::tls_model("initial-exec")]] thread_local std::vector<void*>* t_free = nullptr;
+[[gnu::tls_model("initial-exec")]] thread_local size_t t_block = 0;
 
 void* pool_alloc(size_t n) {
     if (!t_free || n > t_block || t_free->empty()) return nullptr;
