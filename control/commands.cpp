@@ -508,7 +508,8 @@ json ControlPlane::limits(const json& req, const Peer& peer) {
     const Limits after = effective_default_limits(cfg_, &store_);
     audit_.record(peer, "limits", req, as_json(before), as_json(after), "ok");
     publish_change();
-    return ok({{"defaults", as_json(after)}, {"configured", as_json(cfg_.default_limits)}, {"_changed", true}});
+    return ok(
+        {{"defaults", as_json(after)}, {"configured", as_json(cfg_.default_limits)}, {"_changed", true}});
 }
 
 json ControlPlane::rules(const json& req, const Peer& peer) {

@@ -23,9 +23,9 @@ struct Config {
     std::vector<uint16_t> open_ports;
     Action action_unapproved = Action::Rst;
     Action action_limit = Action::Smtp;
-    ReplyLines replies;      // the SMTP reply line per ReplyReason, for action smtp
-    Limits default_limits;   // per managed source; an approval's own values win
-    Limits relay_limits;     // connections to relay hosts
+    ReplyLines replies;             // the SMTP reply line per ReplyReason, for action smtp
+    Limits default_limits;          // per managed source; an approval's own values win
+    Limits relay_limits;            // connections to relay hosts
     uint32_t max_flows = 262144;    // tracked SMTP connections per worker
     uint32_t max_sources = 262144;  // sources with limit state, shared by the workers
     FlowTimeouts timeouts;
@@ -38,9 +38,9 @@ struct Config {
     bool ehlo_allow_literal = false;
     OtherPorts smtp_other_ports = OtherPorts::Limit;
     uint32_t inspect_bytes = 4096;
-    uint32_t max_inspected = 16384;          // sessions read at once, per worker
-    uint32_t inspect_stream_bytes = 512;     // Hyperscan stream state per inspected session
-    CookieKey cookie_key;          // not an option: drawn at random by the daemon at start
+    uint32_t max_inspected = 16384;       // sessions read at once, per worker
+    uint32_t inspect_stream_bytes = 512;  // Hyperscan stream state per inspected session
+    CookieKey cookie_key;                 // not an option: drawn at random by the daemon at start
     bool monitor = false;  // the default; portcullisctl monitor on|off changes it live (and it is stored)
     unsigned stats_interval = 10;  // seconds between counter log lines; 0 turns them off
     std::string log_level = "info";

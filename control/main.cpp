@@ -86,13 +86,15 @@ class FullTableWarning {
         const uint64_t flows = t[static_cast<size_t>(Ctr::flow_table_full)];
         const uint64_t srcs = t[static_cast<size_t>(Ctr::source_table_full)];
         if (flows > flows_)
-            spdlog::warn("{} new SMTP connection(s) refused in the last 10 s: flow table full (max_flows = {} "
-                         "per worker); raise max_flows or lower flow_timeout_half_open",
-                         flows - flows_, cfg.max_flows);
+            spdlog::warn(
+                "{} new SMTP connection(s) refused in the last 10 s: flow table full (max_flows = {} "
+                "per worker); raise max_flows or lower flow_timeout_half_open",
+                flows - flows_, cfg.max_flows);
         if (srcs > srcs_)
-            spdlog::warn("{} new SMTP connection(s) refused in the last 10 s: no per-source slot free "
-                         "(max_sources = {}); raise max_sources",
-                         srcs - srcs_, cfg.max_sources);
+            spdlog::warn(
+                "{} new SMTP connection(s) refused in the last 10 s: no per-source slot free "
+                "(max_sources = {}); raise max_sources",
+                srcs - srcs_, cfg.max_sources);
         flows_ = flows;
         srcs_ = srcs;
     }
@@ -172,7 +174,8 @@ int main(int argc, char** argv) {
     if (workers == 0) return fail("no worker lcore: give the EAL at least two lcores (e.g. -l 0-1)");
     std::shared_ptr<const InspectDb> rules;
     if (cfg.inspect && !cfg.rules_dir_given && !std::filesystem::is_directory(cfg.rules_dir)) {
-        spdlog::warn("no rules directory {}: SMTP sessions are held to the built-in checks only", cfg.rules_dir);
+        spdlog::warn("no rules directory {}: SMTP sessions are held to the built-in checks only",
+                     cfg.rules_dir);
         rules = compile_rules({}, workers, cfg.inspect_stream_bytes).db;
     } else if (cfg.inspect) {
         auto loaded = load_rules(cfg.rules_dir, workers, cfg.inspect_stream_bytes);
@@ -219,11 +222,13 @@ int main(int argc, char** argv) {
         for (unsigned w = 0; w < workers; ++w) {
             const CookieKey flow_key{cfg.cookie_key.k0 ^ (0x9e3779b97f4a7c15ull * (w + 1)),
                                      cfg.cookie_key.k1 + w + 1};
-            inspectors.push_back(cfg.inspect ? std::make_unique<Inspector>(cfg.max_inspected, cfg.inspect_stream_bytes)
-                                             : nullptr);
+            inspectors.push_back(
+                cfg.inspect ? std::make_unique<Inspector>(cfg.max_inspected, cfg.inspect_stream_bytes)
+                            : nullptr);
             flow_view.inspectors.push_back(inspectors.back().get());
-            trackers.push_back(std::make_unique<FlowTracker>(cfg.max_flows, flow_key, &limit_table, cfg.timeouts,
-                                                             inspectors.back().get(), static_cast<uint16_t>(w)));
+            trackers.push_back(std::make_unique<FlowTracker>(cfg.max_flows, flow_key, &limit_table,
+                                                             cfg.timeouts, inspectors.back().get(),
+                                                             static_cast<uint16_t>(w)));
             flow_view.trackers.push_back(trackers.back().get());
             if (cfg.bench_prefill_flows)
                 trackers.back()->prefill(cfg.bench_prefill_flows, flow_view.clock.at(rte_rdtsc()));
@@ -244,16 +249,10 @@ int main(int argc, char** argv) {
                                      static_cast<int>(rte_socket_id()), RING_F_SP_ENQ | RING_F_SC_DEQ);
             if (obs) observation_rings.push_back(obs);
             if (inspectors[q]) inspectors[q]->set_observations(obs);
-            contexts[q] = WorkerContext{cfg.inside_port,
-                                        cfg.outside_port,
-                                        static_cast<uint16_t>(q),
-                                        &publisher.current(),
-                                        &g_stop,
-                                        counters.back().get(),
-                                        publisher.qsbr(),
-                                        ring,
-                                        flow_view.clock,
-                                        trackers[q].get()};
+            contexts[q] = WorkerContext{
+                cfg.inside_port, cfg.outside_port,      static_cast<uint16_t>(q), &publisher.current(),
+                &g_stop,         counters.back().get(), publisher.qsbr(),         ring,
+                flow_view.clock, trackers[q].get()};
             publisher.register_worker(q);
             rte_eal_remote_launch(worker_main, &contexts[q], lcore);
             ++q;

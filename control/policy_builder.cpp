@@ -22,9 +22,9 @@ void add_prefixes(::Roaring& v4, Prefix6Set& v6, const std::vector<Prefix>& list
     v6.seal();
 }
 
-// A per-address map of what approvals say: `value_of(approval)` is the record's own value, or nullopt when it says
-// nothing (then the address takes the defaults). The innermost record covering an address decides, even when it
-// says nothing.
+// A per-address map of what approvals say: `value_of(approval)` is the record's own value, or nullopt when it
+// says nothing (then the address takes the defaults). The innermost record covering an address decides, even
+// when it says nothing.
 template <class T, class F>
 void build_approval_map(AddrMap<T>& out, const std::map<Prefix, Approval, PrefixLess>& records, F value_of) {
     std::vector<T> values;

@@ -21,8 +21,8 @@ struct BuiltPolicy {
     int64_t next_expiry = 0;  // the earliest future expiry of a granting record (0: none): rebuild then
 };
 
-// store may be null (configuration only). now: unix seconds, for expiries. rules: the operator's compiled rules
-// (may be null).
+// store may be null (configuration only). now: unix seconds, for expiries. rules: the operator's compiled
+// rules (may be null).
 BuiltPolicy build_policy(const Config& cfg, const ApprovalStore* store, int64_t now,
                          std::shared_ptr<const InspectDb> rules = nullptr);
 

@@ -37,7 +37,8 @@ std::string port_start(uint16_t port, uint16_t queues, uint16_t rx_desc, uint16_
     rte_eth_conf conf{};
     // Several queues: RSS with a symmetric key (0x6d5a repeated makes the Toeplitz hash of a 4-tuple equal to
     // that of its reverse), the same on both ports, so that both directions of a connection reach the same
-    // worker and its flow table. Devices without RSS (net_ring, net_af_packet's fanout) spread by their own rule.
+    // worker and its flow table. Devices without RSS (net_ring, net_af_packet's fanout) spread by their own
+    // rule.
     static uint8_t symmetric_key[52];
     for (size_t i = 0; i < sizeof symmetric_key; i += 2) {
         symmetric_key[i] = 0x6d;

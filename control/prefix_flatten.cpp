@@ -7,7 +7,8 @@ std::vector<AddrRange> flatten_innermost(const std::vector<PrefixSpan>& spans) {
     std::vector<AddrRange> out;
     auto emit = [&](u128 a, u128 b, const PrefixSpan& s) {
         if (!s.granted || a > b) return;
-        if (!out.empty() && out.back().tag == s.tag && out.back().last != ~u128{0} && out.back().last + 1 == a)
+        if (!out.empty() && out.back().tag == s.tag && out.back().last != ~u128{0} &&
+            out.back().last + 1 == a)
             out.back().last = b;
         else
             out.push_back({a, b, s.tag});

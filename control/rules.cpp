@@ -29,7 +29,8 @@ std::string next_token(std::string_view& s) {
 // One rule line; returns the reason it is wrong, or "".
 std::string parse_rule(std::string_view line, RuleLine& out) {
     const std::string id = next_token(line);
-    if (id.empty() || id.size() > 9 || !std::all_of(id.begin(), id.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    if (id.empty() || id.size() > 9 ||
+        !std::all_of(id.begin(), id.end(), [](char c) { return c >= '0' && c <= '9'; }))
         return "the rule id must be a number (1-999999999), got '" + id + "'";
     out.rule.id = static_cast<uint32_t>(std::stoul(id));
     if (out.rule.id == 0) return "the rule id must not be 0";
@@ -75,7 +76,8 @@ std::string parse_rule(std::string_view line, RuleLine& out) {
             return "the message must be in double quotes, at the end of the line";
         message = std::string(line.substr(1, line.size() - 2));
         if (message.empty() || message.size() > 300 ||
-            !std::all_of(message.begin(), message.end(), [](char c) { return c >= 0x20 && c < 0x7f && c != '"'; }))
+            !std::all_of(message.begin(), message.end(),
+                         [](char c) { return c >= 0x20 && c < 0x7f && c != '"'; }))
             return "the message must be 1-300 printable ASCII characters without quotes";
     }
     out.rule.reply = "550 5.7.1 " + message;
@@ -85,8 +87,9 @@ std::string parse_rule(std::string_view line, RuleLine& out) {
 }  // namespace
 
 std::string rule_expression(RuleTarget target, const std::string& pattern) {
-    // The target's prefix anchors the pattern; a leading ^ of the pattern's own is the same anchor. `$` (outside
-    // a class, unescaped) becomes the end of the line: lines end in CR LF, and the CR is not part of the target.
+    // The target's prefix anchors the pattern; a leading ^ of the pattern's own is the same anchor. `$`
+    // (outside a class, unescaped) becomes the end of the line: lines end in CR LF, and the CR is not part of
+    // the target.
     std::string p;
     size_t i = pattern.size() && pattern[0] == '^' ? 1 : 0;
     bool in_class = false;
@@ -156,30 +159,36 @@ RulesResult compile_rules(const std::vector<std::pair<std::string, std::string>>
             hs_free_compile_error(err);
             if (at >= 0 && static_cast<size_t>(at) < db->rules.size()) {
                 const auto i = static_cast<size_t>(at);
-                return {nullptr, db->rules[i].where + ": " + why + " (the pattern as compiled: " + exprs[i] + ")", 0};
+                return {nullptr,
+                        db->rules[i].where + ": " + why + " (the pattern as compiled: " + exprs[i] + ")", 0};
             }
             return {nullptr, "rules: " + why, 0};
         }
         hs_stream_size(db->db, &db->stream_bytes);
         if (stream_limit && db->stream_bytes > stream_limit)
             return {nullptr,
-                    "rules need " + std::to_string(db->stream_bytes) + " bytes of stream state per inspected flow; "
-                        "inspect_stream_bytes is " + std::to_string(stream_limit),
+                    "rules need " + std::to_string(db->stream_bytes) +
+                        " bytes of stream state per inspected flow; "
+                        "inspect_stream_bytes is " +
+                        std::to_string(stream_limit),
                     0};
     }
     {
         // The any-port probe: a first payload that is an EHLO/HELO line or a MAIL FROM command.
-        const char* probe[] = {"^(?i:EHLO|HELO)[ \\t]+[!-~]+\\r?\\n", "^(?i:MAIL[ \\t]+FROM:)[ \\t]*<[^>\\r\\n]*>"};
+        const char* probe[] = {"^(?i:EHLO|HELO)[ \\t]+[!-~]+\\r?\\n",
+                               "^(?i:MAIL[ \\t]+FROM:)[ \\t]*<[^>\\r\\n]*>"};
         const unsigned pflags[] = {HS_FLAG_SINGLEMATCH, HS_FLAG_SINGLEMATCH};
         const unsigned pids[] = {0, 1};
         hs_compile_error_t* err = nullptr;
-        if (hs_compile_multi(probe, pflags, pids, 2, HS_MODE_BLOCK, nullptr, &db->probe, &err) != HS_SUCCESS) {
+        if (hs_compile_multi(probe, pflags, pids, 2, HS_MODE_BLOCK, nullptr, &db->probe, &err) !=
+            HS_SUCCESS) {
             hs_free_compile_error(err);
             return {nullptr, "rules: cannot compile the SMTP probe", 0};
         }
     }
     hs_scratch_t* proto = nullptr;
-    if (hs_alloc_scratch(db->probe, &proto) != HS_SUCCESS || (db->db && hs_alloc_scratch(db->db, &proto) != HS_SUCCESS))
+    if (hs_alloc_scratch(db->probe, &proto) != HS_SUCCESS ||
+        (db->db && hs_alloc_scratch(db->db, &proto) != HS_SUCCESS))
         return {nullptr, "rules: cannot allocate scratch", 0};
     for (unsigned w = 0; w < std::max(workers, 1u); ++w) {
         hs_scratch_t* s = nullptr;

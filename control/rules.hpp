@@ -4,10 +4,10 @@
 //   ID  TARGET  ACTION  /PATTERN/FLAGS  ["MESSAGE"]
 //   1001 ehlo refuse /localhost(\.localdomain)?$/i "EHLO localhost is not a host name"
 //
-// TARGET is ehlo (the EHLO/HELO argument), mail_from (what follows MAIL FROM:) or line (any command line); the
-// pattern is anchored at the start of its target, and `$` is the end of the line. ACTION is refuse or count.
-// FLAGS: i (caseless). A refusal answers "550 5.7.1 MESSAGE". A bad rule is reported as file:line with the
-// reason (Hyperscan's own message for a pattern it cannot compile), and nothing of the set is used.
+// TARGET is ehlo (the EHLO/HELO argument), mail_from (what follows MAIL FROM:) or line (any command line);
+// the pattern is anchored at the start of its target, and `$` is the end of the line. ACTION is refuse or
+// count. FLAGS: i (caseless). A refusal answers "550 5.7.1 MESSAGE". A bad rule is reported as file:line with
+// the reason (Hyperscan's own message for a pattern it cannot compile), and nothing of the set is used.
 #pragma once
 
 #include <memory>

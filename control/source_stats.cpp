@@ -74,7 +74,8 @@ void SourceStats::drain_observations(const std::vector<rte_ring*>& rings) {
 
 nlohmann::json SourceStats::seen(const IpAddr& a) const {
     auto it = seen_.find(key(a));
-    if (it == seen_.end()) return {{"ehlo", nlohmann::json::array()}, {"mail_from_domains", nlohmann::json::array()}};
+    if (it == seen_.end())
+        return {{"ehlo", nlohmann::json::array()}, {"mail_from_domains", nlohmann::json::array()}};
     return {{"ehlo", it->second.ehlo}, {"mail_from_domains", it->second.domains}};
 }
 

@@ -42,7 +42,7 @@ class SourceStats {
         uint64_t refused = 0, attempts = 0;
         int64_t last = 0;
         uint16_t last_port = 0;
-        uint8_t last_reason = 0;                            // a ReplyReason
+        uint8_t last_reason = 0;                          // a ReplyReason
         std::array<uint64_t, kReplyReasons> by_reason{};  // refused segments per reason
     };
     struct Hash {

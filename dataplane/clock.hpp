@@ -17,9 +17,9 @@ struct Now {
 };
 
 struct Clock {
-    uint64_t tsc0 = 0;      // TSC at start
-    uint64_t us_mult = 0;   // microseconds per TSC tick, in 32.32 fixed point
-    int64_t unix_us0 = 0;   // wall-clock microseconds at start
+    uint64_t tsc0 = 0;     // TSC at start
+    uint64_t us_mult = 0;  // microseconds per TSC tick, in 32.32 fixed point
+    int64_t unix_us0 = 0;  // wall-clock microseconds at start
 
     static Clock make(uint64_t tsc_now, uint64_t tsc_hz, int64_t unix_us_now) {
         return Clock{tsc_now, static_cast<uint64_t>((static_cast<u128>(1'000'000) << 32) / tsc_hz),

@@ -28,8 +28,9 @@ static_assert(std::is_trivially_default_constructible_v<RefusalEvent>);
 
 inline constexpr unsigned kEventRingSize = 4096;
 
-// What a session said, for the operator's evidence (`portcullisctl show ADDR`: the EHLO names and MAIL FROM domains
-// a source used lately). One per EHLO/HELO or MAIL FROM read, on a per-worker ring like the refusal events.
+// What a session said, for the operator's evidence (`portcullisctl show ADDR`: the EHLO names and MAIL FROM
+// domains a source used lately). One per EHLO/HELO or MAIL FROM read, on a per-worker ring like the refusal
+// events.
 struct ObservationEvent {
     u128 v6addr;
     uint32_t v4;

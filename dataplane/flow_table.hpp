@@ -3,8 +3,8 @@
 // Why not rte_hash: a lookup here is one cache line. Entries live in the table itself (open addressing,
 // linear probing, 64 bytes each), where rte_hash reads a bucket, then a key-store entry, then the caller's
 // data array. Deletion shifts the following entries back (no tombstones), so probe sequences stay short at
-// any age. The hash is SipHash-2-4 with a key random per start: the 4-tuples are chosen by the customers whose
-// traffic is policed, and an unkeyed or linear hash (CRC) would let one of them build collision chains.
+// any age. The hash is SipHash-2-4 with a key random per start: the 4-tuples are chosen by the customers
+// whose traffic is policed, and an unkeyed or linear hash (CRC) would let one of them build collision chains.
 // Single writer: only the owning worker touches its table (the control thread reads only its size, relaxed).
 #pragma once
 
@@ -45,8 +45,8 @@ FlowState next_flow_state(FlowState s, uint8_t& fins, bool outbound, uint8_t tcp
 
 struct alignas(64) Flow {
     FlowKey key;
-    uint32_t hash;       // the key's hash: its home slot, kept for deletion
-    uint32_t expire_ms;  // Now::ms after which the entry goes
+    uint32_t hash;        // the key's hash: its home slot, kept for deletion
+    uint32_t expire_ms;   // Now::ms after which the entry goes
     uint32_t src_slot;    // the SourceTable slot it holds a concurrency unit in, or SourceTable::kNone
     uint32_t inspect;     // the Inspector slot reading it, or Inspector::kNone
     uint32_t server_seq;  // a refused session: the sequence number the server's RST carries

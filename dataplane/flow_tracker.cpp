@@ -52,8 +52,8 @@ void FlowTracker::forget(Flow& f) {
         dyn_ports_.reset(f.key.sport);
 }
 
-TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
-                               Counters& c) {
+TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol,
+                               const Now& now, Counters& c) {
     update(f, true, p, now, c);
     if (f.ctl & flowctl::kRefused) return {TrackVerdict::Refused, ReplyReason::Payload};
     if (p.payload_len && inspector_ && pol.inspect && f.state != FlowState::Closed)
@@ -61,8 +61,8 @@ TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, c
     return {TrackVerdict::Forward, ReplyReason::Unapproved};
 }
 
-TrackResult FlowTracker::outbound_other(const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
-                                        Counters& c) {
+TrackResult FlowTracker::outbound_other(const Parsed& p, const uint8_t* frame, const Policy& pol,
+                                        const Now& now, Counters& c) {
     const TrackResult pass{TrackVerdict::Forward, ReplyReason::Unapproved};
     const FlowKey k = flow_key(p, true);
     const uint32_t h = table_.hash(k);
@@ -80,8 +80,9 @@ TrackResult FlowTracker::outbound_other(const Parsed& p, const uint8_t* frame, c
     uint32_t slot = SourceTable::kNone;
     if (table_.size() >= table_.max_flows()) {
         c.add(Ctr::flow_table_full);
-        if (!pol.monitor) return {TrackVerdict::RefuseSession, ReplyReason::Busy,
-                                  &pol.replies[static_cast<size_t>(ReplyReason::Busy)], pol.action_limit};
+        if (!pol.monitor)
+            return {TrackVerdict::RefuseSession, ReplyReason::Busy,
+                    &pol.replies[static_cast<size_t>(ReplyReason::Busy)], pol.action_limit};
         c.add(Ctr::monitor_passed);
         return pass;
     }
@@ -92,8 +93,9 @@ TrackResult FlowTracker::outbound_other(const Parsed& p, const uint8_t* frame, c
         const Limits& limits = pol.limit_overrides.find(p.src, pol.default_limits);
         const uint64_t id = sources_->id_of(p.src);
         slot = sources_->acquire(id, now.us, now.day);
-        const Admit a = slot == SourceTable::kNone ? Admit::NoSlot
-                                                   : sources_->admit(slot, id, limits, now.us, now.day, !pol.monitor);
+        const Admit a = slot == SourceTable::kNone
+                            ? Admit::NoSlot
+                            : sources_->admit(slot, id, limits, now.us, now.day, !pol.monitor);
         if (a == Admit::Ok || pol.monitor) {
             if (a != Admit::Ok) {
                 c.add(counter_of(a));
@@ -146,15 +148,16 @@ void FlowTracker::release(Flow& f) {
     }
 }
 
-TrackResult FlowTracker::inspect(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
-                                 Counters& c) {
+TrackResult FlowTracker::inspect(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol,
+                                 const Now& now, Counters& c) {
     const TrackResult pass{TrackVerdict::Forward, ReplyReason::Unapproved};
     const uint8_t* payload = frame + p.payload_off;
     const uint32_t seq = load_be32(frame + p.l4_off + 4);
     if (f.inspect == Inspector::kNone) {
         if (f.ctl & flowctl::kInspected) return pass;
         f.ctl |= flowctl::kInspected;
-        if (payload[0] == 0x16) return pass;  // a TLS handshake record (implicit TLS, port 465): nothing to read
+        if (payload[0] == 0x16)
+            return pass;  // a TLS handshake record (implicit TLS, port 465): nothing to read
         f.inspect = inspector_->open(seq);
         if (f.inspect == Inspector::kNone) {
             c.add(Ctr::inspect_pool_empty);
@@ -176,7 +179,8 @@ TrackResult FlowTracker::inspect(Flow& f, const Parsed& p, const uint8_t* frame,
         // counted with the connection).
         const Limits& limits = pol.limit_overrides.find(p.src, pol.default_limits);
         bool over = false;
-        for (uint16_t i = 0; i < r.messages; ++i) over |= !sources_->count_message(f.src_slot, limits.daily, now.day);
+        for (uint16_t i = 0; i < r.messages; ++i)
+            over |= !sources_->count_message(f.src_slot, limits.daily, now.day);
         if (over) {
             c.add(Ctr::refused_daily);
             if (!pol.monitor) {

@@ -15,7 +15,8 @@ namespace {
 
 const std::string kEhloNotFqdn =
     "550 5.7.1 EHLO/HELO must give this server's fully qualified host name (RFC 5321 4.1.1.1)";
-const std::string kEhloLiteral = "550 5.7.1 EHLO/HELO with an address literal is not accepted from this network";
+const std::string kEhloLiteral =
+    "550 5.7.1 EHLO/HELO with an address literal is not accepted from this network";
 const std::string kEhloNotApproved = "550 5.7.1 EHLO name is not the host name approved for this address";
 const std::string kMailFromDomain = "550 5.7.1 Sender domain is not approved for this address";
 
@@ -76,12 +77,13 @@ InspectDb::~InspectDb() {
 bool probe_smtp(const InspectDb& db, uint16_t worker, const uint8_t* payload, uint16_t len) {
     if (!db.probe || worker >= db.scratch.size()) return false;
     bool hit = false;
-    hs_scan(db.probe, reinterpret_cast<const char*>(payload), len, 0, db.scratch[worker],
-            [](unsigned, unsigned long long, unsigned long long, unsigned, void* ctx) -> int {
-                *static_cast<bool*>(ctx) = true;
-                return 1;
-            },
-            &hit);
+    hs_scan(
+        db.probe, reinterpret_cast<const char*>(payload), len, 0, db.scratch[worker],
+        [](unsigned, unsigned long long, unsigned long long, unsigned, void* ctx) -> int {
+            *static_cast<bool*>(ctx) = true;
+            return 1;
+        },
+        &hit);
     return hit;
 }
 
@@ -101,8 +103,12 @@ Inspector::~Inspector() {
     ::operator delete[](blocks_.release(), std::align_val_t{64});
 }
 
-size_t Inspector::bytes_per_flow() const { return sizeof(State) + block_; }
-uint32_t Inspector::capacity() const { return static_cast<uint32_t>(states_.size()); }
+size_t Inspector::bytes_per_flow() const {
+    return sizeof(State) + block_;
+}
+uint32_t Inspector::capacity() const {
+    return static_cast<uint32_t>(states_.size());
+}
 
 uint32_t Inspector::open(uint32_t seq) {
     if (free_states_.empty()) return kNone;
@@ -245,12 +251,12 @@ InspectResult Inspector::feed(uint32_t slot, const uint8_t* payload, uint32_t le
     if (s.stream && cut) {
         s.hit = nullptr;
         const uint32_t counted = s.counted;
-        const hs_error_t rc =
-            hs_scan_stream(s.stream, reinterpret_cast<const char*>(payload), cut, 0, pol.db->scratch[pol.worker],
-                           on_match, &s);
+        const hs_error_t rc = hs_scan_stream(s.stream, reinterpret_cast<const char*>(payload), cut, 0,
+                                             pol.db->scratch[pol.worker], on_match, &s);
         if (s.counted != counted) c.add(Ctr::inspect_rule_counted, s.counted - counted);
         if (s.hit) {
-            r = {InspectResult::Violation, &s.hit->reply, s.hit->id};  // an operator's rule outranks the checks
+            r = {InspectResult::Violation, &s.hit->reply,
+                 s.hit->id};  // an operator's rule outranks the checks
         } else if (rc != HS_SUCCESS) {
             c.add(Ctr::inspect_no_stream);
         }

@@ -2,14 +2,14 @@
 //
 // Two readers over the same bytes, both indifferent to how the bytes were cut into segments:
 // - a line assembler (at most kMaxLine bytes of the current line kept; longer lines are skipped to their end,
-//   counted, in constant memory and linear time) that hands each complete command line to the built-in checks:
-//   EHLO/HELO must name a fully qualified host (the approval's host name, where it names one); MAIL FROM must use
-//   one of the approval's sending domains, where it names any (the null sender <> always may);
+//   counted, in constant memory and linear time) that hands each complete command line to the built-in
+//   checks: EHLO/HELO must name a fully qualified host (the approval's host name, where it names one); MAIL
+//   FROM must use one of the approval's sending domains, where it names any (the null sender <> always may);
 // - Hyperscan in streaming mode with the operator's rules (rules/, control/rules.*): one stream per inspected
 //   flow, its state from a pool preallocated per worker (hs_set_stream_allocator), one scratch per worker.
-// Inspection of a flow ends at STARTTLS (nothing after it is readable), at DATA/BDAT (the message is not ours to
-// read), after `inspect_bytes`, at a sequence gap, or with the flow. Bytes after the ending command in the same
-// segment are not scanned.
+// Inspection of a flow ends at STARTTLS (nothing after it is readable), at DATA/BDAT (the message is not ours
+// to read), after `inspect_bytes`, at a sequence gap, or with the flow. Bytes after the ending command in the
+// same segment are not scanned.
 #pragma once
 
 #include <hs/hs.h>
@@ -35,15 +35,15 @@ struct InspectRule {
     std::string where;   // "file:line", for reports
 };
 
-// A compiled rule set: immutable once built; published inside the policy snapshot. Owns its Hyperscan database
-// and one scratch per worker (cloned on the control side, so that a worker never allocates one).
+// A compiled rule set: immutable once built; published inside the policy snapshot. Owns its Hyperscan
+// database and one scratch per worker (cloned on the control side, so that a worker never allocates one).
 struct InspectDb {
     hs_database_t* db = nullptr;     // streaming; null when there are no rules
     hs_database_t* probe = nullptr;  // block mode: does a first payload on another port open an SMTP session?
-    size_t stream_bytes = 0;      // hs_stream_size
+    size_t stream_bytes = 0;         // hs_stream_size
     std::vector<hs_scratch_t*> scratch;  // per worker, valid for db and probe
-    std::vector<InspectRule> rules;  // by Hyperscan expression id
-    std::string source;              // what it was built from, for status
+    std::vector<InspectRule> rules;      // by Hyperscan expression id
+    std::string source;                  // what it was built from, for status
 
     InspectDb() = default;
     InspectDb(const InspectDb&) = delete;
@@ -51,8 +51,8 @@ struct InspectDb {
     ~InspectDb();
 };
 
-// The cheap first test for SMTP on a port that is not an SMTP port: the payload starts like EHLO, HELO or MAIL
-// (any case). Only then is the probe database asked.
+// The cheap first test for SMTP on a port that is not an SMTP port: the payload starts like EHLO, HELO or
+// MAIL (any case). Only then is the probe database asked.
 inline bool looks_like_smtp_command(const uint8_t* payload, uint16_t len) {
     if (len < 6) return false;
     uint32_t w;
@@ -77,13 +77,13 @@ struct InspectResult {
 
 // The policy an inspected flow is held to.
 struct InspectPolicy {
-    const InspectDb* db = nullptr;          // may be null: built-in checks only
-    const ApprovalNames* names = nullptr;   // the source's approval, when it names hosts or domains
-    const IpAddr* source = nullptr;         // for observation events
-    bool builtin = true;                    // the EHLO/MAIL FROM checks apply (direct-to-MX sessions)
-    bool allow_literal = false;             // EHLO [address literal] allowed
-    uint32_t budget = 4096;                 // client bytes read at most
-    uint16_t worker = 0;                    // which scratch
+    const InspectDb* db = nullptr;         // may be null: built-in checks only
+    const ApprovalNames* names = nullptr;  // the source's approval, when it names hosts or domains
+    const IpAddr* source = nullptr;        // for observation events
+    bool builtin = true;                   // the EHLO/MAIL FROM checks apply (direct-to-MX sessions)
+    bool allow_literal = false;            // EHLO [address literal] allowed
+    uint32_t budget = 4096;                // client bytes read at most
+    uint16_t worker = 0;                   // which scratch
 };
 
 class Inspector {
@@ -91,8 +91,8 @@ class Inspector {
     static constexpr uint32_t kNone = UINT32_MAX;
     static constexpr uint32_t kMaxLine = 512;  // RFC 5321 4.5.3.1.4: a command line is at most 512 octets
 
-    // max_flows: flows inspected at once; stream_block: bytes of Hyperscan stream state each may use (a rule set
-    // needing more is refused when it is loaded). Allocates: control side only.
+    // max_flows: flows inspected at once; stream_block: bytes of Hyperscan stream state each may use (a rule
+    // set needing more is refused when it is loaded). Allocates: control side only.
     Inspector(uint32_t max_flows, size_t stream_block);
     ~Inspector();
     Inspector(const Inspector&) = delete;
@@ -101,11 +101,12 @@ class Inspector {
     // Where EHLO names and MAIL FROM domains read are reported (ObservationEvent elements); may be null.
     void set_observations(rte_ring* ring) { observations_ = ring; }
 
-    // Starts inspecting a flow whose next client byte has sequence number `seq`. kNone when the pool is empty.
+    // Starts inspecting a flow whose next client byte has sequence number `seq`. kNone when the pool is
+    // empty.
     uint32_t open(uint32_t seq);
     // Reads one client segment (payload and its sequence number).
-    InspectResult feed(uint32_t slot, const uint8_t* payload, uint32_t len, uint32_t seq, const InspectPolicy& pol,
-                       Counters& c);
+    InspectResult feed(uint32_t slot, const uint8_t* payload, uint32_t len, uint32_t seq,
+                       const InspectPolicy& pol, Counters& c);
     void close(uint32_t slot);
 
     uint32_t in_use() const { return in_use_; }

@@ -33,7 +33,8 @@ class AddrMap {
     const T* find(const IpAddr& a) const {
         const auto& v = a.v6 ? v6_ : v4_;
         const u128 key = a.v6 ? a.v6addr : u128{a.v4};
-        auto it = std::upper_bound(v.begin(), v.end(), key, [](u128 k, const Range& r) { return k < r.first; });
+        auto it =
+            std::upper_bound(v.begin(), v.end(), key, [](u128 k, const Range& r) { return k < r.first; });
         if (it == v.begin() || key > std::prev(it)->last) return nullptr;
         return &std::prev(it)->value;
     }

@@ -42,13 +42,13 @@ struct Policy {
     LimitMap limit_overrides;            // per approval, resolved against the defaults
     // Inspection of SMTP sessions (dataplane/inspect.hpp).
     bool inspect = true;
-    Action action_payload = Action::Smtp;        // a session whose commands break the policy
+    Action action_payload = Action::Smtp;  // a session whose commands break the policy
     bool ehlo_allow_literal = false;
     uint32_t inspect_bytes = 4096;
     OtherPorts smtp_other_ports = OtherPorts::Limit;  // unapproved sources; approved ones are always limited
-    std::shared_ptr<const InspectDb> rules;      // the operator's rules; may be null
-    AddrMap<ApprovalNames> names;                // approvals that name host names or sending domains
-    CookieKey cookie_key;          // random per start, the same in every snapshot of a run
+    std::shared_ptr<const InspectDb> rules;           // the operator's rules; may be null
+    AddrMap<ApprovalNames> names;                     // approvals that name host names or sending domains
+    CookieKey cookie_key;                             // random per start, the same in every snapshot of a run
 
     bool managed(const IpAddr& a) const {
         return a.v6 ? managed6.contains(a.v6addr) : managed4.contains(a.v4);

@@ -107,16 +107,21 @@ uint32_t make_rst_in_place(uint8_t* data, const Parsed& p) {
 
 uint32_t smtp_close_in_place(uint8_t* data, uint32_t capacity, const Parsed& p, std::string_view line) {
     const uint8_t* tcp = data + p.l4_off;
-    const Reply r{load_be32(tcp + 8), load_be32(tcp + 4) + p.payload_len,
-                  tcpflag::PSH | tcpflag::ACK | tcpflag::FIN, 65535, line, true};
+    const Reply r{load_be32(tcp + 8),
+                  load_be32(tcp + 4) + p.payload_len,
+                  tcpflag::PSH | tcpflag::ACK | tcpflag::FIN,
+                  65535,
+                  line,
+                  true};
     if (reply_length(p, r) > capacity) return 0;
     return write_reply(data, p, r);
 }
 
 uint32_t ack_fin_in_place(uint8_t* data, const Parsed& p) {
     const uint8_t* tcp = data + p.l4_off;
-    return write_reply(data, p, {load_be32(tcp + 8), load_be32(tcp + 4) + p.payload_len + 1, tcpflag::ACK, 65535,
-                                 {}, false});
+    return write_reply(
+        data, p,
+        {load_be32(tcp + 8), load_be32(tcp + 4) + p.payload_len + 1, tcpflag::ACK, 65535, {}, false});
 }
 
 uint32_t make_forward_rst(const uint8_t* data, const Parsed& p, uint8_t* out, uint32_t out_capacity) {
@@ -173,8 +178,8 @@ SmtpAnswer smtp_answer_in_place(uint8_t* data, uint32_t capacity, const Parsed& 
         // The handshake's ACK (maybe with early client data): the reply line, then FIN.
         const uint32_t cookie = ack - 1;
         const std::string& line = lines[cookie & kCookieReasonMask];
-        return send(SmtpStep::Reply,
-                    {ack, seq + p.payload_len, tcpflag::PSH | tcpflag::ACK | tcpflag::FIN, 65535, line, true});
+        return send(SmtpStep::Reply, {ack, seq + p.payload_len, tcpflag::PSH | tcpflag::ACK | tcpflag::FIN,
+                                      65535, line, true});
     }
     for (unsigned r = 0; r < kReplyReasons; ++r) {
         const auto reply_len = static_cast<uint32_t>(lines[r].size()) + 2;

@@ -22,11 +22,11 @@ namespace portcullis {
 // Rewrites the frame (whose parse is `p`, kind Tcp) into the RST. Returns the new frame length.
 uint32_t make_rst_in_place(uint8_t* data, const Parsed& p);
 
-// Ending a session mid-way (after what it said broke the policy): the segment is answered in place, as if from the
-// server, with `line` + CRLF and FIN (smtp_close_in_place; 0 when it does not fit `capacity`), or a client's FIN
-// after that is acknowledged (ack_fin_in_place). make_forward_rst writes into `out` a RST that continues the
-// segment's direction (to the server), with the segment's own sequence number: the server, which never got the
-// segment, accepts it and closes its side. Each returns the new frame length.
+// Ending a session mid-way (after what it said broke the policy): the segment is answered in place, as if
+// from the server, with `line` + CRLF and FIN (smtp_close_in_place; 0 when it does not fit `capacity`), or a
+// client's FIN after that is acknowledged (ack_fin_in_place). make_forward_rst writes into `out` a RST that
+// continues the segment's direction (to the server), with the segment's own sequence number: the server,
+// which never got the segment, accepts it and closes its side. Each returns the new frame length.
 uint32_t smtp_close_in_place(uint8_t* data, uint32_t capacity, const Parsed& p, std::string_view line);
 uint32_t ack_fin_in_place(uint8_t* data, const Parsed& p);
 uint32_t make_forward_rst(const uint8_t* data, const Parsed& p, uint8_t* out, uint32_t out_capacity);
@@ -49,8 +49,8 @@ struct SmtpAnswer {
 // The reply line for each ReplyReason, without CRLF (from config).
 using ReplyLines = std::array<std::string, kReplyReasons>;
 
-// capacity: bytes available from `data` in the buffer. reason: why a SYN is refused (it travels in the cookie;
-// later segments carry it back in their ACK, and get lines[that reason]).
+// capacity: bytes available from `data` in the buffer. reason: why a SYN is refused (it travels in the
+// cookie; later segments carry it back in their ACK, and get lines[that reason]).
 SmtpAnswer smtp_answer_in_place(uint8_t* data, uint32_t capacity, const Parsed& p, const CookieKey& key,
                                 uint64_t slot, ReplyReason reason, const ReplyLines& lines);
 

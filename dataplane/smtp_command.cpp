@@ -5,7 +5,9 @@ namespace portcullis {
 
 namespace {
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+char lower(char c) {
+    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
 
 bool starts_with_ci(std::string_view s, std::string_view prefix) {
     if (s.size() < prefix.size()) return false;
@@ -22,7 +24,8 @@ std::string_view trim(std::string_view s) {
 
 // The keyword alone on its line, or followed by a space.
 bool is_keyword(std::string_view line, std::string_view kw) {
-    return starts_with_ci(line, kw) && (line.size() == kw.size() || line[kw.size()] == ' ' || line[kw.size()] == '\t');
+    return starts_with_ci(line, kw) &&
+           (line.size() == kw.size() || line[kw.size()] == ' ' || line[kw.size()] == '\t');
 }
 
 }  // namespace
@@ -33,7 +36,7 @@ CommandLine parse_command(std::string_view line) {
         c.cmd = SmtpCommand::Helo;
         std::string_view rest = trim(line.substr(4));
         c.arg = rest.substr(0, rest.find_first_of(" \t"));
-    } else if (starts_with_ci(line, "mail") ) {
+    } else if (starts_with_ci(line, "mail")) {
         std::string_view rest = trim(line.substr(4));
         if (!starts_with_ci(rest, "from:")) return c;
         c.cmd = SmtpCommand::MailFrom;
@@ -81,8 +84,9 @@ bool is_fqdn(std::string_view name) {
 bool is_address_literal(std::string_view name) {
     if (name.size() < 3 || name.front() != '[' || name.back() != ']') return false;
     for (char c : name.substr(1, name.size() - 2)) {
-        const bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == '.' ||
-                        c == ':' || c == 'I' || c == 'P' || c == 'v' || c == 'V' || c == 'p' || c == 'i';
+        const bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
+                        c == '.' || c == ':' || c == 'I' || c == 'P' || c == 'v' || c == 'V' || c == 'p' ||
+                        c == 'i';
         if (!ok) return false;
     }
     return true;

@@ -1,6 +1,7 @@
-// The client's SMTP command lines as the inspection reads them: which command a complete line is, its argument,
-// and the checks the policy makes on it (an EHLO name must be a fully qualified host name, a MAIL FROM domain one
-// of the approved ones). Pure functions over bytes already assembled into a line, without its CR LF.
+// The client's SMTP command lines as the inspection reads them: which command a complete line is, its
+// argument, and the checks the policy makes on it (an EHLO name must be a fully qualified host name, a MAIL
+// FROM domain one of the approved ones). Pure functions over bytes already assembled into a line, without its
+// CR LF.
 #pragma once
 
 #include <cstdint>
@@ -14,13 +15,14 @@ enum class SmtpCommand : uint8_t { Other, Helo, MailFrom, StartTls, Data, Quit }
 
 struct CommandLine {
     SmtpCommand cmd = SmtpCommand::Other;
-    std::string_view arg;  // EHLO/HELO: the name; MAIL FROM: the reverse-path without <>, "" for the null sender
+    std::string_view
+        arg;  // EHLO/HELO: the name; MAIL FROM: the reverse-path without <>, "" for the null sender
 };
 
 CommandLine parse_command(std::string_view line);
 
-// A fully qualified host name: at least two labels of letters, digits and hyphens (1-63 each, no hyphen at either
-// end), at most 253 characters, the last label not all digits; one trailing dot allowed.
+// A fully qualified host name: at least two labels of letters, digits and hyphens (1-63 each, no hyphen at
+// either end), at most 253 characters, the last label not all digits; one trailing dot allowed.
 bool is_fqdn(std::string_view name);
 // An address literal: "[192.0.2.1]" or "[IPv6:2001:db8::1]".
 bool is_address_literal(std::string_view name);

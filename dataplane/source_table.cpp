@@ -12,7 +12,9 @@ constexpr auto kRel = std::memory_order_release;
 constexpr auto kRlx = std::memory_order_relaxed;
 constexpr auto kAcqRel = std::memory_order_acq_rel;
 
-uint64_t pack_daily(uint32_t day, uint32_t count) { return (uint64_t{day} << 32) | count; }
+uint64_t pack_daily(uint32_t day, uint32_t count) {
+    return (uint64_t{day} << 32) | count;
+}
 }  // namespace
 
 SourceTable::SourceTable(uint32_t capacity, const CookieKey& key)

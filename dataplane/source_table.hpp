@@ -1,8 +1,8 @@
 // Per-source connection accounting shared by every worker, so that a sender's limits hold whichever worker
 // (RX queue) its connections land on. Workers update it with atomic operations only: no locks, no allocation.
 //
-// Layout: a fixed array of 64-byte slots (one cache line each) in groups of kWays. A source is identified by a
-// 64-bit keyed hash of its address (SipHash-2-4, key random per start), so a slot's identity is one atomic
+// Layout: a fixed array of 64-byte slots (one cache line each) in groups of kWays. A source is identified by
+// a 64-bit keyed hash of its address (SipHash-2-4, key random per start), so a slot's identity is one atomic
 // word that a compare-and-swap claims; the group is chosen by the same hash. Two different sources would
 // share a slot only if their 64-bit ids collided (about n^2 / 2^65: once in 10^7 runs with a million sources,
 // and not something a sender can aim for without the key).
@@ -67,10 +67,10 @@ class SourceTable {
 
   private:
     struct alignas(64) Slot {
-        std::atomic<uint64_t> id{0};         // 0: free
-        std::atomic<uint64_t> tat_us{0};     // GCRA theoretical arrival time
-        std::atomic<uint64_t> daily{0};      // day << 32 | count
-        std::atomic<uint64_t> last_us{0};    // last admission
+        std::atomic<uint64_t> id{0};       // 0: free
+        std::atomic<uint64_t> tat_us{0};   // GCRA theoretical arrival time
+        std::atomic<uint64_t> daily{0};    // day << 32 | count
+        std::atomic<uint64_t> last_us{0};  // last admission
         std::atomic<uint32_t> concurrent{0};
     };
     static_assert(sizeof(Slot) == 64);

@@ -56,7 +56,9 @@ void note_refusal(RefusalEvent& e, const Parsed& p, ReplyReason reason) {
     e.dport = p.dport;
 }
 
-uint64_t cookie_slot(const Now& now) { return now.us / (kCookieSlotSeconds * 1'000'000); }
+uint64_t cookie_slot(const Now& now) {
+    return now.us / (kCookieSlotSeconds * 1'000'000);
+}
 
 // Writes the SMTP refusal's next step over the segment. Returns the answer's length (0: nothing to send).
 uint32_t answer_smtp(const Policy& pol, rte_mbuf* m, const Parsed& p, LazyNow& now, ReplyReason reason,
@@ -101,8 +103,8 @@ bool answer_refusal(const Policy& pol, rte_mbuf* m, const Parsed& p, LazyNow& no
     return true;
 }
 
-// Where a frame goes. The slow paths return it and the burst loop files the frame: the loop's counts never have
-// their address taken, so they stay in registers across the calls to the parser.
+// Where a frame goes. The slow paths return it and the burst loop files the frame: the loop's counts never
+// have their address taken, so they stay in registers across the calls to the parser.
 enum class Dest : uint8_t { Fwd, Back, Drop };
 
 // A refusal: counted, reported (into *ev), then forwarded (monitor), answered, or dropped.
@@ -128,7 +130,8 @@ Dest end_session(Action action, rte_mbuf* m, const Parsed& p, const std::string&
     }
     uint8_t* data = rte_pktmbuf_mtod(m, uint8_t*);
     if (rte_mbuf* r = rte_pktmbuf_alloc(m->pool)) {
-        const uint32_t len = make_forward_rst(data, p, rte_pktmbuf_mtod(r, uint8_t*), rte_pktmbuf_tailroom(r));
+        const uint32_t len =
+            make_forward_rst(data, p, rte_pktmbuf_mtod(r, uint8_t*), rte_pktmbuf_tailroom(r));
         if (len) {
             set_length(r, len);
             *extra = r;
@@ -176,7 +179,8 @@ Dest after_session(rte_mbuf* m, const Parsed& p, Counters& c) {
 // A segment to a port that is not an SMTP port that may belong to an SMTP session found by its commands.
 Dest track_other(const WorkerContext& ctx, const Policy& pol, rte_mbuf* m, const Parsed& p, LazyNow& now,
                  RefusalEvent* ev, bool* reported, rte_mbuf** extra, Counters& c) {
-    const TrackResult t = ctx.flows->outbound_other(p, rte_pktmbuf_mtod(m, const uint8_t*), pol, now.get(), c);
+    const TrackResult t =
+        ctx.flows->outbound_other(p, rte_pktmbuf_mtod(m, const uint8_t*), pol, now.get(), c);
     if (t.verdict == TrackVerdict::Forward) return Dest::Fwd;
     if (t.verdict == TrackVerdict::RefuseSession) {
         *reported = true;
@@ -231,7 +235,8 @@ void process_inbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pkt
         for (uint16_t i = 0; i < n; ++i) {
             if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
             const Parsed p = parse_frame(rte_pktmbuf_mtod(pkts[i], uint8_t*), rte_pktmbuf_data_len(pkts[i]));
-            if (p.kind == L3Kind::Tcp && (pol.smtp_ports.test(p.sport) || ctx.flows->other_server_port(p.sport)))
+            if (p.kind == L3Kind::Tcp &&
+                (pol.smtp_ports.test(p.sport) || ctx.flows->other_server_port(p.sport)))
                 ctx.flows->inbound(p, now.get(), c);
         }
     }
@@ -291,7 +296,8 @@ void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pk
     send_or_free(ctx.inside_port, ctx.queue, back, nb, c, Ctr::tx_full_inside);
     if (nd) rte_pktmbuf_free_bulk(drop, nd);
     if (ne && ctx.events) {
-        const unsigned queued = rte_ring_enqueue_burst_elem(ctx.events, events, sizeof(RefusalEvent), ne, nullptr);
+        const unsigned queued =
+            rte_ring_enqueue_burst_elem(ctx.events, events, sizeof(RefusalEvent), ne, nullptr);
         if (queued < ne) c.add(Ctr::events_lost, ne - queued);
     }
 }

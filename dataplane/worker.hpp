@@ -39,10 +39,11 @@ inline constexpr uint32_t kSweepEvery = 32;
 // Loads the policy snapshot once per iteration and reports an RCU quiescent state when done with it.
 int worker_main(void* arg);
 
-// One burst received on the inside port: classified, tracked, forwarded, refused or dropped. Exposed for tests.
+// One burst received on the inside port: classified, tracked, forwarded, refused or dropped. Exposed for
+// tests.
 void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pkts, uint16_t n, LazyNow& now);
-// One burst received on the outside port: forwarded to the inside untouched (replies from SMTP ports move their
-// flow's state). Exposed for tests.
+// One burst received on the outside port: forwarded to the inside untouched (replies from SMTP ports move
+// their flow's state). Exposed for tests.
 void process_inbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pkts, uint16_t n, LazyNow& now);
 
 }  // namespace portcullis

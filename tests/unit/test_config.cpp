@@ -151,7 +151,8 @@ TEST(Config, InspectionKeys) {
     EXPECT_EQ(r.config.action_payload, Action::Smtp);
     EXPECT_FALSE(r.config.rules_dir_given) << "a missing default directory is only a warning";
     auto args = minimal();
-    args.insert(args.end(), {"--rules_dir", "/srv/rules", "--action_payload", "rst", "--inspect_bytes", "1024"});
+    args.insert(args.end(),
+                {"--rules_dir", "/srv/rules", "--action_payload", "rst", "--inspect_bytes", "1024"});
     r = parse(args);
     ASSERT_EQ(r.status, ConfigResult::Status::Run) << r.message;
     EXPECT_TRUE(r.config.rules_dir_given);
@@ -166,7 +167,8 @@ TEST(Config, InspectionKeys) {
 }
 
 TEST(Config, ShippedExampleParses) {
-    const auto r = parse({"--config", std::string(PORTCULLIS_SOURCE_DIR) + "/configs/portcullis.conf.example"});
+    const auto r =
+        parse({"--config", std::string(PORTCULLIS_SOURCE_DIR) + "/configs/portcullis.conf.example"});
     EXPECT_EQ(r.status, ConfigResult::Status::Run) << r.message;
 }
 

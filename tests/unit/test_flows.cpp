@@ -259,7 +259,9 @@ class Tracker : public ::testing::Test {
         std::swap(s.sport, s.dport);
         tracker.inbound(parsed(s), clock.after_us(ms * 1000), c);
     }
-    uint32_t open() { return sources.view(*parse_addr("198.51.100.20"), pol.default_limits, 0, 0).concurrent; }
+    uint32_t open() {
+        return sources.view(*parse_addr("198.51.100.20"), pol.default_limits, 0, 0).concurrent;
+    }
 
     Policy pol;
     Clock clock;
@@ -281,7 +283,8 @@ TEST_F(Tracker, ConcurrencyHeldUntilCloseThenFreed) {
     EXPECT_EQ(third.verdict, TrackVerdict::Refuse);
     EXPECT_EQ(third.reason, ReplyReason::Concurrency);
     EXPECT_EQ(c.get(Ctr::refused_concurrency), 1u);
-    EXPECT_EQ(out(syn_from(1001), 10).verdict, TrackVerdict::Forward) << "a retransmitted SYN is no new connection";
+    EXPECT_EQ(out(syn_from(1001), 10).verdict, TrackVerdict::Forward)
+        << "a retransmitted SYN is no new connection";
     EXPECT_EQ(open(), 2u);
 
     // Connection 1001 completes and closes: FIN both ways.
@@ -359,7 +362,8 @@ TEST_F(Tracker, FullTableRefusesNewConnectionsKeepsOpenOnesAndRecovers) {
     FlowTracker small(4, kKey, &sources, FlowTimeouts{1000, 60000, 1000});
     const auto now = clock.after_us(0);
     for (uint16_t p = 1; p <= 4; ++p)
-        EXPECT_EQ(small.outbound(parsed(syn_from(p)), g_frame.data(), pol, false, now, c).verdict, TrackVerdict::Forward);
+        EXPECT_EQ(small.outbound(parsed(syn_from(p)), g_frame.data(), pol, false, now, c).verdict,
+                  TrackVerdict::Forward);
     const auto r = small.outbound(parsed(syn_from(5)), g_frame.data(), pol, false, now, c);
     EXPECT_EQ(r.verdict, TrackVerdict::Refuse);
     EXPECT_EQ(r.reason, ReplyReason::Busy);
@@ -370,8 +374,9 @@ TEST_F(Tracker, FullTableRefusesNewConnectionsKeepsOpenOnesAndRecovers) {
     EXPECT_EQ(small.outbound(parsed(data), g_frame.data(), pol, false, now, c).verdict, TrackVerdict::Forward)
         << "an open connection is never refused";
     small.sweep(clock.after_us(1'000'000), 64, c);
-    EXPECT_EQ(small.outbound(parsed(syn_from(5)), g_frame.data(), pol, false, clock.after_us(1'000'000), c).verdict,
-              TrackVerdict::Forward);
+    EXPECT_EQ(
+        small.outbound(parsed(syn_from(5)), g_frame.data(), pol, false, clock.after_us(1'000'000), c).verdict,
+        TrackVerdict::Forward);
 }
 
 TEST_F(Tracker, MonitorModeForwardsAndCountsWhatItWouldRefuse) {

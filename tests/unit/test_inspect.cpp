@@ -1,7 +1,7 @@
-// SMTP session inspection: the built-in checks and the operator's Hyperscan rules give the same verdict however
-// the client's bytes are cut into segments (whole, at every split point, one byte at a time), over pipelined
-// commands, bare LF line ends, NUL bytes, over-long lines, retransmissions, gaps and STARTTLS; and rule files are
-// parsed and compiled with file:line errors.
+// SMTP session inspection: the built-in checks and the operator's Hyperscan rules give the same verdict
+// however the client's bytes are cut into segments (whole, at every split point, one byte at a time), over
+// pipelined commands, bare LF line ends, NUL bytes, over-long lines, retransmissions, gaps and STARTTLS; and
+// rule files are parsed and compiled with file:line errors.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -49,8 +49,9 @@ class Inspect : public ::testing::Test {
         ends.push_back(session.size());
         for (size_t to : ends) {
             if (to <= from) continue;
-            const auto r = insp.feed(slot, reinterpret_cast<const uint8_t*>(session.data()) + from,
-                                     static_cast<uint32_t>(to - from), 1000 + static_cast<uint32_t>(from), pol, c);
+            const auto r =
+                insp.feed(slot, reinterpret_cast<const uint8_t*>(session.data()) + from,
+                          static_cast<uint32_t>(to - from), 1000 + static_cast<uint32_t>(from), pol, c);
             from = to;
             if (r.kind != InspectResult::Continue) {
                 out = {r.kind, r.reply ? *r.reply : "", r.rule};
@@ -64,7 +65,8 @@ class Inspect : public ::testing::Test {
     // The verdict must not depend on segmentation: whole, every single split, one byte at a time.
     Outcome same_every_way(const std::string& session) {
         const Outcome whole = run(session, {});
-        for (size_t cut = 1; cut < session.size(); ++cut) EXPECT_EQ(run(session, {cut}), whole) << "cut at " << cut;
+        for (size_t cut = 1; cut < session.size(); ++cut)
+            EXPECT_EQ(run(session, {cut}), whole) << "cut at " << cut;
         std::vector<size_t> bytes;
         for (size_t i = 1; i < session.size(); ++i) bytes.push_back(i);
         EXPECT_EQ(run(session, bytes), whole) << "one byte a segment";
@@ -81,8 +83,8 @@ TEST_F(Inspect, CleanSessionEndsAtData) {
 }
 
 TEST_F(Inspect, EhloMustBeAnFqdn) {
-    for (const char* bad : {"EHLO localhost\r\n", "HELO mailserver\r\n", "ehlo 192.0.2.7\r\n", "EHLO -bad.example\r\n",
-                            "EHLO [192.0.2.7]\r\n", "EHLO\r\n"}) {
+    for (const char* bad : {"EHLO localhost\r\n", "HELO mailserver\r\n", "ehlo 192.0.2.7\r\n",
+                            "EHLO -bad.example\r\n", "EHLO [192.0.2.7]\r\n", "EHLO\r\n"}) {
         const auto o = same_every_way(bad);
         EXPECT_EQ(o.kind, InspectResult::Violation) << bad;
         EXPECT_EQ(o.rule, 0u);
@@ -97,12 +99,14 @@ TEST_F(Inspect, ApprovalNamesItsHostAndDomains) {
     pol.names = &names;
     EXPECT_EQ(same_every_way("EHLO other.customer.example\r\n").reply,
               "550 5.7.1 EHLO name is not the host name approved for this address");
-    EXPECT_EQ(same_every_way("EHLO MAIL.Customer.Example.\r\nMAIL FROM:<a@customer.example.org>\r\nDATA\r\n").kind,
-              InspectResult::Ended)
+    EXPECT_EQ(
+        same_every_way("EHLO MAIL.Customer.Example.\r\nMAIL FROM:<a@customer.example.org>\r\nDATA\r\n").kind,
+        InspectResult::Ended)
         << "names compare without case, a trailing dot ignored";
     EXPECT_EQ(same_every_way("EHLO mail.customer.example\r\nMAIL FROM:<a@elsewhere.example>\r\n").reply,
               "550 5.7.1 Sender domain is not approved for this address");
-    EXPECT_EQ(same_every_way("EHLO mail.customer.example\r\nMAIL FROM:<>\r\nDATA\r\n").kind, InspectResult::Ended)
+    EXPECT_EQ(same_every_way("EHLO mail.customer.example\r\nMAIL FROM:<>\r\nDATA\r\n").kind,
+              InspectResult::Ended)
         << "the null sender (bounces) always may";
 }
 
@@ -130,12 +134,14 @@ TEST_F(Inspect, OverlongLinesAreSkippedInBoundedMemory) {
     const auto o = run(junk + "\r\nEHLO localhost\r\n", {1000, 5000, 19999});
     EXPECT_EQ(o.kind, InspectResult::Violation) << "the next line is read normally";
     EXPECT_EQ(c.get(Ctr::inspect_overlong_lines), 1u);
-    // An EHLO whose line is too long to hold is not judged by the built-in check (the server refuses it anyway).
+    // An EHLO whose line is too long to hold is not judged by the built-in check (the server refuses it
+    // anyway).
     EXPECT_EQ(run("EHLO " + junk + "\r\nDATA\r\n", {}).kind, InspectResult::Ended);
 }
 
 TEST_F(Inspect, StartTlsEndsInspection) {
-    const auto o = same_every_way("EHLO mail.customer.example\r\nSTARTTLS\r\n\x16\x03\x01 EHLO localhost\r\n");
+    const auto o =
+        same_every_way("EHLO mail.customer.example\r\nSTARTTLS\r\n\x16\x03\x01 EHLO localhost\r\n");
     EXPECT_EQ(o.kind, InspectResult::Ended);
     EXPECT_GT(c.get(Ctr::inspect_ended_starttls), 0u);
 }
@@ -144,12 +150,13 @@ TEST_F(Inspect, RetransmissionsReadOnceAndGapsEnd) {
     const uint32_t slot = insp.open(5000);
     const std::string a = "EHLO mail.customer.example\r\nMA", b = "IL FROM:<a@customer.example>\r\n";
     auto feed = [&](const std::string& s, uint32_t seq) {
-        return insp.feed(slot, reinterpret_cast<const uint8_t*>(s.data()), static_cast<uint32_t>(s.size()), seq,
-                         pol, c)
+        return insp
+            .feed(slot, reinterpret_cast<const uint8_t*>(s.data()), static_cast<uint32_t>(s.size()), seq, pol,
+                  c)
             .kind;
     };
     EXPECT_EQ(feed(a, 5000), InspectResult::Continue);
-    EXPECT_EQ(feed(a, 5000), InspectResult::Continue);  // a retransmission: nothing new
+    EXPECT_EQ(feed(a, 5000), InspectResult::Continue);                 // a retransmission: nothing new
     EXPECT_EQ(feed(a.substr(20) + b, 5020), InspectResult::Continue);  // overlapping: only the new bytes
     EXPECT_EQ(c.get(Ctr::inspect_mail_from), 1u);
     EXPECT_EQ(c.get(Ctr::inspect_ehlo), 1u);

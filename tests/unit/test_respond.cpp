@@ -93,7 +93,8 @@ class SmtpAnswerTest : public ::testing::Test {
   protected:
     CookieKey key{0x0123456789abcdefULL, 0xfedcba9876543210ULL};
     const std::string line = "550 5.7.1 not approved";
-    const ReplyLines lines = {line, "421 4.7.0 Too many concurrent SMTP connections", "421 rate", "421 daily",
+    const ReplyLines lines = {line,       "421 4.7.0 Too many concurrent SMTP connections",
+                              "421 rate", "421 daily",
                               "421 busy", "550 payload"};
     ReplyReason reason = ReplyReason::Unapproved;
     static constexpr uint64_t kSlot = 1000;

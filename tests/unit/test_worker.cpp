@@ -236,7 +236,8 @@ class TrackedWorkers : public Worker {
         pol->default_limits = {2, 0, 0};
         pol->action_limit = Action::Smtp;
         pol->replies[static_cast<size_t>(ReplyReason::Concurrency)] = "421 4.7.0 Too many concurrent";
-        for (auto& t : trackers) t = std::make_unique<FlowTracker>(64, CookieKey{1, 2}, &sources, FlowTimeouts{});
+        for (auto& t : trackers)
+            t = std::make_unique<FlowTracker>(64, CookieKey{1, 2}, &sources, FlowTimeouts{});
         ctx.flows = trackers[0].get();
     }
     void on_worker(int w) { ctx.flows = trackers[w].get(); }
@@ -280,7 +281,8 @@ TEST_F(TrackedWorkers, LimitHoldsAcrossWorkersAndTheRefusalIsA421) {
     back = inside->drain();
     ASSERT_EQ(back.size(), 1u);
     r = parse_frame(back[0].data(), static_cast<uint32_t>(back[0].size()));
-    EXPECT_EQ(std::string(back[0].begin() + r.payload_off, back[0].end()), "421 4.7.0 Too many concurrent\r\n");
+    EXPECT_EQ(std::string(back[0].begin() + r.payload_off, back[0].end()),
+              "421 4.7.0 Too many concurrent\r\n");
     EXPECT_TRUE(outside->drain().empty());
     EXPECT_EQ(counters.get(Ctr::flows_picked_up), 0u) << "a refusal's ACK is not a connection";
 
@@ -368,8 +370,9 @@ TEST_F(TrackedWorkers, EveryMessageOfACleartextSessionCountsAgainstTheDailyVolum
     s.flags = tcpflag::ACK | tcpflag::PSH;
     s.seq = 1001;
     s.ack = 9000;
-    s.payload = "EHLO mail.customer.example\r\nMAIL FROM:<a@customer.example>\r\nRSET\r\n"
-                "MAIL FROM:<b@customer.example>\r\n";
+    s.payload =
+        "EHLO mail.customer.example\r\nMAIL FROM:<a@customer.example>\r\nRSET\r\n"
+        "MAIL FROM:<b@customer.example>\r\n";
     outbound({build_frame(s)}, *pol);  // the second MAIL FROM: the second message
     EXPECT_EQ(outside->drain().size(), 2u);
     s.seq += static_cast<uint32_t>(s.payload.size());

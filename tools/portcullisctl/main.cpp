@@ -307,14 +307,16 @@ int run(ctl::Client& client, const std::string& cmd, const std::vector<std::stri
         }
         if (vm.count("help")) return print_help("rules [show|reload]", d), 0;
         const std::string action = vm.count("ACTION") ? vm["ACTION"].as<std::string>() : "show";
-        if (action != "show" && action != "reload") throw Usage("rules: '" + action + "' is not show or reload");
+        if (action != "show" && action != "reload")
+            throw Usage("rules: '" + action + "' is not show or reload");
         connect();
         const json r = checked(client.call({{"cmd", "rules"}, {"action", action}}));
         std::string text = (action == "reload" ? "reloaded: " : "") + r["rules"].dump() + " rule(s) from " +
                            r.value("rules_dir", std::string()) + "\n";
         for (const auto& rule : r.value("list", json::array()))
             text += "  " + rule["id"].dump() + "  " + rule["where"].get<std::string>() + "  " +
-                    (rule["refuse"].get<bool>() ? rule["reply"].get<std::string>() : std::string("(count only)")) +
+                    (rule["refuse"].get<bool>() ? rule["reply"].get<std::string>()
+                                                : std::string("(count only)")) +
                     "\n";
         return out(r, text);
     }

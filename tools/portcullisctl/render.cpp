@@ -146,9 +146,9 @@ std::string render_limits(const json& reply) {
     std::vector<std::vector<std::string>> rows = {{"", "IN FORCE", "CONFIGURED"}};
     const json now = reply.value("defaults", json::object());
     const json conf = reply.value("configured", json::object());
-    for (auto [key, label, unit] : {std::tuple{"max_concurrent", "max concurrent:", ""},
-                                    std::tuple{"rate_per_min", "rate:", "/min"},
-                                    std::tuple{"daily", "daily:", "/day"}})
+    for (auto [key, label, unit] :
+         {std::tuple{"max_concurrent", "max concurrent:", ""}, std::tuple{"rate_per_min", "rate:", "/min"},
+          std::tuple{"daily", "daily:", "/day"}})
         rows.push_back({label, limit_text(now, key, unit), limit_text(conf, key, unit)});
     return "default per-source SMTP limits (an approval's own values win):\n" + table(rows);
 }
