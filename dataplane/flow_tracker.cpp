@@ -1,6 +1,8 @@
 // SMTP connection tracking and limit admission (see flow_tracker.hpp).
 #include "dataplane/flow_tracker.hpp"
 
+#include <optional>
+
 namespace portcullis {
 
 namespace {
@@ -46,6 +48,24 @@ FlowTracker::FlowTracker(uint32_t max_flows, const CookieKey& hash_key, SourceTa
       worker_(worker),
       port_refs_(new uint32_t[65536]()) {}
 
+std::optional<ReplyReason> FlowTracker::admit(const IpAddr& src, const Limits& limits, const Policy& pol,
+                                              const Now& now, Counters& c, uint32_t* slot) {
+    const uint64_t id = sources_->id_of(src);
+    *slot = sources_->acquire(id, now.us, now.day);
+    const Admit a = *slot == SourceTable::kNone
+                        ? Admit::NoSlot
+                        : sources_->admit(*slot, id, limits, now.us, now.day, !pol.monitor);
+    if (a == Admit::Ok) return std::nullopt;
+    c.add(counter_of(a));
+    if (!pol.monitor) {
+        *slot = SourceTable::kNone;
+        return reason_of(a);
+    }
+    if (a == Admit::NoSlot) *slot = SourceTable::kNone;  // tracked without a unit
+    c.add(Ctr::monitor_passed);
+    return std::nullopt;
+}
+
 void FlowTracker::forget(Flow& f) {
     release(f);
     if ((f.ctl & flowctl::kOtherPort) && port_refs_[f.key.sport] && --port_refs_[f.key.sport] == 0)
@@ -64,12 +84,14 @@ TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, c
 TrackResult FlowTracker::outbound_other(const Parsed& p, const uint8_t* frame, const Policy& pol,
                                         const Now& now, Counters& c) {
     const TrackResult pass{TrackVerdict::Forward, ReplyReason::Unapproved};
+    // Only a watched port or a command that could open a session is worth a table lookup.
+    const bool opens = inspector_ && pol.inspect && pol.rules &&
+                       looks_like_smtp_command(frame + p.payload_off, p.payload_len);
+    if (!opens && !dyn_ports_.test(p.dport)) return pass;
     const FlowKey k = flow_key(p, true);
     const uint32_t h = table_.hash(k);
     if (Flow* f = table_.find(k, h)) return known(*f, p, frame, pol, now, c);
-    if (!looks_like_smtp_command(frame + p.payload_off, p.payload_len) || !inspector_ || !pol.inspect ||
-        !pol.rules || !pol.managed(p.src) || pol.relay(p.dst))
-        return pass;
+    if (!opens || !pol.managed(p.src) || pol.relay(p.dst)) return pass;
     if (!probe_smtp(*pol.rules, worker_, frame + p.payload_off, p.payload_len)) return pass;
     c.add(Ctr::smtp_other_port);
     const bool approved = pol.approved(p.src);
@@ -88,26 +110,12 @@ TrackResult FlowTracker::outbound_other(const Parsed& p, const uint8_t* frame, c
     }
     if (!approved && pol.smtp_other_ports == OtherPorts::Refuse) {
         c.add(Ctr::refused_unapproved);
-        refuse.action = pol.action_unapproved == Action::Drop ? Action::Drop : pol.action_unapproved;
+        refuse.action = pol.action_unapproved;
+    } else if (const auto refused =
+                   admit(p.src, pol.limit_overrides.find(p.src, pol.default_limits), pol, now, c, &slot)) {
+        refuse.reason = *refused;
     } else {
-        const Limits& limits = pol.limit_overrides.find(p.src, pol.default_limits);
-        const uint64_t id = sources_->id_of(p.src);
-        slot = sources_->acquire(id, now.us, now.day);
-        const Admit a = slot == SourceTable::kNone
-                            ? Admit::NoSlot
-                            : sources_->admit(slot, id, limits, now.us, now.day, !pol.monitor);
-        if (a == Admit::Ok || pol.monitor) {
-            if (a != Admit::Ok) {
-                c.add(counter_of(a));
-                c.add(Ctr::monitor_passed);
-                if (a == Admit::NoSlot) slot = SourceTable::kNone;
-            }
-            refuse.verdict = TrackVerdict::Forward;
-        } else {
-            c.add(counter_of(a));
-            refuse.reason = reason_of(a);
-            slot = SourceTable::kNone;
-        }
+        refuse.verdict = TrackVerdict::Forward;
     }
     if (pol.monitor && refuse.verdict != TrackVerdict::Forward) {
         c.add(Ctr::monitor_passed);
@@ -220,7 +228,6 @@ void FlowTracker::update(Flow& f, bool outbound, const Parsed& p, const Now& now
     f.expire_ms = now.ms + timeout_ms(f.state);
 }
 
-// (defined below)
 TrackResult FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const Policy& pol, bool to_relay,
                                   const Now& now, Counters& c) {
     const FlowKey k = flow_key(p, true);
@@ -248,16 +255,9 @@ TrackResult FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const P
         return {TrackVerdict::Refuse, ReplyReason::Busy};
     }
     const Limits& limits = to_relay ? pol.relay_limits : pol.limit_overrides.find(p.src, pol.default_limits);
-    const uint64_t id = sources_->id_of(p.src);
-    uint32_t slot = sources_->acquire(id, now.us, now.day);
-    Admit a = slot == SourceTable::kNone ? Admit::NoSlot
-                                         : sources_->admit(slot, id, limits, now.us, now.day, !pol.monitor);
-    if (a != Admit::Ok) {
-        c.add(counter_of(a));
-        if (!pol.monitor) return {TrackVerdict::Refuse, reason_of(a)};
-        if (a == Admit::NoSlot) slot = SourceTable::kNone;  // tracked without a unit
-        c.add(Ctr::monitor_passed);
-    }
+    uint32_t slot;
+    if (const auto refused = admit(p.src, limits, pol, now, c, &slot))
+        return {TrackVerdict::Refuse, *refused};
     Flow* f = table_.insert(k, h);  // room was checked above
     f->state = FlowState::SynSent;
     f->src_slot = slot;

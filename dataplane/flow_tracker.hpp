@@ -7,6 +7,7 @@
 #include <bitset>
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "dataplane/clock.hpp"
 #include "dataplane/counters.hpp"
@@ -83,7 +84,12 @@ class FlowTracker {
     void update(Flow& f, bool outbound, const Parsed& p, const Now& now, Counters& c);
     TrackResult known(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
                       Counters& c);
-    void forget(Flow& f);   // before an entry is erased
+    void forget(Flow& f);  // before an entry is erased
+    // Counts a new connection against its source's limits: the refusal's reason, or nullopt when admitted
+    // (*slot: the unit it holds, or SourceTable::kNone). Monitor mode admits, and counts what it would have
+    // refused.
+    std::optional<ReplyReason> admit(const IpAddr& src, const Limits& limits, const Policy& pol,
+                                     const Now& now, Counters& c, uint32_t* slot);
     void release(Flow& f);  // gives back the source's unit and ends inspection
     TrackResult inspect(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
                         Counters& c);
