@@ -176,19 +176,31 @@ Dest after_session(rte_mbuf* m, const Parsed& p, Counters& c) {
     return Dest::Back;
 }
 
+// Files the tracker's verdict on a segment (all but Untracked): forward it, refuse the connection, end the
+// session.
+Dest on_verdict(const TrackResult& t, const Policy& pol, rte_mbuf* m, const Parsed& p, LazyNow& now,
+                RefusalEvent* ev, bool* reported, rte_mbuf** extra, Counters& c) {
+    switch (t.verdict) {
+        case TrackVerdict::RefuseSession:
+            *reported = true;
+            note_refusal(*ev, p, t.reason);
+            return end_session(t.action, m, p, *t.reply, extra, c);
+        case TrackVerdict::Refused:
+            return after_session(m, p, c);
+        case TrackVerdict::Refuse:
+            *reported = true;
+            return refuse(pol, m, p, now, pol.action_limit, t.reason, ev, c);
+        default:
+            return Dest::Fwd;
+    }
+}
+
 // A segment to a port that is not an SMTP port that may belong to an SMTP session found by its commands.
 Dest track_other(const WorkerContext& ctx, const Policy& pol, rte_mbuf* m, const Parsed& p, LazyNow& now,
                  RefusalEvent* ev, bool* reported, rte_mbuf** extra, Counters& c) {
     const TrackResult t =
         ctx.flows->outbound_other(p, rte_pktmbuf_mtod(m, const uint8_t*), pol, now.get(), c);
-    if (t.verdict == TrackVerdict::Forward) return Dest::Fwd;
-    if (t.verdict == TrackVerdict::RefuseSession) {
-        *reported = true;
-        note_refusal(*ev, p, t.reason);
-        return end_session(t.action, m, p, *t.reply, extra, c);
-    }
-    if (t.verdict == TrackVerdict::Refused) return after_session(m, p, c);
-    return Dest::Fwd;
+    return on_verdict(t, pol, m, p, now, ev, reported, extra, c);
 }
 
 // An SMTP-class segment from a managed source: tracked, admitted or refused by the source's limits, and read.
@@ -199,16 +211,7 @@ Dest track(const WorkerContext& ctx, const Policy& pol, rte_mbuf* m, const Parse
         ctx.flows->outbound(p, rte_pktmbuf_mtod(m, const uint8_t*), pol, to_relay, now.get(), c);
     if (t.verdict == TrackVerdict::Forward) [[likely]]
         return Dest::Fwd;
-    if (t.verdict == TrackVerdict::RefuseSession) {
-        *reported = true;
-        note_refusal(*ev, p, t.reason);
-        return end_session(t.action, m, p, *t.reply, extra, c);
-    }
-    if (t.verdict == TrackVerdict::Refused) return after_session(m, p, c);
-    if (t.verdict == TrackVerdict::Refuse) {
-        *reported = true;
-        return refuse(pol, m, p, now, pol.action_limit, t.reason, ev, c);
-    }
+    if (t.verdict != TrackVerdict::Untracked) return on_verdict(t, pol, m, p, now, ev, reported, extra, c);
     // A segment of no connection this worker knows: maybe the next step of a stateless limit refusal.
     if (pol.action_limit == Action::Smtp && m->nb_segs == 1) {
         SmtpStep step;
