@@ -5,6 +5,8 @@
 #include <ctime>
 #include <stdexcept>
 
+#include "control/wire.hpp"
+
 namespace portcullis {
 
 namespace {
@@ -32,7 +34,15 @@ std::vector<std::string> split_commas(std::string_view s) {
     return out;
 }
 
-// Whitespace-separated tokens; double quotes group, backslash escapes inside them.
+int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+// Whitespace-separated tokens; double quotes group, backslash escapes inside them (\n \r \t \xHH, and any
+// other character stands for itself).
 bool tokenize(std::string_view line, std::vector<std::string>& out, std::string* why) {
     std::string cur;
     bool in_token = false, quoted = false;
@@ -40,7 +50,20 @@ bool tokenize(std::string_view line, std::vector<std::string>& out, std::string*
         const char c = line[i];
         if (quoted) {
             if (c == '\\' && i + 1 < line.size()) {
-                cur += line[++i];
+                const char e = line[++i];
+                if (e == 'n') {
+                    cur += '\n';
+                } else if (e == 'r') {
+                    cur += '\r';
+                } else if (e == 't') {
+                    cur += '\t';
+                } else if (e == 'x' && i + 2 < line.size() && hex_digit(line[i + 1]) >= 0 &&
+                           hex_digit(line[i + 2]) >= 0) {
+                    cur += static_cast<char>(hex_digit(line[i + 1]) * 16 + hex_digit(line[i + 2]));
+                    i += 2;
+                } else {
+                    cur += e;
+                }
             } else if (c == '"') {
                 quoted = false;
             } else {
@@ -48,7 +71,7 @@ bool tokenize(std::string_view line, std::vector<std::string>& out, std::string*
             }
         } else if (c == '"') {
             quoted = in_token = true;
-        } else if (c == ' ' || c == '\t' || c == '\r') {
+        } else if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
             if (in_token) out.push_back(std::move(cur));
             cur.clear();
             in_token = false;
@@ -65,12 +88,33 @@ bool tokenize(std::string_view line, std::vector<std::string>& out, std::string*
     return true;
 }
 
+bool is_control(unsigned char c) {
+    return c < 0x20 || c == 0x7f;
+}
+
 std::string quote_if_needed(const std::string& v) {
-    if (!v.empty() && v.find_first_of(" \t\"\\") == std::string::npos) return v;
+    bool plain = !v.empty();
+    for (unsigned char c : v) plain = plain && !is_control(c) && c != ' ' && c != '"' && c != '\\';
+    if (plain) return v;
+    static constexpr char kHex[] = "0123456789abcdef";
     std::string q = "\"";
-    for (char c : v) {
-        if (c == '"' || c == '\\') q += '\\';
-        q += c;
+    for (unsigned char c : v) {
+        if (c == '"' || c == '\\') {
+            q += '\\';
+            q += static_cast<char>(c);
+        } else if (c == '\n') {
+            q += "\\n";
+        } else if (c == '\r') {
+            q += "\\r";
+        } else if (c == '\t') {
+            q += "\\t";
+        } else if (is_control(c)) {
+            q += "\\x";
+            q += kHex[c >> 4];
+            q += kHex[c & 15];
+        } else {
+            q += static_cast<char>(c);
+        }
     }
     return q + "\"";
 }
@@ -123,6 +167,14 @@ bool valid_hostname(std::string_view h) {
     return true;
 }
 
+std::string check_text(const char* field, std::string_view v, size_t max) {
+    if (v.size() > max)
+        return std::string(field) + ": " + std::to_string(v.size()) + " bytes, at most " + std::to_string(max);
+    for (unsigned char c : v)
+        if (is_control(c)) return std::string(field) + ": control characters are not allowed";
+    return {};
+}
+
 std::optional<uint32_t> parse_rate(std::string_view text) {
     uint32_t per = 1;
     if (text.ends_with("/min")) {
@@ -152,7 +204,10 @@ std::optional<int64_t> parse_time(std::string_view t, int64_t now) {
     // YYYY-MM-DD[THH:MM[:SS]][Z]
     if (t.size() < 10 || t[4] != '-' || t[7] != '-') return std::nullopt;
     auto y = parse_u32(t.substr(0, 4)), mo = parse_u32(t.substr(5, 2)), d = parse_u32(t.substr(8, 2));
-    if (!y || !mo || !d || *mo < 1 || *mo > 12 || *d < 1 || *d > 31) return std::nullopt;
+    if (!y || !mo || !d || *mo < 1 || *mo > 12 || *d < 1) return std::nullopt;
+    static constexpr unsigned kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    const bool leap = (*y % 4 == 0 && *y % 100 != 0) || *y % 400 == 0;
+    if (*d > kDays[*mo - 1] || (*mo == 2 && *d == 29 && !leap)) return std::nullopt;
     int64_t secs = days_from_civil(*y, *mo, *d) * 86400;
     auto rest = t.substr(10);
     if (!rest.empty()) {
@@ -220,13 +275,13 @@ Approval approval_from_json(const nlohmann::json& j) {
     if (!st.empty()) {
         auto s = parse_state(st);
         if (!s)
-            throw std::runtime_error("state: '" + st +
+            throw std::runtime_error("state: '" + printable(st) +
                                      "' is not one of approved, suspended, revoked, banned");
         a.state = *s;
     }
     a.hostname = str("hostname");
     if (!a.hostname.empty() && !valid_hostname(a.hostname))
-        throw std::runtime_error("hostname: '" + a.hostname + "' is not a fully qualified domain name");
+        throw std::runtime_error("hostname: '" + printable(a.hostname) + "' is not a fully qualified domain name");
     if (j.contains("domains")) {
         if (!j["domains"].is_array()) throw std::runtime_error("domains: must be an array of strings");
         for (const auto& d : j["domains"]) {
@@ -235,15 +290,19 @@ Approval approval_from_json(const nlohmann::json& j) {
             a.domains.push_back(d.get<std::string>());
         }
     }
-    a.max_concurrent = static_cast<uint32_t>(num("max_concurrent", 0, 1'000'000));
-    a.rate_per_min = static_cast<uint32_t>(num("rate_per_min", 0, 1'000'000));
-    a.daily = static_cast<uint32_t>(num("daily", 0, 100'000'000));
+    if (a.domains.size() > kMaxDomains)
+        throw std::runtime_error("domains: more than " + std::to_string(kMaxDomains));
+    a.max_concurrent = static_cast<uint32_t>(num("max_concurrent", 0, kMaxConcurrent));
+    a.rate_per_min = static_cast<uint32_t>(num("rate_per_min", 0, kMaxRatePerMin));
+    a.daily = static_cast<uint32_t>(num("daily", 0, kMaxDaily));
     a.ticket = str("ticket");
     a.reason = str("reason");
     a.operator_name = str("operator");
-    a.created = num("created", 0, INT64_MAX);
-    a.updated = num("updated", 0, INT64_MAX);
-    a.expires = num("expires", 0, INT64_MAX);
+    // Times past year 9999 (which 0.1 accepted) mean "never" in practice: they are read as the last
+    // printable second rather than refusing a stored record.
+    a.created = std::min(num("created", 0, INT64_MAX), kMaxTime);
+    a.updated = std::min(num("updated", 0, INT64_MAX), kMaxTime);
+    a.expires = std::min(num("expires", 0, INT64_MAX), kMaxTime);
     return a;
 }
 
@@ -274,19 +333,19 @@ std::optional<Approval> parse_line(std::string_view line, std::string* why) {
     Approval a;
     auto p = parse_prefix(tok[0], why);
     if (!p) {
-        *why = "'" + tok[0] + "': " + *why;
+        *why = "'" + printable(tok[0]) + "': " + *why;
         return std::nullopt;
     }
     a.prefix = *p;
     for (size_t i = 1; i < tok.size(); ++i) {
         const auto eq = tok[i].find('=');
         if (eq == std::string::npos) {
-            *why = "'" + tok[i] + "': expected key=value";
+            *why = "'" + printable(tok[i]) + "': expected key=value";
             return std::nullopt;
         }
         const std::string k = tok[i].substr(0, eq), v = tok[i].substr(eq + 1);
         auto bad = [&](const std::string& what) {
-            *why = k + ": '" + v + "' " + what;
+            *why = printable(k, 40) + ": '" + printable(v) + "' " + what;
             return std::nullopt;
         };
         if (k == "state") {
@@ -300,25 +359,30 @@ std::optional<Approval> parse_line(std::string_view line, std::string* why) {
             a.domains = split_commas(v);
             for (const auto& d : a.domains)
                 if (!valid_hostname(d)) return bad("is not a list of domain names");
+            if (a.domains.size() > kMaxDomains) return bad("names more than 64 domains");
         } else if (k == "max_concurrent" || k == "daily") {
             auto n = parse_u32(v);
+            const int64_t max = k == "daily" ? kMaxDaily : kMaxConcurrent;
             if (!n) return bad("is not a whole number");
+            if (*n > max) return bad("is over " + std::to_string(max));
             (k == "daily" ? a.daily : a.max_concurrent) = *n;
         } else if (k == "rate") {
             auto n = parse_rate(v);
-            if (!n) return bad("is not a rate such as 30/min");
+            if (!n || *n > kMaxRatePerMin) return bad("is not a rate such as 30/min (at most 1000000/min)");
             a.rate_per_min = *n;
         } else if (k == "expires") {
             auto t = parse_time(v, 0);
             if (!t || v.starts_with("+"))
                 return bad("is not a date such as 2026-12-31 or 2026-12-31T18:00:00Z");
             a.expires = *t;
-        } else if (k == "ticket") {
-            a.ticket = v;
-        } else if (k == "reason") {
-            a.reason = v;
+        } else if (k == "ticket" || k == "reason") {
+            if (auto err = check_text(k.c_str(), v, k == "ticket" ? kMaxTicket : kMaxReason); !err.empty()) {
+                *why = err;
+                return std::nullopt;
+            }
+            (k == "ticket" ? a.ticket : a.reason) = v;
         } else {
-            *why = "unknown key '" + k + "'";
+            *why = "unknown key '" + printable(k, 40) + "'";
             return std::nullopt;
         }
     }

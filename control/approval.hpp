@@ -2,7 +2,9 @@
 // Also its two text forms: JSON (the store and the control protocol) and the one-line import/export format:
 //   PREFIX [key=value ...]     e.g. 198.51.100.10 hostname=mail.example.com domains=example.com,example.org
 //                                   max_concurrent=5 rate=30/min daily=2000 ticket=T-1042 reason="invoices"
-// Values containing spaces or quotes are double-quoted with backslash escapes. '#' starts a comment line.
+// Values containing spaces, quotes, backslashes or control characters are double-quoted, with backslash
+// escapes (\" \\ \n \r \t \xHH), so an export line is always one line and `import` of an `export` round-trips.
+// '#' starts a comment line.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +23,11 @@ enum class ApprovalState : uint8_t {
     Revoked,    // taken away; a later approve may grant it again
     Banned,     // revoked for good after abuse: approve refuses it
 };
+
+// Bounds on a record's fields, the same for the CLI, the protocol, import lines and the store.
+inline constexpr int64_t kMaxTime = 253402300799;  // 9999-12-31T23:59:59Z: a date every tool can print
+inline constexpr size_t kMaxTicket = 128, kMaxReason = 1024, kMaxDomains = 64;
+inline constexpr int64_t kMaxConcurrent = 1'000'000, kMaxRatePerMin = 1'000'000, kMaxDaily = 100'000'000;
 
 const char* state_name(ApprovalState s);
 std::optional<ApprovalState> parse_state(std::string_view s);
@@ -63,6 +70,8 @@ std::optional<int64_t> parse_time(std::string_view text, int64_t now);
 std::string format_time(int64_t t);
 
 // Strict validators shared by the CLI and the daemon.
+// "" or why operator text (a ticket, a reason) is refused: longer than `max` bytes, or a control character.
+std::string check_text(const char* field, std::string_view v, size_t max);
 bool valid_hostname(std::string_view h);                    // a fully qualified domain name
 std::optional<uint32_t> parse_rate(std::string_view text);  // "30/min", "600/h", "30" -> per minute
 

@@ -33,7 +33,7 @@ json ok(json body = json::object()) {
 }
 
 json fail(const std::string& why) {
-    return {{"v", kProtocolVersion}, {"ok", false}, {"error", why}};
+    return error_reply(why);
 }
 
 std::string need_string(const json& req, const char* key) {
@@ -60,7 +60,7 @@ Prefix need_prefix(const json& req, const char* key = "addr") {
     const auto text = need_string(req, key);
     std::string why;
     auto p = parse_prefix(text, &why);
-    if (!p) throw RequestError("'" + text + "': " + why);
+    if (!p) throw RequestError("'" + printable(text) + "': " + why);
     return *p;
 }
 
@@ -81,6 +81,26 @@ bool in_list(const std::vector<Prefix>& list, const IpAddr& a) {
     for (const auto& p : list)
         if (p.contains(a)) return true;
     return false;
+}
+
+bool overlaps(const Prefix& a, const Prefix& b) {
+    return a.addr.v6 == b.addr.v6 && (a.contains(b.addr) || b.contains(a.addr));
+}
+
+bool inside(const Prefix& inner, const Prefix& outer) {
+    return inner.addr.v6 == outer.addr.v6 && outer.len <= inner.len && outer.contains(inner.addr);
+}
+
+std::string text_field(const json& req, const char* key, size_t max) {
+    auto v = need_string(req, key);
+    if (auto err = check_text(key, v, max); !err.empty()) throw RequestError(err);
+    return v;
+}
+
+bool opt_bool(const json& req, const char* key) {
+    if (!req.contains(key)) return false;
+    if (!req[key].is_boolean()) throw RequestError(std::string("'") + key + "' must be true or false");
+    return req[key].get<bool>();
 }
 
 }  // namespace
@@ -112,6 +132,7 @@ void ControlPlane::republish(int64_t now) {
 }
 
 void ControlPlane::publish_change() {
+    changed_ = true;
     if (batch_)
         dirty_ = true;
     else
@@ -123,13 +144,24 @@ void ControlPlane::begin_batch() {
     dirty_ = false;
     store_.begin_batch();
     audit_.begin_batch();
+    audit_mark_ = audit_.savepoint();
 }
 
 std::string ControlPlane::end_batch() {
     batch_ = false;
-    auto err = store_.end_batch();
-    if (auto aerr = audit_.end_batch(); !aerr.empty())
-        spdlog::error("{} (the changes themselves are saved)", aerr);
+    // The audit lines first: a change whose audit line is not on disk is not made.
+    auto err = audit_.end_batch();
+    if (err.empty())
+        err = store_.end_batch();  // rolls the batch back itself when its commit fails
+    else
+        store_.abort_batch();
+    if (!err.empty()) {
+        audit_.rollback(audit_mark_);
+        if (dirty_)
+            audit_.record(Peer{0, 0, static_cast<int>(getpid()), "portcullis"}, "batch", nullptr, nullptr,
+                          nullptr, "not saved: " + err + " (every change of the batch undone)");
+        spdlog::error("control changes not saved, undone: {}", err);
+    }
     if (dirty_) republish(now_s());
     dirty_ = false;
     return err;
@@ -139,25 +171,37 @@ void ControlPlane::tick(int64_t now) {
     if (next_expiry_ != 0 && now >= next_expiry_) republish(now);
 }
 
-json ControlPlane::handle(const std::string& line, const Peer& peer, Session& session) {
-    json req;
+Reply ControlPlane::serve(const std::string& line, const Peer& peer, Session& session) {
+    changed_ = false;
+    json body;
     try {
-        req = json::parse(line);
-    } catch (const json::parse_error& e) {
-        return fail(std::string("malformed JSON: ") + e.what());
-    }
-    try {
-        if (!req.is_object()) throw RequestError("a request must be a JSON object");
-        if (!req.contains("v")) throw RequestError("missing protocol version 'v'");
-        if (req["v"] != kProtocolVersion)
-            throw RequestError("unsupported protocol version " + req["v"].dump() + " (this daemon speaks " +
-                               std::to_string(kProtocolVersion) + ")");
-        return dispatch(need_string(req, "cmd"), req, peer, session);
+        std::string why;
+        auto req = parse_request(line, &why);
+        if (!req) return {fail(why), false};
+        if (!req->is_object()) throw RequestError("a request must be a JSON object");
+        if (!req->contains("v")) throw RequestError("missing protocol version 'v'");
+        if ((*req)["v"] != kProtocolVersion)
+            throw RequestError("unsupported protocol version " + printable(reply_line((*req)["v"]), 40) +
+                               " (this daemon speaks " + std::to_string(kProtocolVersion) + ")");
+        body = dispatch(need_string(*req, "cmd"), *req, peer, session);
     } catch (const RequestError& e) {
-        return fail(e.what());
+        body = fail(e.what());
     } catch (const std::exception& e) {
-        return fail(std::string("internal error: ") + e.what());
+        spdlog::error("control request from {} failed: {}", printable(peer.user), printable(e.what(), 200));
+        body = fail("internal error: " + printable(e.what(), 200));
+    } catch (...) {
+        spdlog::error("control request from {} failed with an unknown exception", printable(peer.user));
+        body = fail("internal error");
     }
+    return {std::move(body), changed_};
+}
+
+json ControlPlane::handle(const std::string& line, const Peer& peer, Session& session) {
+    begin_batch();
+    Reply r = serve(line, peer, session);
+    const auto err = end_batch();
+    if (r.changed && !err.empty()) return fail("not saved: " + err);
+    return r.body;
 }
 
 json ControlPlane::dispatch(const std::string& cmd, const json& req, const Peer& peer, Session& session) {
@@ -172,6 +216,7 @@ json ControlPlane::dispatch(const std::string& cmd, const json& req, const Peer&
     }
     if (cmd == "approve") return approve(req, peer);
     if (cmd == "suspend" || cmd == "resume" || cmd == "revoke") return set_state(cmd, req, peer);
+    if (cmd == "unban") return unban(req, peer);
     if (cmd == "list") return ok(list(req));
     if (cmd == "show") return ok(show(req));
     if (cmd == "export") {
@@ -179,36 +224,65 @@ json ControlPlane::dispatch(const std::string& cmd, const json& req, const Peer&
         for (const auto& [p, a] : store_.records()) lines.push_back(to_line(a));
         return ok({{"lines", std::move(lines)}});
     }
-    if (cmd == "import_begin") {
-        session = Session{true, {}};
-        return ok();
-    }
+    if (cmd == "import_begin") return import_begin(session);
     if (cmd == "import_chunk") return import_chunk(req, session);
-    if (cmd == "import_commit") return import_commit(peer, session);
+    if (cmd == "import_commit") return import_commit(req, peer, session);
     if (cmd == "managed" || cmd == "relay") return overlay(cmd, req, peer);
     if (cmd == "monitor") return monitor(req, peer);
     if (cmd == "limits") return limits(req, peer);
     if (cmd == "rules") return rules(req, peer);
-    throw RequestError("unknown command '" + cmd + "'");
+    throw RequestError("unknown command '" + printable(cmd, 40) + "'");
+}
+
+std::string ControlPlane::durable(const std::string& cmd, const json& args, const Peer& peer, const json& before,
+                                  const std::function<std::string()>& mutate,
+                                  const std::function<json()>& after) {
+    const auto sp = store_.savepoint();
+    if (auto err = mutate(); !err.empty()) {
+        audit_.record(peer, cmd, args, before, nullptr, "not saved: " + err);
+        return err;
+    }
+    if (auto err = audit_.record(peer, cmd, args, before, after(), "ok"); !err.empty()) {
+        store_.rollback(sp);  // no change stands without its audit line
+        spdlog::error("{} refused: {}", cmd, err);
+        return err;
+    }
+    publish_change();
+    return {};
 }
 
 json ControlPlane::commit(const std::string& cmd, const json& req, const Peer& peer, const Approval* before,
                           const Approval& after) {
     const json before_j = before ? to_json(*before) : json(nullptr);
-    if (auto err = store_.put(after); !err.empty()) {
-        audit_.record(peer, cmd, req, before_j, nullptr, "not saved: " + err);
-        return fail("not saved: " + err);
-    }
     const json after_j = to_json(after);
-    if (auto err = audit_.record(peer, cmd, req, before_j, after_j, "ok"); !err.empty())
-        spdlog::error("{} (the change itself is saved)", err);
-    publish_change();
-    return ok({{"record", after_j}, {"_changed", true}});
+    if (auto err = durable(cmd, req, peer, before_j, [&] { return store_.put(after); }, [&] { return after_j; });
+        !err.empty())
+        return fail("not saved: " + err);
+    return ok({{"record", after_j}});
+}
+
+std::vector<Prefix> ControlPlane::managed_now() const {
+    return effective_list(cfg_.managed_prefixes, &store_.managed());
+}
+
+std::string ControlPlane::danger(const Prefix& p) const {
+    std::string why;
+    const uint8_t wide = p.addr.v6 ? kWideV6 : kWideV4;
+    if (p.len < wide)
+        why = to_string(p) + " is wider than /" + std::to_string(wide);
+    for (const auto& m : managed_now())
+        if (inside(m, p)) {
+            why += (why.empty() ? to_string(p) + " covers" : " and covers") + std::string(" the whole managed prefix ") +
+                   to_string(m);
+            break;
+        }
+    return why;
 }
 
 json ControlPlane::approve(const json& req, const Peer& peer) {
     const Prefix p = need_prefix(req);
     const int64_t now = now_s();
+    const bool force = opt_bool(req, "force");
     const Approval* existing = store_.find(p);
     if (const Approval* cover = store_.covering(p); cover && cover->state == ApprovalState::Banned) {
         const std::string why = cover->prefix == p ? describe_ban(*cover) + "; it cannot be approved again"
@@ -217,40 +291,55 @@ json ControlPlane::approve(const json& req, const Peer& peer) {
         audit_.record(peer, "approve", req, to_json(*cover), nullptr, "refused: " + why);
         return fail(why);
     }
+    if (auto why = danger(p); !why.empty() && !force)
+        throw RequestError("approving " + why + ": that needs --force");
     Approval a = existing ? *existing : Approval{};
     a.prefix = p;
     a.state = ApprovalState::Approved;
     if (req.contains("hostname")) {
         a.hostname = need_string(req, "hostname");
         if (!a.hostname.empty() && !valid_hostname(a.hostname))
-            throw RequestError("hostname '" + a.hostname + "' is not a fully qualified domain name");
+            throw RequestError("hostname '" + printable(a.hostname) + "' is not a fully qualified domain name");
     }
     if (req.contains("domains")) {
         if (!req["domains"].is_array()) throw RequestError("'domains' must be an array of strings");
+        if (req["domains"].size() > kMaxDomains)
+            throw RequestError("domains: more than " + std::to_string(kMaxDomains));
         a.domains.clear();
         for (const auto& d : req["domains"]) {
             if (!d.is_string() || !valid_hostname(d.get<std::string>()))
-                throw RequestError("domains: " + d.dump() + " is not a domain name such as example.com");
+                throw RequestError("domains: " + printable(reply_line(d), 80) +
+                                   " is not a domain name such as example.com");
             a.domains.push_back(d.get<std::string>());
         }
     }
-    if (auto v = opt_int(req, "max_concurrent", 1, 1'000'000); v >= 0)
+    if (auto v = opt_int(req, "max_concurrent", 1, kMaxConcurrent); v >= 0)
         a.max_concurrent = static_cast<uint32_t>(v);
-    if (auto v = opt_int(req, "rate_per_min", 1, 1'000'000); v >= 0)
+    if (auto v = opt_int(req, "rate_per_min", 1, kMaxRatePerMin); v >= 0)
         a.rate_per_min = static_cast<uint32_t>(v);
-    if (auto v = opt_int(req, "daily", 1, 100'000'000); v >= 0) a.daily = static_cast<uint32_t>(v);
-    if (auto v = opt_int(req, "expires", 0, INT64_MAX); v >= 0) {
+    if (auto v = opt_int(req, "daily", 1, kMaxDaily); v >= 0) a.daily = static_cast<uint32_t>(v);
+    if (auto v = opt_int(req, "expires", 0, kMaxTime); v >= 0) {
         if (v != 0 && v <= now) throw RequestError("'expires' is in the past: " + format_time(v));
         a.expires = v;
     }
-    if (req.contains("ticket")) a.ticket = need_string(req, "ticket");
-    if (req.contains("reason")) a.reason = need_string(req, "reason");
+    if (req.contains("ticket")) a.ticket = text_field(req, "ticket", kMaxTicket);
+    if (req.contains("reason")) a.reason = text_field(req, "reason", kMaxReason);
     a.operator_name = peer.user;
     if (!existing) a.created = now;
     a.updated = now;
     json reply = commit("approve", req, peer, existing, a);
-    if (reply["ok"] == true && !in_list(effective_list(cfg_.managed_prefixes, &store_.managed()), p.addr))
+    if (reply["ok"] != true) return reply;
+    const auto managed = managed_now();
+    bool any = false, within = false;
+    for (const auto& m : managed) {
+        any = any || overlaps(p, m);
+        within = within || inside(p, m);
+    }
+    if (!any)
         reply["note"] = to_string(p) + " is outside managed_prefixes: the policy does not apply to it anyway";
+    else if (!within)
+        reply["note"] = to_string(p) +
+                        " is only partly inside managed_prefixes: the approval matters only for the part inside";
     return reply;
 }
 
@@ -259,11 +348,11 @@ json ControlPlane::set_state(const std::string& cmd, const json& req, const Peer
     const Approval* existing = store_.find(p);
     Approval a;
     if (cmd == "revoke") {
-        const bool ban = req.contains("ban") && req["ban"] == true;
-        if (req.contains("ban") && !req["ban"].is_boolean())
-            throw RequestError("'ban' must be true or false");
+        const bool ban = opt_bool(req, "ban");
         if (existing && existing->state == ApprovalState::Banned)
             throw RequestError(to_string(p) + " is already banned");
+        if (auto why = danger(p); ban && !why.empty() && !opt_bool(req, "force"))
+            throw RequestError("banning " + why + " (a ban is for good): that needs --force");
         // No record of its own: a revocation carves the prefix out of a wider approval.
         a = existing ? *existing : Approval{};
         a.prefix = p;
@@ -284,11 +373,34 @@ json ControlPlane::set_state(const std::string& cmd, const json& req, const Peer
         a = *existing;
         a.state = cmd == "suspend" ? ApprovalState::Suspended : ApprovalState::Approved;
     }
-    if (req.contains("reason")) a.reason = need_string(req, "reason");
-    if (req.contains("ticket")) a.ticket = need_string(req, "ticket");
+    if (req.contains("reason")) a.reason = text_field(req, "reason", kMaxReason);
+    if (req.contains("ticket")) a.ticket = text_field(req, "ticket", kMaxTicket);
     a.operator_name = peer.user;
     a.updated = now_s();
     return commit(cmd, req, peer, existing, a);
+}
+
+// A ban is for good for customers (seed 000); an operator who banned the wrong prefix lifts it here, with a
+// reason, and the record becomes revoked: an approve is needed to send again.
+json ControlPlane::unban(const json& req, const Peer& peer) {
+    const Prefix p = need_prefix(req);
+    const std::string reason = req.contains("reason") ? text_field(req, "reason", kMaxReason) : "";
+    if (reason.empty()) throw RequestError("unban needs a reason (--reason): it is kept in the audit log");
+    const Approval* existing = store_.find(p);
+    if (!existing || existing->state != ApprovalState::Banned) {
+        const Approval* cover = store_.covering(p);
+        if (cover && cover->state == ApprovalState::Banned)
+            throw RequestError(to_string(p) + " is inside the ban of " + to_string(cover->prefix) + ": unban " +
+                               to_string(cover->prefix));
+        throw RequestError(to_string(p) + " is not banned");
+    }
+    Approval a = *existing;
+    a.state = ApprovalState::Revoked;
+    a.reason = reason;
+    if (req.contains("ticket")) a.ticket = text_field(req, "ticket", kMaxTicket);
+    a.operator_name = peer.user;
+    a.updated = now_s();
+    return commit("unban", req, peer, existing, a);
 }
 
 std::pair<const Approval*, const char*> ControlPlane::effective_record(const Prefix& p) const {
@@ -404,45 +516,63 @@ json ControlPlane::status() const {
             {"flows", flow_status()}};
 }
 
+json ControlPlane::import_begin(Session& session) {
+    session = Session{};  // a new begin drops what an earlier one left, and its slot
+    if (*imports_ >= kMaxImports)
+        throw RequestError("another " + std::to_string(*imports_) +
+                           " import(s) in progress (at most " + std::to_string(kMaxImports) + " at once); try again");
+    ++*imports_;
+    auto count = imports_;
+    session.import_slot = std::shared_ptr<void>(count.get(), [count](void*) { --*count; });
+    session.importing = true;
+    return ok();
+}
+
 json ControlPlane::import_chunk(const json& req, Session& session) {
     if (!session.importing) throw RequestError("no import in progress: send import_begin first");
     if (!req.contains("lines") || !req["lines"].is_array()) throw RequestError("'lines' must be an array");
-    const auto first = opt_int(req, "first_line", 1, INT64_MAX);
+    const auto first = opt_int(req, "first_line", 1, INT32_MAX);
     size_t line_no = first < 0 ? session.pending.size() + 1 : static_cast<size_t>(first);
-    constexpr size_t kMaxImport = 2'000'000;
+    auto abandon = [&](const std::string& why) {
+        session = Session{};
+        return RequestError(why + " (nothing imported)");
+    };
     for (const auto& l : req["lines"]) {
-        if (!l.is_string()) throw RequestError("line " + std::to_string(line_no) + ": not a string");
+        if (!l.is_string()) throw abandon("line " + std::to_string(line_no) + ": not a string");
+        const auto& text = l.get_ref<const std::string&>();
+        session.bytes += text.size() + 1;
+        if (session.bytes > kMaxImportBytes)
+            throw abandon("import larger than " + std::to_string(kMaxImportBytes >> 20) + " MiB");
         std::string why;
-        auto a = parse_line(l.get<std::string>(), &why);
-        if (!a && !why.empty()) {
-            session = Session{};
-            throw RequestError("line " + std::to_string(line_no) + ": " + why + " (nothing imported)");
-        }
+        auto a = parse_line(text, &why);
+        if (!a && !why.empty()) throw abandon("line " + std::to_string(line_no) + ": " + why);
         if (a) session.pending.emplace_back(line_no, std::move(*a));
-        if (session.pending.size() > kMaxImport) {
-            session = Session{};
-            throw RequestError("import larger than " + std::to_string(kMaxImport) +
-                               " entries (nothing imported)");
-        }
+        if (session.pending.size() > kMaxImportRecords)
+            throw abandon("import larger than " + std::to_string(kMaxImportRecords) + " records");
         ++line_no;
     }
     return ok({{"pending", session.pending.size()}});
 }
 
-json ControlPlane::import_commit(const Peer& peer, Session& session) {
+json ControlPlane::import_commit(const json& req, const Peer& peer, Session& session) {
     if (!session.importing) throw RequestError("no import in progress: send import_begin first");
+    const bool force = opt_bool(req, "force");
     const int64_t now = now_s();
     std::vector<Approval> all;
     all.reserve(session.pending.size());
+    auto refuse = [&](const std::string& why) {
+        session = Session{};
+        audit_.record(peer, "import", {{"entries", all.size()}}, nullptr, nullptr, "refused: " + why);
+        return fail(why);
+    };
     for (auto& [line_no, a] : session.pending) {
+        const std::string at = "line " + std::to_string(line_no) + ": ";
         if (const Approval* cover = store_.covering(a.prefix);
-            cover && cover->state == ApprovalState::Banned && a.state != ApprovalState::Banned) {
-            const std::string why =
-                "line " + std::to_string(line_no) + ": " + describe_ban(*cover) + " (nothing imported)";
-            session = Session{};
-            audit_.record(peer, "import", {{"entries", all.size()}}, nullptr, nullptr, "refused: " + why);
-            return fail(why);
-        }
+            cover && cover->state == ApprovalState::Banned && a.state != ApprovalState::Banned)
+            return refuse(at + describe_ban(*cover) + " (nothing imported)");
+        if (a.state == ApprovalState::Approved || a.state == ApprovalState::Banned)
+            if (auto why = danger(a.prefix); !why.empty() && !force)
+                return refuse(at + why + ": that needs --force (nothing imported)");
         const Approval* existing = store_.find(a.prefix);
         a.created = existing ? existing->created : now;
         a.updated = now;
@@ -451,27 +581,23 @@ json ControlPlane::import_commit(const Peer& peer, Session& session) {
     }
     const size_t n = all.size();
     session = Session{};
-    if (auto err = store_.put_all(all); !err.empty()) {
-        audit_.record(peer, "import", {{"entries", n}}, nullptr, nullptr, "not saved: " + err);
+    if (auto err = durable("import", {{"entries", n}, {"force", force}}, peer, nullptr,
+                           [&] { return store_.put_all(all); },
+                           [&] { return json{{"records", store_.records().size()}}; });
+        !err.empty())
         return fail("not saved: " + err + " (nothing imported)");
-    }
-    audit_.record(peer, "import", {{"entries", n}}, nullptr, {{"records", store_.records().size()}}, "ok");
-    publish_change();
-    return ok({{"applied", n}, {"records", store_.records().size()}, {"_changed", true}});
+    return ok({{"applied", n}, {"records", store_.records().size()}});
 }
 
 json ControlPlane::monitor(const json& req, const Peer& peer) {
     const bool current = publisher_.current().load()->monitor;
     if (!req.contains("enable")) return ok({{"monitor", current}});
-    if (!req["enable"].is_boolean()) throw RequestError("'enable' must be true or false");
-    const bool enable = req["enable"].get<bool>();
-    if (auto err = store_.set_setting("monitor", enable); !err.empty()) {
-        audit_.record(peer, "monitor", req, current, nullptr, "not saved: " + err);
+    const bool enable = opt_bool(req, "enable");
+    if (auto err = durable("monitor", req, peer, current, [&] { return store_.set_setting("monitor", enable); },
+                           [&] { return json(enable); });
+        !err.empty())
         return fail("not saved: " + err);
-    }
-    audit_.record(peer, "monitor", req, current, enable, "ok");
-    publish_change();
-    return ok({{"monitor", enable}, {"_changed", true}});
+    return ok({{"monitor", enable}});
 }
 
 // The limits that apply to a source, and where it stands against them now.
@@ -501,15 +627,12 @@ json ControlPlane::limits(const json& req, const Peer& peer) {
         any = true;
     }
     if (!any) return ok({{"defaults", as_json(before)}, {"configured", as_json(cfg_.default_limits)}});
-    if (auto err = store_.set_setting("limits", change); !err.empty()) {
-        audit_.record(peer, "limits", req, as_json(before), nullptr, "not saved: " + err);
+    if (auto err = durable("limits", req, peer, as_json(before), [&] { return store_.set_setting("limits", change); },
+                           [&] { return as_json(effective_default_limits(cfg_, &store_)); });
+        !err.empty())
         return fail("not saved: " + err);
-    }
-    const Limits after = effective_default_limits(cfg_, &store_);
-    audit_.record(peer, "limits", req, as_json(before), as_json(after), "ok");
-    publish_change();
-    return ok(
-        {{"defaults", as_json(after)}, {"configured", as_json(cfg_.default_limits)}, {"_changed", true}});
+    return ok({{"defaults", as_json(effective_default_limits(cfg_, &store_))},
+               {"configured", as_json(cfg_.default_limits)}});
 }
 
 json ControlPlane::rules(const json& req, const Peer& peer) {
@@ -526,19 +649,20 @@ json ControlPlane::rules(const json& req, const Peer& peer) {
         return j;
     };
     if (action == "show") return ok(describe());
-    if (action != "reload") throw RequestError("action: '" + action + "' is not one of show, reload");
+    if (action != "reload")
+        throw RequestError("action: '" + printable(action, 40) + "' is not one of show, reload");
     if (!cfg_.inspect) return fail("inspection is off (inspect = false): no rules to reload");
     auto loaded = load_rules(cfg_.rules_dir, info_.workers, cfg_.inspect_stream_bytes);
     if (!loaded.db) {
         audit_.record(peer, "rules reload", req, nullptr, nullptr, "refused: " + loaded.error);
         return fail(loaded.error + " (the rules in force are unchanged)");
     }
+    if (auto err = audit_.record(peer, "rules reload", req, nullptr, {{"rules", loaded.rules}}, "ok");
+        !err.empty())
+        return fail("not reloaded: " + err + " (the rules in force are unchanged)");
     rules_ = loaded.db;
-    audit_.record(peer, "rules reload", req, nullptr, {{"rules", loaded.rules}}, "ok");
     publish_change();
-    json j = describe();
-    j["_changed"] = true;
-    return ok(j);
+    return ok(describe());
 }
 
 json ControlPlane::overlay(const std::string& set, const json& req, const Peer& peer) {
@@ -551,20 +675,18 @@ json ControlPlane::overlay(const std::string& set, const json& req, const Peer& 
         return ok({{"prefixes", std::move(out)}});
     }
     if (action != "add" && action != "del")
-        throw RequestError("action: '" + action + "' is not one of add, del, list");
+        throw RequestError("action: '" + printable(action, 40) + "' is not one of add, del, list");
     const Prefix p = need_prefix(req, "prefix");
-    const auto before = effective_list(configured, &ov);
-    if (auto err = store_.change_overlay(set, action == "add", p, configured); !err.empty()) {
-        audit_.record(peer, set, req, nullptr, nullptr, "not saved: " + err);
+    auto listed = [&] {
+        json out = json::array();
+        for (const auto& q : effective_list(configured, &ov)) out.push_back(to_string(q));
+        return out;
+    };
+    if (auto err = durable(set, req, peer, listed(),
+                           [&] { return store_.change_overlay(set, action == "add", p, configured); }, listed);
+        !err.empty())
         return fail("not saved: " + err);
-    }
-    json after = json::array();
-    for (const auto& q : effective_list(configured, &ov)) after.push_back(to_string(q));
-    json before_j = json::array();
-    for (const auto& q : before) before_j.push_back(to_string(q));
-    audit_.record(peer, set, req, before_j, after, "ok");
-    publish_change();
-    return ok({{"prefixes", std::move(after)}, {"_changed", true}});
+    return ok({{"prefixes", listed()}});
 }
 
 }  // namespace portcullis

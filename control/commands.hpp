@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -16,18 +17,26 @@
 #include "control/source_stats.hpp"
 #include "control/stats.hpp"
 #include "control/store.hpp"
+#include "control/wire.hpp"
 #include "dataplane/clock.hpp"
 #include "dataplane/flow_tracker.hpp"
 #include "dataplane/source_table.hpp"
 
 namespace portcullis {
 
-inline constexpr int kProtocolVersion = 1;
-
-// Per-connection state: a bulk import in progress.
+// Per-connection state: a bulk import in progress. An import holds one of the daemon's kMaxImports slots
+// (released when the session ends, however it ends) and at most kMaxImportBytes / kMaxImportRecords.
 struct Session {
     bool importing = false;
+    size_t bytes = 0;
     std::vector<std::pair<size_t, Approval>> pending;  // (file line, record)
+    std::shared_ptr<void> import_slot;
+};
+
+// A reply, and whether the request changed anything (its acknowledgement then waits for the batch's sync).
+struct Reply {
+    nlohmann::json body;
+    bool changed = false;
 };
 
 struct DaemonInfo {
@@ -51,11 +60,19 @@ class ControlPlane {
                  std::function<Totals()> counters, DaemonInfo info, const SourceStats* sources = nullptr,
                  const FlowView* flows = nullptr);
 
-    // Handles one request line; never throws. A reply to a request that changed something carries the
-    // internal key "_changed" (the server strips it) so that a failed batch sync can turn it into an error.
+    static constexpr size_t kMaxImports = 2;                  // import sessions at once
+    static constexpr size_t kMaxImportBytes = 64u << 20;      // of import lines per session
+    static constexpr size_t kMaxImportRecords = 250'000;      // per session
+    static constexpr uint8_t kWideV4 = 24, kWideV6 = 48;      // approving or banning wider needs force
+
+    // Handles one request line inside the server's batch; never throws. A changed reply must not be sent
+    // before end_batch() says the batch is durable.
+    Reply serve(const std::string& line, const Peer& peer, Session& session);
+    // One request as its own batch: the reply, turned into an error if the change could not be saved.
     nlohmann::json handle(const std::string& line, const Peer& peer, Session& session);
     // Group commit around every request read in one pass of the server: one journal sync, one audit sync
-    // and one snapshot publication for all of them. end_batch() returns "" or why the changes are not saved.
+    // and one snapshot publication for all of them. end_batch() returns "" or why the changes are not saved
+    // (then every change of the batch is undone, on disk and in memory, and none is published).
     void begin_batch();
     std::string end_batch();
     // Rebuilds the snapshot when an approval has expired since the last one. Call about once a second.
@@ -70,12 +87,14 @@ class ControlPlane {
                             Session& session);
     nlohmann::json approve(const nlohmann::json& req, const Peer& peer);
     nlohmann::json set_state(const std::string& cmd, const nlohmann::json& req, const Peer& peer);
+    nlohmann::json unban(const nlohmann::json& req, const Peer& peer);
     nlohmann::json list(const nlohmann::json& req) const;
     nlohmann::json show(const nlohmann::json& req) const;
     nlohmann::json status() const;
     nlohmann::json flow_status() const;
+    nlohmann::json import_begin(Session& session);
     nlohmann::json import_chunk(const nlohmann::json& req, Session& session);
-    nlohmann::json import_commit(const Peer& peer, Session& session);
+    nlohmann::json import_commit(const nlohmann::json& req, const Peer& peer, Session& session);
     nlohmann::json monitor(const nlohmann::json& req, const Peer& peer);
     nlohmann::json limits(const nlohmann::json& req, const Peer& peer);
     nlohmann::json rules(const nlohmann::json& req, const Peer& peer);
@@ -84,7 +103,15 @@ class ControlPlane {
     // A durable, audited, published change of one record.
     nlohmann::json commit(const std::string& cmd, const nlohmann::json& req, const Peer& peer,
                           const Approval* before, const Approval& after);
-    void publish_change();  // now, or at the end of the batch
+    // A store mutation and its audit line as one change: both or neither. "" or why not (audited).
+    std::string durable(const std::string& cmd, const nlohmann::json& args, const Peer& peer,
+                        const nlohmann::json& before, const std::function<std::string()>& mutate,
+                        const std::function<nlohmann::json()>& after);
+    void publish_change();  // marks the reply as a change; publishes at the end of the batch
+    // "" or why granting or banning p is dangerous enough to need the request's "force": a very short
+    // prefix, or one covering a whole managed prefix.
+    std::string danger(const Prefix& p) const;
+    std::vector<Prefix> managed_now() const;
     // The most specific record covering p among the store's and the config's baseline (nullptr if none).
     std::pair<const Approval*, const char*> effective_record(const Prefix& p) const;
 
@@ -98,7 +125,9 @@ class ControlPlane {
     const FlowView* flows_;
     std::shared_ptr<const InspectDb> rules_;
     int64_t next_expiry_ = 0;
-    bool batch_ = false, dirty_ = false;
+    bool batch_ = false, dirty_ = false, changed_ = false;
+    off_t audit_mark_ = 0;
+    std::shared_ptr<size_t> imports_ = std::make_shared<size_t>(0);  // import sessions holding a slot
     std::map<Prefix, Approval, PrefixLess> baseline_;  // the config file's approvals, as records
 };
 

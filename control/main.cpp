@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
     ControlServer server(
         cfg.control_socket, cfg.control_group,
         [&](const std::string& line, const Peer& peer, Session& session) {
-            return control->handle(line, peer, session);
+            return control->serve(line, peer, session);
         },
         ControlServer::Batch{[&] { control->begin_batch(); }, [&] { return control->end_batch(); }});
     if (auto err = server.listen(); !err.empty()) return die(err);
@@ -281,10 +281,17 @@ int main(int argc, char** argv) {
         auto next_report = std::chrono::steady_clock::now() + std::chrono::seconds(cfg.stats_interval);
         FullTableWarning full_warning;
         while (!g_stop.load()) {
-            server.poll_once(100);
-            sources.drain(event_rings, now_s());
-            sources.drain_observations(observation_rings);
-            plane.tick(now_s());
+            // The daemon is the racks' uplink: nothing the control side meets may end it.
+            try {
+                server.poll_once(100);
+                sources.drain(event_rings, now_s());
+                sources.drain_observations(observation_rings);
+                plane.tick(now_s());
+            } catch (const std::exception& e) {
+                spdlog::error("control loop: {} (carrying on)", e.what());
+            } catch (...) {
+                spdlog::error("control loop: unknown exception (carrying on)");
+            }
             full_warning.check(sum_counters(counter_view), cfg);
             if (cfg.stats_interval && std::chrono::steady_clock::now() >= next_report) {
                 spdlog::info("counters: {}", stats_line(sum_counters(counter_view)));

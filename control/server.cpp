@@ -15,6 +15,8 @@
 #include <filesystem>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
 namespace portcullis {
 
 namespace {
@@ -101,16 +103,42 @@ std::string ControlServer::listen() {
     return {};
 }
 
+bool ControlServer::make_room(const Peer& peer) {
+    const bool root = peer.uid == 0;
+    size_t same_uid = 0;
+    for (const auto& c : clients_)
+        if (!c.closing && c.peer.uid == peer.uid) ++same_uid;
+    size_t open = 0;
+    for (const auto& c : clients_) open += c.closing ? 0 : 1;
+    const bool over_uid = !root && same_uid >= kMaxPerUid;
+    const bool over_all = open >= (root ? kMaxClients : kMaxClients - kReservedForRoot);
+    if (!over_uid && !over_all) return true;
+    // The victim: the client idle longest among those that count against the newcomer (its own uid when
+    // that is the limit; else anyone but root, whose reserved slots stay root's).
+    const auto now = std::chrono::steady_clock::now();
+    Client* victim = nullptr;
+    for (auto& c : clients_) {
+        if (c.closing || (over_uid && c.peer.uid != peer.uid) || (!over_uid && c.peer.uid == 0 && !root))
+            continue;
+        if (!victim || c.last_activity < victim->last_activity) victim = &c;
+    }
+    if (!victim || (!root && now - victim->last_activity < kEvictIdle)) return false;
+    victim->out += reply_line(error_reply("closing an idle control connection to make room for another"));
+    victim->in.clear();
+    victim->closing = true;
+    write_client(*victim);
+    return true;
+}
+
 void ControlServer::accept_clients() {
     for (;;) {
         const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) return;  // EAGAIN, or a transient error: try again at the next poll
-        if (clients_.size() >= kMaxClients) {
-            const std::string msg =
-                nlohmann::json{
-                    {"v", kProtocolVersion}, {"ok", false}, {"error", "too many control clients; try again"}}
-                    .dump() +
-                "\n";
+        const Peer peer = peer_of(fd);
+        if (!make_room(peer)) {
+            const std::string msg = reply_line(error_reply(
+                "too many control clients (" + std::to_string(kMaxPerUid) + " per user, " +
+                std::to_string(kMaxClients) + " in all, all busy); try again"));
             [[maybe_unused]] auto n = ::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
             ::close(fd);
             continue;
@@ -119,8 +147,20 @@ void ControlServer::accept_clients() {
         c.fd = fd;
         c.last_activity = std::chrono::steady_clock::now();
         c.line_deadline = c.last_activity + kLineTimeout;
-        c.peer = peer_of(fd);
+        c.peer = peer;
         clients_.push_back(std::move(c));
+    }
+}
+
+void ControlServer::handle_line(Client& c, const std::string& line) {
+    try {
+        c.replies.push_back(handler_(line, c.peer, c.session));
+    } catch (const std::exception& e) {
+        spdlog::error("control request from {} failed: {}", printable(c.peer.user), printable(e.what(), 200));
+        c.replies.push_back({error_reply("internal error: " + printable(e.what(), 200)), false});
+    } catch (...) {
+        spdlog::error("control request from {} failed with an unknown exception", printable(c.peer.user));
+        c.replies.push_back({error_reply("internal error"), false});
     }
 }
 
@@ -130,7 +170,6 @@ void ControlServer::read_client(Client& c) {
     for (;;) {
         const ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
         if (n > 0) {
-            c.last_activity = now;
             if (c.in.empty() && c.line_deadline == std::chrono::steady_clock::time_point::max())
                 c.line_deadline = now + kLineTimeout;
             c.in.append(buf, static_cast<size_t>(n));
@@ -151,27 +190,20 @@ void ControlServer::read_client(Client& c) {
         if (nl == std::string::npos) break;
         if (nl - start > kMaxLine) {
             start = c.in.size();
-            c.out += nlohmann::json{{"v", kProtocolVersion},
-                                    {"ok", false},
-                                    {"error", "request line over " + std::to_string(kMaxLine) + " bytes"}}
-                         .dump() +
-                     "\n";
+            c.out += reply_line(error_reply("request line over " + std::to_string(kMaxLine) + " bytes"));
             c.closing = true;
             break;
         }
         std::string line = c.in.substr(start, nl - start);
         if (!line.empty() && line.back() == '\r') line.pop_back();
         start = nl + 1;
-        if (line.empty()) continue;
-        c.replies.push_back(handler_(line, c.peer, c.session));
+        if (line.find_first_not_of(" \t") == std::string::npos) continue;  // keeps no slot alive
+        c.last_activity = now;
+        handle_line(c, line);
     }
     c.in.erase(0, start);
     if (c.in.size() > kMaxLine) {
-        c.out += nlohmann::json{{"v", kProtocolVersion},
-                                {"ok", false},
-                                {"error", "request line over " + std::to_string(kMaxLine) + " bytes"}}
-                     .dump() +
-                 "\n";
+        c.out += reply_line(error_reply("request line over " + std::to_string(kMaxLine) + " bytes"));
         c.in.clear();
         c.closing = true;
     }
@@ -184,6 +216,7 @@ void ControlServer::write_client(Client& c) {
         const ssize_t n = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             c.out.erase(0, static_cast<size_t>(n));
+            c.last_activity = std::chrono::steady_clock::now();  // a slow reader of a long reply is not idle
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
@@ -197,8 +230,10 @@ void ControlServer::poll_once(int timeout_ms) {
     std::vector<pollfd> fds;
     fds.reserve(clients_.size() + 1);
     fds.push_back({listen_fd_, POLLIN, 0});
-    for (const auto& c : clients_)
-        fds.push_back({c.fd, static_cast<short>(POLLIN | (c.out.empty() ? 0 : POLLOUT)), 0});
+    for (const auto& c : clients_) {
+        const bool read = !c.closing && c.out.size() < kMaxPendingOut;  // replies unread: read no more
+        fds.push_back({c.fd, static_cast<short>((read ? POLLIN : 0) | (c.out.empty() ? 0 : POLLOUT)), 0});
+    }
     if (::poll(fds.data(), fds.size(), timeout_ms) < 0) return;
 
     const auto now = std::chrono::steady_clock::now();
@@ -211,21 +246,11 @@ void ControlServer::poll_once(int timeout_ms) {
     // Pass 2: release the replies (turned into errors if the batch is not durable), write, expire, close.
     for (auto it = clients_.begin(); it != clients_.end();) {
         Client& c = *it;
-        for (auto& r : c.replies) {
-            if (r.contains("_changed")) {
-                r.erase("_changed");
-                if (!unsaved.empty())
-                    r = {{"v", kProtocolVersion}, {"ok", false}, {"error", "not saved: " + unsaved}};
-            }
-            c.out += r.dump() + "\n";
-        }
+        for (auto& r : c.replies)
+            c.out += reply_line(r.changed && !unsaved.empty() ? error_reply("not saved: " + unsaved) : r.body);
         c.replies.clear();
         if (!c.closing && (now > c.line_deadline || now - c.last_activity > kIdleTimeout)) {
-            c.out +=
-                nlohmann::json{
-                    {"v", kProtocolVersion}, {"ok", false}, {"error", "no complete request in time; closing"}}
-                    .dump() +
-                "\n";
+            c.out += reply_line(error_reply("no complete request in time; closing"));
             c.in.clear();
             c.closing = true;
         }

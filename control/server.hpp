@@ -1,8 +1,12 @@
 // The control socket: a Unix-domain stream socket, one JSON request per line in, one JSON reply per line out,
 // served from the main lcore's loop with poll(). Every client is bounded: a line longer than kMaxLine gets an
-// error and the connection is closed; a client that leaves a line unfinished for kLineTimeout, or says
-// nothing for kIdleTimeout, is dropped; past kMaxClients a new connection is told so and closed. None of this
-// can stall the workers, which never wait for the control plane.
+// error and the connection is closed; a client that leaves a line unfinished for kLineTimeout, or sends no
+// request (empty lines do not count) for kIdleTimeout, is dropped; a client that does not read its replies
+// is not read from until it does. Slots: at most kMaxClients, kMaxPerUid per non-root uid, and the last
+// kReservedForRoot only for root; a newcomer who finds no slot takes the one of the client idle longest
+// (idle at least kEvictIdle; root's newcomers take it whatever its idle time), so neither idle connections
+// nor one user's flood can lock the operator out. Whatever a handler throws becomes an error reply and a log
+// line. None of this can stall the workers, which never wait for the control plane.
 #pragma once
 
 #include <chrono>
@@ -19,12 +23,14 @@ namespace portcullis {
 class ControlServer {
   public:
     static constexpr size_t kMaxLine = 1 << 20;
-    static constexpr size_t kMaxClients = 64;
-    static constexpr std::chrono::seconds kLineTimeout{
-        30};  // to finish a line once started (or once connected)
-    static constexpr std::chrono::seconds kIdleTimeout{600};  // a connection with no traffic at all
+    static constexpr size_t kMaxClients = 64, kReservedForRoot = 4, kMaxPerUid = 16;
+    static constexpr size_t kMaxPendingOut = 8 << 20;  // unread replies past which a client is not read
+    // To finish a line once started (or to send one once connected).
+    static constexpr std::chrono::seconds kLineTimeout{30};
+    static constexpr std::chrono::seconds kIdleTimeout{60};  // no request (nor reply read) for this long
+    static constexpr std::chrono::seconds kEvictIdle{5};     // idle enough to give its slot to a newcomer
 
-    using Handler = std::function<nlohmann::json(const std::string& line, const Peer&, Session&)>;
+    using Handler = std::function<Reply(const std::string& line, const Peer&, Session&)>;
     // Called around each pass over the readable clients: replies are sent only after end() says the pass's
     // changes are durable (""); otherwise every reply that changed something becomes that error.
     struct Batch {
@@ -46,13 +52,16 @@ class ControlServer {
         int fd = -1;
         Peer peer;
         std::string in, out;
-        std::vector<nlohmann::json> replies;                  // this pass's, held until the batch is durable
+        std::vector<Reply> replies;                           // this pass's, held until the batch is durable
         bool closing = false;                                 // close once `out` is flushed
         std::chrono::steady_clock::time_point line_deadline;  // max(): no line pending
         std::chrono::steady_clock::time_point last_activity;
         Session session;
     };
     void accept_clients();
+    // Makes room for a newcomer from `peer`: true when a slot is free or was freed by dropping an idle client.
+    bool make_room(const Peer& peer);
+    void handle_line(Client& c, const std::string& line);
     void read_client(Client& c);
     void write_client(Client& c);
 

@@ -16,6 +16,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
+constexpr const char* kHeader = R"({"journal":2})";
+
 std::string errno_text(const std::string& what) {
     return what + ": " + std::strerror(errno);
 }
@@ -25,7 +27,10 @@ bool write_all(int fd, const std::string& data) {
     while (off < data.size()) {
         const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
+        if (n <= 0) {
+            if (n == 0) errno = ENOSPC;
+            return false;
+        }
         off += static_cast<size_t>(n);
     }
     return true;
@@ -49,9 +54,20 @@ void read_prefix_list(const nlohmann::json& j, const char* key, ApprovalStore::P
     if (!j.contains(key)) return;
     for (const auto& v : j.at(key)) {
         auto p = parse_prefix(v.get<std::string>());
-        if (!p) throw std::runtime_error(std::string(key) + ": bad prefix " + v.dump());
+        if (!p) throw std::runtime_error(std::string(key) + ": bad prefix");
         out.insert(*p);
     }
+}
+
+std::string read_file(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+bool is_commit(const nlohmann::json& e) {
+    return e.is_object() && e.contains("op") && e["op"] == "commit";
 }
 
 }  // namespace
@@ -78,11 +94,24 @@ const Approval* ApprovalStore::most_specific(const IpAddr& a) const {
     return covering(Prefix{a, static_cast<uint8_t>(a.v6 ? 128 : 32)});
 }
 
-std::string ApprovalStore::apply(const nlohmann::json& e) {
+std::string ApprovalStore::apply(const nlohmann::json& e, bool undoable) {
     try {
+        if (!e.is_object()) return "an entry must be an object";
         const auto op = e.at("op").get<std::string>();
+        const auto seq = e.at("seq").get<uint64_t>();
         if (op == "put") {
             Approval a = approval_from_json(e.at("record"));
+            if (undoable) {
+                auto it = records_.find(a.prefix);
+                std::optional<Approval> before;
+                if (it != records_.end()) before = it->second;
+                undo_.push_back([this, p = a.prefix, before] {
+                    if (before)
+                        records_[p] = *before;
+                    else
+                        records_.erase(p);
+                });
+            }
             records_[a.prefix] = a;
         } else if (op == "overlay") {
             const auto set = e.at("set").get<std::string>();
@@ -91,14 +120,32 @@ std::string ApprovalStore::apply(const nlohmann::json& e) {
             Overlay& o = set == "managed" ? managed_ : relay_;
             const bool add = e.at("add").get<bool>();
             const bool configured = e.value("configured", false);
+            if (undoable)
+                undo_.push_back([&o, p = *p, was_added = o.added.count(*p) > 0,
+                                 was_removed = o.removed.count(*p) > 0] {
+                    o.added.erase(p);
+                    o.removed.erase(p);
+                    if (was_added) o.added.insert(p);
+                    if (was_removed) o.removed.insert(p);
+                });
             (add ? o.removed : o.added).erase(*p);
             if (add != configured) (add ? o.added : o.removed).insert(*p);
         } else if (op == "setting") {
-            settings_[e.at("name").get<std::string>()] = e.at("value");
+            const auto name = e.at("name").get<std::string>();
+            if (undoable) {
+                const bool had = settings_.contains(name);
+                undo_.push_back([this, name, had, before = had ? settings_[name] : nlohmann::json()] {
+                    if (had)
+                        settings_[name] = before;
+                    else
+                        settings_.erase(name);
+                });
+            }
+            settings_[name] = e.at("value");
         } else {
             return "unknown op '" + op + "'";
         }
-        seq_ = e.at("seq").get<uint64_t>();
+        seq_ = seq;
     } catch (const std::exception& ex) {
         return ex.what();
     }
@@ -111,11 +158,19 @@ std::string ApprovalStore::open(std::vector<std::string>& warnings) {
     if (ec) return "state_dir " + dir_.string() + ": " + ec.message();
     fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec, ec);
 
+    // A compaction or an import that was killed leaves its temporary behind: never read, only in the way.
+    const auto tmp = dir_ / "approvals.json.tmp";
+    if (fs::exists(tmp, ec)) {
+        const auto size = fs::file_size(tmp, ec);
+        fs::remove(tmp, ec);
+        warnings.push_back("removed a stale " + tmp.string() + " (" + std::to_string(ec ? 0 : size) +
+                           " bytes) left by an interrupted compaction");
+    }
+
     const auto snap = dir_ / "approvals.json";
     if (fs::exists(snap)) {
-        std::ifstream in(snap);
         try {
-            const auto j = nlohmann::json::parse(in);
+            const auto j = nlohmann::json::parse(read_file(snap));
             if (j.at("format").get<int>() != 1) return snap.string() + ": unknown format";
             seq_ = j.at("seq").get<uint64_t>();
             for (const auto& r : j.at("records")) {
@@ -126,49 +181,112 @@ std::string ApprovalStore::open(std::vector<std::string>& warnings) {
             read_prefix_list(j, "managed_removed", managed_.removed);
             read_prefix_list(j, "relay_added", relay_.added);
             read_prefix_list(j, "relay_removed", relay_.removed);
-            if (j.contains("settings")) settings_ = j.at("settings");
+            if (j.contains("settings")) {
+                if (!j.at("settings").is_object()) return snap.string() + ": settings: must be an object";
+                settings_ = j.at("settings");
+            }
         } catch (const std::exception& ex) {
             return snap.string() + ": " + ex.what();
         }
     }
+    return load_journal(dir_ / "journal.jsonl", warnings);
+}
 
-    const auto jpath = dir_ / "journal.jsonl";
+std::string ApprovalStore::load_journal(const fs::path& jpath, std::vector<std::string>& warnings) {
     std::string text;
-    if (fs::exists(jpath)) {
-        std::ifstream in(jpath, std::ios::binary);
-        std::ostringstream ss;
-        ss << in.rdbuf();
-        text = ss.str();
+    try {
+        if (fs::exists(jpath)) text = read_file(jpath);
+    } catch (const std::exception& ex) {
+        return jpath.string() + ": " + ex.what();
     }
-    size_t pos = 0, line_no = 0, keep = 0;
+    const std::string name = jpath.string();
+    const bool legacy = !text.empty() && !text.starts_with(std::string(kHeader) + "\n");
+    const uint64_t snapshot_seq = seq_;
+
+    size_t pos = legacy ? 0 : std::min(text.size(), std::strlen(kHeader) + 1), line_no = legacy ? 0 : 1;
+    size_t keep = pos;                                     // bytes of the journal that stay
+    std::vector<std::pair<size_t, nlohmann::json>> group;  // entries since the last commit line
+    std::string problem;                                   // the first unreadable line of the tail
+    size_t problem_line = 0;
+    auto apply_entry = [&](size_t at, const nlohmann::json& e) -> std::string {
+        if (!e.is_object() || !e.contains("seq") || !e["seq"].is_number_unsigned()) return "no 'seq'";
+        if (e["seq"].get<uint64_t>() <= snapshot_seq) return {};  // already in the snapshot
+        if (auto err = apply(e, false); !err.empty())
+            return name + ":" + std::to_string(at) + ": " + err;
+        ++journal_entries_;
+        return {};
+    };
     while (pos < text.size()) {
         const size_t nl = text.find('\n', pos);
         ++line_no;
-        const bool last = nl == std::string::npos || nl + 1 == text.size();
-        const std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
-        std::string err;
         nlohmann::json e;
-        try {
-            e = nlohmann::json::parse(line);
-        } catch (const std::exception& ex) {
-            err = ex.what();
+        std::string err;
+        if (nl == std::string::npos) {
+            err = "no line end";
+        } else {
+            try {
+                e = nlohmann::json::parse(std::string_view(text).substr(pos, nl - pos));
+            } catch (const std::exception& ex) {
+                err = ex.what();
+            }
         }
-        if (err.empty() && nl == std::string::npos) err = "no line end";
-        if (err.empty() && e.value("seq", uint64_t{0}) > seq_) err = apply(e);
-        if (!err.empty()) {
-            if (!last) return jpath.string() + ":" + std::to_string(line_no) + ": " + err;
-            warnings.push_back(jpath.string() + ":" + std::to_string(line_no) +
-                               ": dropped a torn last line (a change never acknowledged): " + err);
-            break;
+        if (legacy) {
+            // 0.1's journal: every complete line was acknowledged; only the very last may be torn.
+            if (err.empty()) {
+                err = apply_entry(line_no, e);
+                if (!err.empty() && err.starts_with(name)) return err;
+            }
+            if (!err.empty()) {
+                if (nl != std::string::npos && nl + 1 != text.size())
+                    return name + ":" + std::to_string(line_no) + ": " + err;
+                warnings.push_back(name + ":" + std::to_string(line_no) +
+                                   ": dropped a torn last line (a change never acknowledged): " + err);
+                break;
+            }
+            keep = nl + 1;
+        } else if (!err.empty()) {
+            if (problem.empty()) {
+                problem = err;
+                problem_line = line_no;
+            }
+        } else if (is_commit(e)) {
+            if (!problem.empty())
+                return name + ":" + std::to_string(problem_line) + ": " + problem +
+                       " (before the commit at line " + std::to_string(line_no) +
+                       ": the journal is damaged; restore state_dir from a backup)";
+            for (const auto& [at, entry] : group)
+                if (auto aerr = apply_entry(at, entry); !aerr.empty())
+                    return aerr.starts_with(name) ? aerr : name + ":" + std::to_string(at) + ": " + aerr;
+            group.clear();
+            keep = nl + 1;
+        } else if (problem.empty()) {
+            group.emplace_back(line_no, std::move(e));
         }
-        ++journal_entries_;
-        keep = nl + 1;
+        if (nl == std::string::npos) break;
         pos = nl + 1;
     }
+    if (!legacy && (!group.empty() || !problem.empty()))
+        warnings.push_back(name + ":" + std::to_string(group.empty() ? problem_line : group.front().first) +
+                           ": dropped a torn tail of " + std::to_string(group.size()) +
+                           " uncommitted change(s) (never acknowledged)" +
+                           (problem.empty() ? "" : ": " + problem));
+
+    const bool existed = fs::exists(jpath);
     journal_fd_ = ::open(jpath.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    if (journal_fd_ < 0) return errno_text("open " + jpath.string());
-    if (keep < text.size() && ::ftruncate(journal_fd_, static_cast<off_t>(keep)) != 0)
-        return errno_text("truncate " + jpath.string());
+    if (journal_fd_ < 0) return errno_text("open " + name);
+    if (!existed)
+        if (auto err = fsync_dir(dir_); !err.empty()) return err;
+    journal_size_ = static_cast<off_t>(text.size());
+    if (keep < text.size()) {
+        if (::ftruncate(journal_fd_, static_cast<off_t>(keep)) != 0 || ::fsync(journal_fd_) != 0)
+            return errno_text("truncate " + name);
+        journal_size_ = static_cast<off_t>(keep);
+    }
+    if (legacy && journal_size_ > 0) {
+        if (auto err = compact(); !err.empty())
+            return "converting " + name + " to the committed format: " + err;
+        warnings.push_back(name + ": converted to the committed journal format");
+    }
     return {};
 }
 
@@ -190,86 +308,153 @@ std::string ApprovalStore::compact() {
     const auto snap = dir_ / "approvals.json";
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (fd < 0) return errno_text("open " + tmp.string());
-    const bool ok = write_all(fd, snapshot_json().dump() + "\n") && ::fsync(fd) == 0;
+    const bool ok = write_all(fd, snapshot_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+                                      "\n") &&
+                    ::fsync(fd) == 0;
     const int saved = errno;
     ::close(fd);
     if (!ok) {
+        ::unlink(tmp.c_str());  // a full disk must not keep a half snapshot's worth of space
         errno = saved;
         return errno_text("write " + tmp.string());
     }
-    if (::rename(tmp.c_str(), snap.c_str()) != 0) return errno_text("rename " + tmp.string());
+    if (::rename(tmp.c_str(), snap.c_str()) != 0) {
+        const auto err = errno_text("rename " + tmp.string());
+        ::unlink(tmp.c_str());
+        return err;
+    }
     if (auto err = fsync_dir(dir_); !err.empty()) return err;
     // The snapshot now holds every journal entry (their seq are <= its seq): the journal may go.
     if (::ftruncate(journal_fd_, 0) != 0 || ::fsync(journal_fd_) != 0) return errno_text("truncate journal");
+    journal_size_ = 0;
     journal_entries_ = 0;
     return {};
 }
 
-std::string ApprovalStore::append(const nlohmann::json& entry) {
-    const std::string line = entry.dump() + "\n";
-    if (!write_all(journal_fd_, line)) return errno_text("journal write");
-    ++journal_entries_;
-    if (batch_) {
-        unsynced_ = true;
-        return {};
+std::string ApprovalStore::append(const std::string& line) {
+    // The header goes in with the first entry after the journal was emptied, so an empty journal costs no
+    // write (a full disk at start is not a reason to refuse it).
+    const std::string text = journal_size_ == 0 ? std::string(kHeader) + "\n" + line : line;
+    if (!write_all(journal_fd_, text)) return errno_text("journal write");
+    journal_size_ += static_cast<off_t>(text.size());
+    return {};
+}
+
+ApprovalStore::Savepoint ApprovalStore::savepoint() const {
+    return {journal_size_, undo_.size(), seq_, journal_entries_};
+}
+
+void ApprovalStore::rollback(const Savepoint& sp) {
+    while (undo_.size() > sp.undo) {
+        undo_.back()();
+        undo_.pop_back();
     }
-    return ::fdatasync(journal_fd_) == 0 ? "" : errno_text("journal sync");
+    seq_ = sp.seq;
+    journal_entries_ = sp.entries;
+    // Cut what was written after the savepoint, also when the write itself failed half-way.
+    struct stat st{};
+    if (::fstat(journal_fd_, &st) == 0 && st.st_size == sp.journal_size) {
+        journal_size_ = sp.journal_size;
+        return;
+    }
+    if (::ftruncate(journal_fd_, sp.journal_size) != 0) {
+        broken_ = errno_text("the journal could not be cut back after a failed change (truncate)") +
+                  "; no further change is accepted: restart the daemon";
+        return;
+    }
+    journal_size_ = sp.journal_size;
 }
 
 void ApprovalStore::begin_batch() {
     batch_ = true;
+    batch_start_ = savepoint();
 }
 
 std::string ApprovalStore::end_batch() {
     batch_ = false;
-    if (!unsynced_) return {};
-    unsynced_ = false;
-    return ::fdatasync(journal_fd_) == 0 ? "" : errno_text("journal sync");
-}
-
-std::string ApprovalStore::change(const nlohmann::json& entry) {
-    if (auto err = append(entry); !err.empty()) return err;
-    auto err = apply(entry);
-    maybe_compact();
-    return err;
-}
-
-void ApprovalStore::maybe_compact() {
-    // The change is already in the journal; a failed compaction leaves the journal as it was and is tried
-    // again at the next change. A compaction also makes what the batch wrote so far durable.
-    if (journal_entries_ >= kCompactEvery && compact().empty()) unsynced_ = false;
-}
-
-std::string ApprovalStore::put(const Approval& a) {
-    const nlohmann::json e = {{"seq", seq_ + 1}, {"op", "put"}, {"record", to_json(a)}};
-    return change(e);
-}
-
-std::string ApprovalStore::put_all(const std::vector<Approval>& all) {
-    const auto saved_records = records_;
-    const auto saved_seq = seq_;
-    for (const auto& a : all) records_[a.prefix] = a;
-    ++seq_;
-    if (auto err = compact(); !err.empty()) {
-        records_ = saved_records;
-        seq_ = saved_seq;
+    if (journal_size_ == batch_start_.journal_size) {
+        undo_.clear();
+        return {};
+    }
+    std::string err = broken_;
+    if (err.empty())
+        err = append(nlohmann::json{{"op", "commit"}, {"seq", seq_}}.dump() + "\n");
+    if (err.empty() && ::fdatasync(journal_fd_) != 0) err = errno_text("journal sync");
+    if (!err.empty()) {
+        rollback(batch_start_);
+        undo_.clear();
         return err;
     }
+    undo_.clear();
+    // The changes are committed; folding them into a snapshot is housekeeping: when it fails (a full disk)
+    // the journal stays as it is and the compaction is tried again after the next change.
+    if (compact_due_ || journal_entries_ >= kCompactEvery)
+        if (compact().empty()) compact_due_ = false;
     return {};
 }
 
+void ApprovalStore::abort_batch() {
+    batch_ = false;
+    rollback(batch_start_);
+    undo_.clear();
+}
+
+std::string ApprovalStore::change(const nlohmann::json& entry) {
+    if (!broken_.empty()) return broken_;
+    const bool own = !batch_;
+    if (own) begin_batch();
+    const Savepoint sp = savepoint();
+    std::string err = apply(entry, true);
+    if (err.empty()) err = append(entry.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+    if (!err.empty()) {
+        rollback(sp);
+        if (own) {
+            batch_ = false;
+            undo_.clear();
+        }
+        return err;
+    }
+    ++journal_entries_;
+    return own ? end_batch() : "";
+}
+
+std::string ApprovalStore::put(const Approval& a) {
+    return change({{"seq", seq_ + 1}, {"op", "put"}, {"record", to_json(a)}});
+}
+
+std::string ApprovalStore::put_all(const std::vector<Approval>& all) {
+    if (!broken_.empty()) return broken_;
+    const bool own = !batch_;
+    if (own) begin_batch();
+    const Savepoint sp = savepoint();
+    for (const auto& a : all) {
+        if (auto err = change({{"seq", seq_ + 1}, {"op", "put"}, {"record", to_json(a)}}); !err.empty()) {
+            rollback(sp);
+            if (own) {
+                batch_ = false;
+                undo_.clear();
+            }
+            return err;
+        }
+    }
+    compact_due_ = !all.empty();
+    return own ? end_batch() : "";
+}
+
 std::string ApprovalStore::set_setting(const std::string& name, const nlohmann::json& value) {
-    const nlohmann::json e = {{"seq", seq_ + 1}, {"op", "setting"}, {"name", name}, {"value", value}};
-    return change(e);
+    return change({{"seq", seq_ + 1}, {"op", "setting"}, {"name", name}, {"value", value}});
 }
 
 std::string ApprovalStore::change_overlay(const std::string& set, bool add, const Prefix& p,
                                           const std::vector<Prefix>& configured) {
     bool in_config = false;
     for (const auto& c : configured) in_config |= c == p;
-    const nlohmann::json e = {{"seq", seq_ + 1}, {"op", "overlay"},        {"set", set},
-                              {"add", add},      {"prefix", to_string(p)}, {"configured", in_config}};
-    return change(e);
+    return change({{"seq", seq_ + 1},
+                   {"op", "overlay"},
+                   {"set", set},
+                   {"add", add},
+                   {"prefix", to_string(p)},
+                   {"configured", in_config}});
 }
 
 }  // namespace portcullis

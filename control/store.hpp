@@ -1,14 +1,22 @@
 // The approval store: every approval record and the live changes to managed prefixes and relay hosts, kept in
-// a state directory so that nothing acknowledged is ever lost.
+// a state directory so that nothing acknowledged is ever lost and nothing refused is ever kept.
 //
 // On disk: approvals.json, a full snapshot written to a temporary file, fsync'd, renamed into place and the
-// directory fsync'd; and journal.jsonl, one line per change since that snapshot, fdatasync'd before the
-// mutation returns (or, in a batch, before the batch ends: the caller acknowledges only then). A crash can
-// only tear the journal's last line, which was never acknowledged: open() drops it and says so. The journal
-// is folded into a new snapshot every kCompactEvery changes and on every import.
+// directory fsync'd; and journal.jsonl, the changes since that snapshot. The journal starts with a header
+// line ({"journal":2}); changes are appended as entries and made durable in groups: a group ends with a commit
+// line ({"op":"commit","seq":N}) and one fdatasync, and only then are its changes acknowledged. On start,
+// entries after the last commit line were never acknowledged (a crash or a full disk mid-group) and are
+// dropped with a warning; damage before a commit line is corruption and stops the start, naming the line.
+// A write, commit or sync that fails truncates the journal back to where the change began and undoes it in
+// memory, so a full disk leaves no torn fragment for later changes to be glued to. The journal is folded into
+// a new snapshot every kCompactEvery changes and after every import; stale temporaries are removed on open.
+// A journal without the header (written by 0.1) is read as before and converted by a compaction on open.
 #pragma once
 
+#include <sys/types.h>
+
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -27,6 +35,13 @@ class ApprovalStore {
     struct Overlay {
         PrefixSet added, removed;
     };
+    // Where the store stood before a change: rollback() returns it there, on disk and in memory.
+    struct Savepoint {
+        off_t journal_size = 0;
+        size_t undo = 0;
+        uint64_t seq = 0;
+        size_t entries = 0;
+    };
     static constexpr size_t kCompactEvery = 4096;
 
     explicit ApprovalStore(std::filesystem::path dir);
@@ -35,7 +50,7 @@ class ApprovalStore {
     ApprovalStore& operator=(const ApprovalStore&) = delete;
 
     // Creates the directory (0750) if needed and loads it. Returns "" or a one-line error; `warnings` gets
-    // what an operator should read (a torn journal line dropped).
+    // what an operator should read (an unacknowledged tail dropped, a stale temporary removed).
     std::string open(std::vector<std::string>& warnings);
 
     const Records& records() const { return records_; }
@@ -46,31 +61,37 @@ class ApprovalStore {
     const Approval* covering(const Prefix& p) const;
     const Overlay& managed() const { return managed_; }
     const Overlay& relay() const { return relay_; }
+    const nlohmann::json& settings() const { return settings_; }
 
-    // Durable mutations: "" once the change is on disk, else the reason (and nothing changed).
+    // Mutations: "" once the change is durable (or, inside a batch, written and applied: durable at
+    // end_batch()), else the reason, and nothing changed on disk or in memory.
     std::string put(const Approval& a);
-    std::string put_all(const std::vector<Approval>& all);  // one atomic snapshot: all or nothing
-    // set: "managed" or "relay"; add or remove `p` relative to the configured list `configured`.
+    std::string put_all(const std::vector<Approval>& all);  // all or nothing
     // Named settings changed live (e.g. "monitor"), kept like everything else. Null if never set.
     std::string set_setting(const std::string& name, const nlohmann::json& value);
-    const nlohmann::json& settings() const { return settings_; }
+    // set: "managed" or "relay"; add or remove `p` relative to the configured list `configured`.
     std::string change_overlay(const std::string& set, bool add, const Prefix& p,
                                const std::vector<Prefix>& configured);
 
-    // Group commit: between begin_batch() and end_batch(), journal appends are written but not synced;
-    // end_batch() syncs them once ("" or why not). Callers acknowledge nothing before end_batch() succeeds.
+    // Group commit: between begin_batch() and end_batch(), changes are written and applied but not
+    // committed; end_batch() commits them with one sync ("" or why not: then every change of the batch is
+    // rolled back). Callers acknowledge nothing before end_batch() succeeds.
     void begin_batch();
     std::string end_batch();
+    void abort_batch();  // undoes the whole batch (another log of the same changes failed)
+    // Undoes every change made since `sp` (within the current batch), on disk and in memory.
+    Savepoint savepoint() const;
+    void rollback(const Savepoint& sp);
 
     const std::filesystem::path& dir() const { return dir_; }
     size_t journal_entries() const { return journal_entries_; }
 
   private:
-    std::string append(const nlohmann::json& entry);
-    std::string change(const nlohmann::json& entry);  // append, apply, compact when due
+    std::string change(const nlohmann::json& entry);  // apply and append, or neither
+    std::string append(const std::string& line);
+    std::string apply(const nlohmann::json& entry, bool undoable);  // to memory; "" or why it is bad
     std::string compact();
-    void maybe_compact();
-    std::string apply(const nlohmann::json& entry);  // to memory only; "" or why the entry is bad
+    std::string load_journal(const std::filesystem::path& path, std::vector<std::string>& warnings);
     nlohmann::json snapshot_json() const;
 
     std::filesystem::path dir_;
@@ -79,7 +100,11 @@ class ApprovalStore {
     nlohmann::json settings_ = nlohmann::json::object();
     uint64_t seq_ = 0;  // sequence number of the last change applied
     int journal_fd_ = -1;
-    bool batch_ = false, unsynced_ = false;
+    off_t journal_size_ = 0;
+    std::string broken_;  // set when a failed change could not be cut from the journal: refuse changes
+    bool batch_ = false, compact_due_ = false;
+    Savepoint batch_start_;
+    std::vector<std::function<void()>> undo_;  // this batch's changes, to undo on rollback
     size_t journal_entries_ = 0;
 };
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "control/approval.hpp"
+#include "control/wire.hpp"
 #include "tools/portcullisctl/client.hpp"
 #include "tools/portcullisctl/render.hpp"
 
@@ -34,6 +35,7 @@ constexpr const char* kCommands =
     "  suspend ADDR|CIDR            switch an approval off for now (resume switches it back on)\n"
     "  resume ADDR|CIDR             switch a suspended approval back on\n"
     "  revoke ADDR|CIDR [--ban]     take an approval away; --ban: for good, approve will refuse it\n"
+    "  unban ADDR|CIDR --reason R   lift a ban made in error (audited); the record becomes revoked\n"
     "  list [--state S]             approval records (approved, suspended, revoked, banned)\n"
     "  show ADDR|CIDR               the record that applies to an address and the verdict\n"
     "  import FILE                  apply a file of records, one per line, all or nothing\n"
@@ -126,7 +128,8 @@ int run(ctl::Client& client, const std::string& cmd, const std::vector<std::stri
                                                                 "support ticket or service id")(
             "reason", po::value<std::string>(), "why it is approved")(
             "expires", po::value<std::string>(),
-            "when it stops applying: 2026-12-31, 2026-12-31T18:00:00Z, +30d");
+            "when it stops applying: 2026-12-31, 2026-12-31T18:00:00Z, +30d")(
+            "force", "approve a prefix wider than /24 (IPv6 /48) or one covering a whole managed prefix");
         auto vm = parse_sub(cmd, args, d, {"ADDR"}, help);
         if (help) return print_help("approve ADDR|CIDR [options]", d), 0;
         json req = {{"cmd", "approve"}, {"addr", vm["ADDR"].as<std::string>()}};
@@ -159,6 +162,7 @@ int run(ctl::Client& client, const std::string& cmd, const std::vector<std::stri
                             "' is not a date such as 2026-12-31 or +30d");
             req["expires"] = *t;
         }
+        if (vm.count("force")) req["force"] = true;
         connect();
         const json r = checked(client.call(req));
         std::string human = "approved " + r["record"]["prefix"].get<std::string>() + "\n";
@@ -169,17 +173,34 @@ int run(ctl::Client& client, const std::string& cmd, const std::vector<std::stri
         po::options_description d(cmd + " options");
         d.add_options()("reason", po::value<std::string>(), "why")("ticket", po::value<std::string>(),
                                                                    "ticket id");
-        if (cmd == "revoke") d.add_options()("ban", "revoke for good (after abuse): approve will refuse it");
+        if (cmd == "revoke")
+            d.add_options()("ban", "revoke for good (after abuse): approve will refuse it")(
+                "force", "ban a prefix wider than /24 (IPv6 /48) or one covering a whole managed prefix");
         auto vm = parse_sub(cmd, args, d, {"ADDR"}, help);
         if (help) return print_help(cmd + " ADDR|CIDR [options]", d), 0;
         json req = {{"cmd", cmd}, {"addr", vm["ADDR"].as<std::string>()}};
         if (vm.count("reason")) req["reason"] = vm["reason"].as<std::string>();
         if (vm.count("ticket")) req["ticket"] = vm["ticket"].as<std::string>();
         if (vm.count("ban")) req["ban"] = true;
+        if (vm.count("force")) req["force"] = true;
         connect();
         const json r = checked(client.call(req));
         return out(r, r["record"]["prefix"].get<std::string>() + " is now " +
                           r["record"]["state"].get<std::string>() + "\n");
+    }
+    if (cmd == "unban") {
+        po::options_description d("unban options");
+        d.add_options()("reason", po::value<std::string>(), "why the ban is lifted (required; audited)")(
+            "ticket", po::value<std::string>(), "ticket id");
+        auto vm = parse_sub(cmd, args, d, {"ADDR"}, help);
+        if (help) return print_help("unban ADDR|CIDR --reason R", d), 0;
+        if (!vm.count("reason")) throw Usage("unban: --reason is required (it is kept in the audit log)");
+        json req = {{"cmd", "unban"}, {"addr", vm["ADDR"].as<std::string>()}, {"reason", vm["reason"].as<std::string>()}};
+        if (vm.count("ticket")) req["ticket"] = vm["ticket"].as<std::string>();
+        connect();
+        const json r = checked(client.call(req));
+        return out(r, r["record"]["prefix"].get<std::string>() + " is no longer banned (now " +
+                          r["record"]["state"].get<std::string>() + "; approve it to let it send)\n");
     }
     if (cmd == "list") {
         po::options_description d("list options");
@@ -203,6 +224,7 @@ int run(ctl::Client& client, const std::string& cmd, const std::vector<std::stri
     }
     if (cmd == "import") {
         po::options_description d("import options");
+        d.add_options()("force", "accept records approving or banning wide prefixes (see approve --force)");
         auto vm = parse_sub(cmd, args, d, {"FILE"}, help);
         if (help) {
             print_help("import FILE", d);
@@ -233,13 +255,18 @@ int run(ctl::Client& client, const std::string& cmd, const std::vector<std::stri
         };
         while (std::getline(in, line)) {
             ++line_no;
+            if (!valid_utf8(line))
+                throw std::runtime_error(path + ": line " + std::to_string(line_no) +
+                                         ": not UTF-8 text (nothing imported)");
             chunk.push_back(line);
             if (chunk.size() == 5000) flush();
         }
         if (!chunk.empty()) flush();
         json r;
         try {
-            r = checked(client.call({{"cmd", "import_commit"}}, 300));
+            json commit = {{"cmd", "import_commit"}};
+            if (vm.count("force")) commit["force"] = true;
+            r = checked(client.call(commit, 300));
         } catch (const std::runtime_error& e) {
             throw std::runtime_error(path + ": " + e.what());
         }
