@@ -70,7 +70,8 @@ std::optional<int64_t> parse_time(std::string_view text, int64_t now);
 std::string format_time(int64_t t);
 
 // Strict validators shared by the CLI and the daemon.
-// "" or why operator text (a ticket, a reason) is refused: longer than `max` bytes, or a control character.
+// "" or why operator text (a ticket, a reason) is refused: longer than `max` bytes. Any text is kept as it
+// is; the export line escapes control characters and the CLI prints them as '?'.
 std::string check_text(const char* field, std::string_view v, size_t max);
 bool valid_hostname(std::string_view h);                    // a fully qualified domain name
 std::optional<uint32_t> parse_rate(std::string_view text);  // "30/min", "600/h", "30" -> per minute

@@ -45,11 +45,12 @@ Peer peer_of(int fd) {
 
 }  // namespace
 
-ControlServer::ControlServer(std::string path, std::string group, Handler handler, Batch batch)
+ControlServer::ControlServer(std::string path, std::string group, Handler handler, Batch batch, Limits limits)
     : path_(std::move(path)),
       group_(std::move(group)),
       handler_(std::move(handler)),
-      batch_(std::move(batch)) {}
+      batch_(std::move(batch)),
+      limits_(limits) {}
 
 ControlServer::~ControlServer() {
     for (auto& c : clients_) ::close(c.fd);
@@ -110,8 +111,8 @@ bool ControlServer::make_room(const Peer& peer) {
         if (!c.closing && c.peer.uid == peer.uid) ++same_uid;
     size_t open = 0;
     for (const auto& c : clients_) open += c.closing ? 0 : 1;
-    const bool over_uid = !root && same_uid >= kMaxPerUid;
-    const bool over_all = open >= (root ? kMaxClients : kMaxClients - kReservedForRoot);
+    const bool over_uid = !root && same_uid >= limits_.max_per_uid;
+    const bool over_all = open >= (root ? limits_.max_clients : limits_.max_clients - limits_.reserved_for_root);
     if (!over_uid && !over_all) return true;
     // The victim: the client idle longest among those that count against the newcomer (its own uid when
     // that is the limit; else anyone but root, whose reserved slots stay root's).
@@ -122,7 +123,7 @@ bool ControlServer::make_room(const Peer& peer) {
             continue;
         if (!victim || c.last_activity < victim->last_activity) victim = &c;
     }
-    if (!victim || (!root && now - victim->last_activity < kEvictIdle)) return false;
+    if (!victim || (!root && now - victim->last_activity < limits_.evict_idle)) return false;
     victim->out += reply_line(error_reply("closing an idle control connection to make room for another"));
     victim->in.clear();
     victim->closing = true;
@@ -137,8 +138,8 @@ void ControlServer::accept_clients() {
         const Peer peer = peer_of(fd);
         if (!make_room(peer)) {
             const std::string msg = reply_line(error_reply(
-                "too many control clients (" + std::to_string(kMaxPerUid) + " per user, " +
-                std::to_string(kMaxClients) + " in all, all busy); try again"));
+                "too many control clients (" + std::to_string(limits_.max_per_uid) + " per user, " +
+                std::to_string(limits_.max_clients) + " in all, all busy); try again"));
             [[maybe_unused]] auto n = ::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
             ::close(fd);
             continue;
@@ -146,7 +147,7 @@ void ControlServer::accept_clients() {
         Client c;
         c.fd = fd;
         c.last_activity = std::chrono::steady_clock::now();
-        c.line_deadline = c.last_activity + kLineTimeout;
+        c.line_deadline = c.last_activity + limits_.line_timeout;
         c.peer = peer;
         clients_.push_back(std::move(c));
     }
@@ -171,7 +172,7 @@ void ControlServer::read_client(Client& c) {
         const ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
         if (n > 0) {
             if (c.in.empty() && c.line_deadline == std::chrono::steady_clock::time_point::max())
-                c.line_deadline = now + kLineTimeout;
+                c.line_deadline = now + limits_.line_timeout;
             c.in.append(buf, static_cast<size_t>(n));
             if (c.in.size() > kMaxLine + sizeof buf) break;  // handle what we have before reading more
             continue;
@@ -208,7 +209,7 @@ void ControlServer::read_client(Client& c) {
         c.closing = true;
     }
     if (start > 0)
-        c.line_deadline = c.in.empty() ? std::chrono::steady_clock::time_point::max() : now + kLineTimeout;
+        c.line_deadline = c.in.empty() ? std::chrono::steady_clock::time_point::max() : now + limits_.line_timeout;
 }
 
 void ControlServer::write_client(Client& c) {
@@ -249,7 +250,7 @@ void ControlServer::poll_once(int timeout_ms) {
         for (auto& r : c.replies)
             c.out += reply_line(r.changed && !unsaved.empty() ? error_reply("not saved: " + unsaved) : r.body);
         c.replies.clear();
-        if (!c.closing && (now > c.line_deadline || now - c.last_activity > kIdleTimeout)) {
+        if (!c.closing && (now > c.line_deadline || now - c.last_activity > limits_.idle_timeout)) {
             c.out += reply_line(error_reply("no complete request in time; closing"));
             c.in.clear();
             c.closing = true;

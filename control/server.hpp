@@ -1,10 +1,10 @@
 // The control socket: a Unix-domain stream socket, one JSON request per line in, one JSON reply per line out,
 // served from the main lcore's loop with poll(). Every client is bounded: a line longer than kMaxLine gets an
-// error and the connection is closed; a client that leaves a line unfinished for kLineTimeout, or sends no
-// request (empty lines do not count) for kIdleTimeout, is dropped; a client that does not read its replies
-// is not read from until it does. Slots: at most kMaxClients, kMaxPerUid per non-root uid, and the last
-// kReservedForRoot only for root; a newcomer who finds no slot takes the one of the client idle longest
-// (idle at least kEvictIdle; root's newcomers take it whatever its idle time), so neither idle connections
+// error and the connection is closed; a client that leaves a line unfinished for line_timeout, or sends no
+// request (empty lines do not count) for idle_timeout, is dropped; a client that does not read its replies
+// is not read from until it does. Slots: at most max_clients, max_per_uid per non-root uid, and the last
+// reserved_for_root only for root; a newcomer who finds no slot takes the one of the client idle longest
+// (idle at least evict_idle; root's newcomers take it whatever its idle time), so neither idle connections
 // nor one user's flood can lock the operator out. Whatever a handler throws becomes an error reply and a log
 // line. None of this can stall the workers, which never wait for the control plane.
 #pragma once
@@ -20,15 +20,18 @@
 
 namespace portcullis {
 
+struct ControlLimits {
+    size_t max_clients = 64, reserved_for_root = 4, max_per_uid = 16;
+    std::chrono::milliseconds line_timeout{30'000};  // to finish a line once started (or send one)
+    std::chrono::milliseconds idle_timeout{60'000};  // no request (nor reply read) for this long
+    std::chrono::milliseconds evict_idle{5'000};     // idle enough to give its slot to a newcomer
+};
+
 class ControlServer {
   public:
     static constexpr size_t kMaxLine = 1 << 20;
-    static constexpr size_t kMaxClients = 64, kReservedForRoot = 4, kMaxPerUid = 16;
     static constexpr size_t kMaxPendingOut = 8 << 20;  // unread replies past which a client is not read
-    // To finish a line once started (or to send one once connected).
-    static constexpr std::chrono::seconds kLineTimeout{30};
-    static constexpr std::chrono::seconds kIdleTimeout{60};  // no request (nor reply read) for this long
-    static constexpr std::chrono::seconds kEvictIdle{5};     // idle enough to give its slot to a newcomer
+    using Limits = ControlLimits;
 
     using Handler = std::function<Reply(const std::string& line, const Peer&, Session&)>;
     // Called around each pass over the readable clients: replies are sent only after end() says the pass's
@@ -38,7 +41,7 @@ class ControlServer {
         std::function<std::string()> end;
     };
 
-    ControlServer(std::string path, std::string group, Handler handler, Batch batch);
+    ControlServer(std::string path, std::string group, Handler handler, Batch batch, Limits limits = {});
     ~ControlServer();
 
     // Creates the directory (0750), refuses to take over a live daemon's socket, binds (0660). "" or why not.
@@ -68,6 +71,7 @@ class ControlServer {
     std::string path_, group_;
     Handler handler_;
     Batch batch_;
+    Limits limits_;
     int listen_fd_ = -1;
     std::list<Client> clients_;
 };

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "control/approval.hpp"
+#include "control/wire.hpp"
 #include "dataplane/counters.hpp"
 
 namespace portcullis::ctl {
@@ -15,7 +16,8 @@ namespace {
 
 std::string str(const json& j, const char* k) {
     if (!j.contains(k) || j[k].is_null()) return "";
-    return j[k].is_string() ? j[k].get<std::string>() : j[k].dump();
+    // The daemon's text may hold anything an operator typed: no control character reaches the terminal.
+    return j[k].is_string() ? printable(j[k].get<std::string>(), 4096) : j[k].dump();
 }
 
 std::string limits(const json& r) {
