@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <stdexcept>
+#include <utility>
 
 #include "control/policy_builder.hpp"
 #include "control/rules.hpp"
@@ -173,11 +174,12 @@ void ControlPlane::tick(int64_t now) {
 
 Reply ControlPlane::serve(const std::string& line, const Peer& peer, Session& session) {
     changed_ = false;
+    later_ = nullptr;
     json body;
     try {
         std::string why;
         auto req = parse_request(line, &why);
-        if (!req) return {fail(why), false};
+        if (!req) return {fail(why), false, nullptr};
         if (!req->is_object()) throw RequestError("a request must be a JSON object");
         if (!req->contains("v")) throw RequestError("missing protocol version 'v'");
         if ((*req)["v"] != kProtocolVersion)
@@ -193,7 +195,7 @@ Reply ControlPlane::serve(const std::string& line, const Peer& peer, Session& se
         spdlog::error("control request from {} failed with an unknown exception", printable(peer.user));
         body = fail("internal error");
     }
-    return {std::move(body), changed_};
+    return {std::move(body), changed_, std::exchange(later_, nullptr)};
 }
 
 json ControlPlane::handle(const std::string& line, const Peer& peer, Session& session) {

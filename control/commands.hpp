@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -34,9 +35,12 @@ struct Session {
 };
 
 // A reply, and whether the request changed anything (its acknowledgement then waits for the batch's sync).
+// Long work (a rules compile) answers later: `later` is called once per pass of the control loop until it
+// gives the body; the client's further requests wait behind it, in order.
 struct Reply {
     nlohmann::json body;
     bool changed = false;
+    std::function<std::optional<nlohmann::json>()> later;
 };
 
 struct DaemonInfo {
@@ -126,6 +130,7 @@ class ControlPlane {
     std::shared_ptr<const InspectDb> rules_;
     int64_t next_expiry_ = 0;
     bool batch_ = false, dirty_ = false, changed_ = false;
+    std::function<std::optional<nlohmann::json>()> later_;  // set by a handler whose reply comes later
     off_t audit_mark_ = 0;
     std::shared_ptr<size_t> imports_ = std::make_shared<size_t>(0);  // import sessions holding a slot
     std::map<Prefix, Approval, PrefixLess> baseline_;  // the config file's approvals, as records

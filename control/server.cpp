@@ -158,10 +158,10 @@ void ControlServer::handle_line(Client& c, const std::string& line) {
         c.replies.push_back(handler_(line, c.peer, c.session));
     } catch (const std::exception& e) {
         spdlog::error("control request from {} failed: {}", printable(c.peer.user), printable(e.what(), 200));
-        c.replies.push_back({error_reply("internal error: " + printable(e.what(), 200)), false});
+        c.replies.push_back({error_reply("internal error: " + printable(e.what(), 200)), false, nullptr});
     } catch (...) {
         spdlog::error("control request from {} failed with an unknown exception", printable(c.peer.user));
-        c.replies.push_back({error_reply("internal error"), false});
+        c.replies.push_back({error_reply("internal error"), false, nullptr});
     }
 }
 
@@ -185,8 +185,12 @@ void ControlServer::read_client(Client& c) {
         }
         break;
     }
+    take_lines(c, now);
+}
+
+void ControlServer::take_lines(Client& c, std::chrono::steady_clock::time_point now) {
     size_t start = 0;
-    for (;;) {
+    while (!c.waiting) {
         const size_t nl = c.in.find('\n', start);
         if (nl == std::string::npos) break;
         if (nl - start > kMaxLine) {
@@ -201,15 +205,36 @@ void ControlServer::read_client(Client& c) {
         if (line.find_first_not_of(" \t") == std::string::npos) continue;  // keeps no slot alive
         c.last_activity = now;
         handle_line(c, line);
+        if (!c.replies.empty() && c.replies.back().later) {
+            c.waiting = std::move(c.replies.back().later);
+            c.replies.pop_back();
+        }
     }
     c.in.erase(0, start);
-    if (c.in.size() > kMaxLine) {
+    if (c.in.size() > kMaxLine && !c.waiting) {
         c.out += reply_line(error_reply("request line over " + std::to_string(kMaxLine) + " bytes"));
         c.in.clear();
         c.closing = true;
     }
     if (start > 0)
         c.line_deadline = c.in.empty() ? std::chrono::steady_clock::time_point::max() : now + limits_.line_timeout;
+}
+
+// A reply being worked out: ready now? Then the client's buffered requests go on.
+void ControlServer::resolve(Client& c, std::chrono::steady_clock::time_point now) {
+    std::optional<nlohmann::json> body;
+    try {
+        body = c.waiting();
+    } catch (const std::exception& e) {
+        body = error_reply("internal error: " + printable(e.what(), 200));
+    } catch (...) {
+        body = error_reply("internal error");
+    }
+    if (!body) return;
+    c.waiting = nullptr;
+    c.replies.push_back({std::move(*body), false, nullptr});
+    c.last_activity = now;
+    take_lines(c, now);
 }
 
 void ControlServer::write_client(Client& c) {
@@ -232,7 +257,8 @@ void ControlServer::poll_once(int timeout_ms) {
     fds.reserve(clients_.size() + 1);
     fds.push_back({listen_fd_, POLLIN, 0});
     for (const auto& c : clients_) {
-        const bool read = !c.closing && c.out.size() < kMaxPendingOut;  // replies unread: read no more
+        // Replies unread, or one still being worked out: read no more from this client for now.
+        const bool read = !c.closing && !c.waiting && c.out.size() < kMaxPendingOut;
         fds.push_back({c.fd, static_cast<short>((read ? POLLIN : 0) | (c.out.empty() ? 0 : POLLOUT)), 0});
     }
     if (::poll(fds.data(), fds.size(), timeout_ms) < 0) return;
@@ -241,8 +267,10 @@ void ControlServer::poll_once(int timeout_ms) {
     // Pass 1: read and handle every complete request, as one batch.
     batch_.begin();
     size_t i = 1;
-    for (auto& c : clients_)
+    for (auto& c : clients_) {
+        if (c.waiting) resolve(c, now);
         if (fds[i++].revents & (POLLIN | POLLHUP | POLLERR)) read_client(c);
+    }
     const std::string unsaved = batch_.end();
     // Pass 2: release the replies (turned into errors if the batch is not durable), write, expire, close.
     for (auto it = clients_.begin(); it != clients_.end();) {
@@ -250,13 +278,13 @@ void ControlServer::poll_once(int timeout_ms) {
         for (auto& r : c.replies)
             c.out += reply_line(r.changed && !unsaved.empty() ? error_reply("not saved: " + unsaved) : r.body);
         c.replies.clear();
-        if (!c.closing && (now > c.line_deadline || now - c.last_activity > limits_.idle_timeout)) {
+        if (!c.closing && !c.waiting && (now > c.line_deadline || now - c.last_activity > limits_.idle_timeout)) {
             c.out += reply_line(error_reply("no complete request in time; closing"));
             c.in.clear();
             c.closing = true;
         }
         write_client(c);
-        if (c.closing && c.out.empty()) {
+        if (c.closing && c.out.empty() && !c.waiting) {  // a reply in the works is finished, not dropped
             ::close(c.fd);
             it = clients_.erase(it);
         } else {

@@ -56,6 +56,7 @@ class ControlServer {
         Peer peer;
         std::string in, out;
         std::vector<Reply> replies;                           // this pass's, held until the batch is durable
+        std::function<std::optional<nlohmann::json>()> waiting;  // a reply still being worked out
         bool closing = false;                                 // close once `out` is flushed
         std::chrono::steady_clock::time_point line_deadline;  // max(): no line pending
         std::chrono::steady_clock::time_point last_activity;
@@ -66,6 +67,8 @@ class ControlServer {
     bool make_room(const Peer& peer);
     void handle_line(Client& c, const std::string& line);
     void read_client(Client& c);
+    void take_lines(Client& c, std::chrono::steady_clock::time_point now);  // handles complete lines
+    void resolve(Client& c, std::chrono::steady_clock::time_point now);
     void write_client(Client& c);
 
     std::string path_, group_;

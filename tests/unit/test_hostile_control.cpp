@@ -513,7 +513,7 @@ class Slots : public ::testing::Test {
         server = std::make_unique<ControlServer>(
             path, "nogroup",
             [](const std::string& line, const Peer& p, Session&) {
-                return Reply{{{"v", 1}, {"ok", true}, {"uid", p.uid}, {"echo", line.size()}}, false};
+                return Reply{{{"v", 1}, {"ok", true}, {"uid", p.uid}, {"echo", line.size()}}, false, nullptr};
             },
             ControlServer::Batch{[] {}, [] { return std::string(); }}, l);
         ASSERT_EQ(server->listen(), "");
@@ -610,6 +610,62 @@ TEST_F(Slots, OneUserCannotTakeEverySlot) {
     EXPECT_EQ(res[1], 3) << "refused past max_per_uid";
     ::close(pipefd[0]);
     ::close(pipefd[1]);
+}
+
+}  // namespace
+
+namespace {
+
+// A reply worked out later (a rules compile) keeps the client's replies in order and does not hold up others.
+TEST(SlowReplies, ComeInOrderAndBlockNobodyElse) {
+    TempDir dir;
+    const std::string path = (dir.path / "ctl.sock").string();
+    int polls_left = 20;
+    ControlServer server(
+        path, "",
+        [&](const std::string& line, const Peer&, Session&) {
+            Reply r{{{"v", 1}, {"ok", true}, {"line", line}}, false, nullptr};
+            if (line == "slow")
+                r.later = [&]() -> std::optional<json> {
+                    if (--polls_left > 0) return std::nullopt;
+                    return json{{"v", 1}, {"ok", true}, {"line", "slow, done"}};
+                };
+            return r;
+        },
+        ControlServer::Batch{[] {}, [] { return std::string(); }});
+    ASSERT_EQ(server.listen(), "");
+    auto connect_one = [&] {
+        const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+        EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+        return fd;
+    };
+    auto read_lines = [&](int fd, size_t n) {
+        std::string got;
+        for (int i = 0; i < 400 && static_cast<size_t>(std::count(got.begin(), got.end(), '\n')) < n; ++i) {
+            server.poll_once(5);
+            char buf[4096];
+            const ssize_t k = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+            if (k > 0) got.append(buf, static_cast<size_t>(k));
+        }
+        return got;
+    };
+    const int a = connect_one(), b = connect_one();
+    ASSERT_EQ(::send(a, "slow\nfast\n", 10, MSG_NOSIGNAL), 10);
+    server.poll_once(5);
+    ASSERT_EQ(::send(b, "other\n", 6, MSG_NOSIGNAL), 6);
+    const auto got_b = read_lines(b, 1);
+    EXPECT_NE(got_b.find("\"other\""), std::string::npos);
+    EXPECT_GT(polls_left, 0) << "b was answered while a's reply was still being worked out";
+    const auto got_a = read_lines(a, 2);
+    const auto slow = got_a.find("slow, done"), fast = got_a.find("\"fast\"");
+    ASSERT_NE(slow, std::string::npos) << got_a;
+    ASSERT_NE(fast, std::string::npos) << got_a;
+    EXPECT_LT(slow, fast);
+    ::close(a);
+    ::close(b);
 }
 
 }  // namespace
