@@ -372,6 +372,7 @@ std::optional<Approval> parse_line(std::string_view line, std::string* why) {
             auto t = parse_time(v, 0);
             if (!t || v.starts_with("+"))
                 return bad("is not a date such as 2026-12-31 or 2026-12-31T18:00:00Z");
+            if (*t <= 0) return bad("is not after 1970-01-01T00:00:00Z");
             a.expires = *t;
         } else if (k == "ticket" || k == "reason") {
             if (auto err = check_text(k.c_str(), v, k == "ticket" ? kMaxTicket : kMaxReason); !err.empty()) {

@@ -66,6 +66,23 @@ std::string read_file(const fs::path& path) {
     return ss.str();
 }
 
+// The settings the daemon reads back (policy_builder.cpp): a stored value of another shape would stop the
+// next start, so it is refused here, when it is written and when it is read.
+std::string check_setting(const std::string& name, const nlohmann::json& v) {
+    if (name == "monitor") return v.is_boolean() ? "" : "setting monitor: must be true or false";
+    if (name == "limits") {
+        if (!v.is_object()) return "setting limits: must be an object";
+        for (const auto& [k, n] : v.items()) {
+            if (k != "max_concurrent" && k != "rate_per_min" && k != "daily")
+                return "setting limits: unknown key '" + k.substr(0, 40) + "'";
+            if (!n.is_number_integer() || n.get<int64_t>() < 0 || n.get<int64_t>() > 1'000'000'000)
+                return "setting limits: " + k + " must be a whole number from 0 to 1000000000";
+        }
+        return {};
+    }
+    return "unknown setting '" + name.substr(0, 40) + "'";
+}
+
 bool is_commit(const nlohmann::json& e) {
     return e.is_object() && e.contains("op") && e["op"] == "commit";
 }
@@ -132,6 +149,7 @@ std::string ApprovalStore::apply(const nlohmann::json& e, bool undoable) {
             if (add != configured) (add ? o.added : o.removed).insert(*p);
         } else if (op == "setting") {
             const auto name = e.at("name").get<std::string>();
+            if (auto err = check_setting(name, e.at("value")); !err.empty()) return err;
             if (undoable) {
                 const bool had = settings_.contains(name);
                 undo_.push_back([this, name, had, before = had ? settings_[name] : nlohmann::json()] {
@@ -183,6 +201,8 @@ std::string ApprovalStore::open(std::vector<std::string>& warnings) {
             read_prefix_list(j, "relay_removed", relay_.removed);
             if (j.contains("settings")) {
                 if (!j.at("settings").is_object()) return snap.string() + ": settings: must be an object";
+                for (const auto& [name, v] : j.at("settings").items())
+                    if (auto err = check_setting(name, v); !err.empty()) return snap.string() + ": " + err;
                 settings_ = j.at("settings");
             }
         } catch (const std::exception& ex) {
