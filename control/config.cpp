@@ -111,6 +111,12 @@ po::options_description make_description() {
             "read the client's SMTP commands (EHLO/HELO, MAIL FROM, the rules) until STARTTLS, DATA or inspect_bytes")
         ("rules_dir", po::value<std::string>()->default_value("/etc/portcullis/rules"),
             "directory of *.rules files (format: rules/README.md); 'portcullisctl rules reload' rereads it")
+        ("max_rules", po::value<unsigned>()->default_value(5000),
+            "rules in rules_dir at most: a larger set is refused, naming the file (Hyperscan's compile time grows "
+            "faster than the number of rules: about 5 s for 5,000 on a small machine)")
+        ("rules_compile_timeout", po::value<unsigned>()->default_value(60),
+            "seconds a rule compile may take (in a child process, beside the control loop); a longer one is "
+            "killed and the rules in force stay")
         ("action_payload", po::value<std::string>()->default_value("smtp"),
             "a session whose commands break the policy: smtp (a 550 5.7.1 line naming the reason, then the session "
             "is closed, the server reset), rst or drop")
@@ -258,6 +264,8 @@ Config build(const po::variables_map& vm) {
     c.inspect = vm["inspect"].as<bool>();
     c.rules_dir = vm["rules_dir"].as<std::string>();
     c.rules_dir_given = !vm["rules_dir"].defaulted();
+    c.max_rules = bounded(vm, "max_rules", 1, 1'000'000);
+    c.rules_compile_timeout = bounded(vm, "rules_compile_timeout", 1, 3600);
     c.action_payload = action_of(vm, "action_payload");
     c.ehlo_allow_literal = vm["ehlo_allow_literal"].as<bool>();
     {

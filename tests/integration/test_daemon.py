@@ -128,3 +128,34 @@ def test_second_daemon_on_the_same_socket_is_refused(env):
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=30)
         subprocess.run(["rm", "-rf", "/var/run/dpdk/pctdaemon2"])
+
+
+def generated_rules(n):
+    out = []
+    for i in range(n):
+        out.append(f'{100000 + i} ehlo refuse /spam-host-{i}\\.example$/i "EHLO spam-host-{i}"' if i % 2 == 0 else
+                   f"{100000 + i} mail_from refuse /<[^>@]*@bulk-{i}\\.example>/i")
+    return "\n".join(out) + "\n"
+
+
+def test_too_many_rules_stop_the_start(env):
+    rules = env.workdir / "many-rules"
+    rules.mkdir(exist_ok=True)
+    (rules / "a.rules").write_text(generated_rules(6))
+    res = run(env, GOOD + ["--rules_dir", str(rules), "--max_rules", "5"])
+    assert res.returncode == 2
+    assert error_lines(res) == [f"portcullis: error: {rules}/a.rules: 6 rules exceed max_rules = 5"], res.stderr
+
+
+def test_a_rules_compile_past_its_timeout_is_killed(env):
+    """5,000 rules take seconds to compile; with rules_compile_timeout = 1 the compiler child is killed, the
+    start fails with the figures, and no compiler is left running."""
+    rules = env.workdir / "slow-rules"
+    rules.mkdir(exist_ok=True)
+    (rules / "big.rules").write_text(generated_rules(5000))
+    res = run(env, GOOD + ["--rules_dir", str(rules), "--max_rules", "5000", "--rules_compile_timeout", "1"])
+    assert res.returncode == 2
+    assert error_lines(res) == ["portcullis: error: rules: compiling 5000 rules took longer than "
+                                "rules_compile_timeout = 1 s"], res.stderr
+    left = subprocess.run(["pgrep", "-f", f"rules-compiler {rules}"], capture_output=True, text=True)
+    assert left.stdout == "", "the compiler child must be gone"
