@@ -255,6 +255,8 @@ Config build(const po::variables_map& vm) {
                         bounded(vm, "daily", 0, 1'000'000'000)};
     c.relay_limits = {bounded(vm, "relay_max_concurrent", 0, 1'000'000), rate(vm, "relay_rate"),
                       bounded(vm, "relay_daily", 0, 1'000'000'000)};
+    // Hard bounds, past any deployment (64 Mi flows are 8 GiB a worker); whether the machine has the memory
+    // for the values given is checked once the worker count is known (control/memory_budget.hpp).
     c.max_flows = bounded(vm, "max_flows", 16, 64u << 20);
     c.max_sources = bounded(vm, "max_sources", 64, 64u << 20);
     c.timeouts.half_open_ms = 1000 * bounded(vm, "flow_timeout_half_open", 1, 3600);
@@ -280,8 +282,8 @@ Config build(const po::variables_map& vm) {
             throw ConfigError{"smtp_other_ports: '" + v + "' is not one of allow, limit, refuse"};
     }
     c.inspect_bytes = bounded(vm, "inspect_bytes", 64, 1u << 20);
-    c.max_inspected = bounded(vm, "max_inspected", 16, 16u << 20);
-    c.inspect_stream_bytes = bounded(vm, "inspect_stream_bytes", 64, 1u << 20);
+    c.max_inspected = bounded(vm, "max_inspected", 16, 4u << 20);
+    c.inspect_stream_bytes = bounded(vm, "inspect_stream_bytes", 64, 64u << 10);
     c.monitor = vm["monitor"].as<bool>();
     c.stats_interval = bounded(vm, "stats_interval", 0, 86400);
     c.log_level = vm["log_level"].as<std::string>();

@@ -167,7 +167,7 @@ TEST(Config, InspectionKeys) {
     EXPECT_EQ(error_of(args), "inspect_bytes: 10 is out of range (64-1048576)");
 }
 
-TEST(Config, RulesLimits) {
+TEST(Config, RulesLimitsAndTableBounds) {
     auto r = parse(minimal());
     ASSERT_EQ(r.status, ConfigResult::Status::Run) << r.message;
     EXPECT_EQ(r.config.max_rules, 5000u);
@@ -181,6 +181,12 @@ TEST(Config, RulesLimits) {
     for (auto [key, value, why] : {
              std::tuple{"--max_rules", "0", "max_rules: 0 is out of range (1-1000000)"},
              std::tuple{"--rules_compile_timeout", "0", "rules_compile_timeout: 0 is out of range (1-3600)"},
+             std::tuple{"--max_flows", "4000000000", "max_flows: 4000000000 is out of range (16-67108864)"},
+             std::tuple{"--max_sources", "100000000", "max_sources: 100000000 is out of range (64-67108864)"},
+             std::tuple{"--max_inspected", "16777216",
+                        "max_inspected: 16777216 is out of range (16-4194304)"},
+             std::tuple{"--inspect_stream_bytes", "1048576",
+                        "inspect_stream_bytes: 1048576 is out of range (64-65536)"},
          }) {
         args = minimal();
         args.insert(args.end(), {key, value});
