@@ -39,11 +39,10 @@ namespace portcullis {
 
 // What to compile, and the limits.
 struct RulesJob {
-    std::string dir;       // every *.rules file in it
-    unsigned workers = 1;  // scratch spaces allocated with the result (one per worker)
-    size_t stream_limit =
-        0;                 // inspect_stream_bytes: a set needing more stream state is refused (0: no limit)
-    size_t max_rules = 0;  // more rules than this is refused before compiling (0: no limit)
+    std::string dir;          // every *.rules file in it
+    unsigned workers = 1;     // scratch spaces allocated with the result (one per worker)
+    size_t stream_limit = 0;  // inspect_stream_bytes: a set needing more is refused (0: no limit)
+    size_t max_rules = 0;     // more rules than this is refused before compiling (0: no limit)
     std::chrono::milliseconds timeout{60'000};  // the child is killed after this
 };
 
