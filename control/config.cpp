@@ -111,6 +111,12 @@ po::options_description make_description() {
             "read the client's SMTP commands (EHLO/HELO, MAIL FROM, the rules) until STARTTLS, DATA or inspect_bytes")
         ("rules_dir", po::value<std::string>()->default_value("/etc/portcullis/rules"),
             "directory of *.rules files (format: rules/README.md); 'portcullisctl rules reload' rereads it")
+        ("max_rules", po::value<unsigned>()->default_value(5000),
+            "rules in rules_dir at most: a larger set is refused, naming the file (Hyperscan's compile time grows "
+            "faster than the number of rules: about 5 s for 5,000 on a small machine)")
+        ("rules_compile_timeout", po::value<unsigned>()->default_value(60),
+            "seconds a rule compile may take (in a child process, beside the control loop); a longer one is "
+            "killed and the rules in force stay")
         ("action_payload", po::value<std::string>()->default_value("smtp"),
             "a session whose commands break the policy: smtp (a 550 5.7.1 line naming the reason, then the session "
             "is closed, the server reset), rst or drop")
@@ -249,6 +255,8 @@ Config build(const po::variables_map& vm) {
                         bounded(vm, "daily", 0, 1'000'000'000)};
     c.relay_limits = {bounded(vm, "relay_max_concurrent", 0, 1'000'000), rate(vm, "relay_rate"),
                       bounded(vm, "relay_daily", 0, 1'000'000'000)};
+    // Hard bounds, past any deployment (64 Mi flows are 8 GiB a worker); whether the machine has the memory
+    // for the values given is checked once the worker count is known (control/memory_budget.hpp).
     c.max_flows = bounded(vm, "max_flows", 16, 64u << 20);
     c.max_sources = bounded(vm, "max_sources", 64, 64u << 20);
     c.timeouts.half_open_ms = 1000 * bounded(vm, "flow_timeout_half_open", 1, 3600);
@@ -258,6 +266,8 @@ Config build(const po::variables_map& vm) {
     c.inspect = vm["inspect"].as<bool>();
     c.rules_dir = vm["rules_dir"].as<std::string>();
     c.rules_dir_given = !vm["rules_dir"].defaulted();
+    c.max_rules = bounded(vm, "max_rules", 1, 1'000'000);
+    c.rules_compile_timeout = bounded(vm, "rules_compile_timeout", 1, 3600);
     c.action_payload = action_of(vm, "action_payload");
     c.ehlo_allow_literal = vm["ehlo_allow_literal"].as<bool>();
     {
@@ -272,8 +282,8 @@ Config build(const po::variables_map& vm) {
             throw ConfigError{"smtp_other_ports: '" + v + "' is not one of allow, limit, refuse"};
     }
     c.inspect_bytes = bounded(vm, "inspect_bytes", 64, 1u << 20);
-    c.max_inspected = bounded(vm, "max_inspected", 16, 16u << 20);
-    c.inspect_stream_bytes = bounded(vm, "inspect_stream_bytes", 64, 1u << 20);
+    c.max_inspected = bounded(vm, "max_inspected", 16, 4u << 20);
+    c.inspect_stream_bytes = bounded(vm, "inspect_stream_bytes", 64, 64u << 10);
     c.monitor = vm["monitor"].as<bool>();
     c.stats_interval = bounded(vm, "stats_interval", 0, 86400);
     c.log_level = vm["log_level"].as<std::string>();

@@ -33,7 +33,9 @@ struct Config {
     // Inspection of SMTP sessions.
     bool inspect = true;
     std::string rules_dir = "/etc/portcullis/rules";
-    bool rules_dir_given = false;  // set explicitly: a missing directory is an error, not a warning
+    bool rules_dir_given = false;         // set explicitly: a missing directory is an error, not a warning
+    uint32_t max_rules = 5000;            // rules in rules_dir at most (a compile of 5,000 takes about 5 s)
+    uint32_t rules_compile_timeout = 60;  // seconds a compile may take before it is killed
     Action action_payload = Action::Smtp;
     bool ehlo_allow_literal = false;
     OtherPorts smtp_other_ports = OtherPorts::Limit;

@@ -1,7 +1,8 @@
 // portcullis: the daemon. The main lcore parses options, loads the approval store, brings the ports up,
 // launches one worker per remaining lcore, then serves the control socket and reports counters until
 // SIGINT/SIGTERM, when it stops the workers and the ports. Nothing is forwarded before the stored approvals
-// are loaded.
+// are loaded, the rules compiled (in a child process: control/rules_compiler.hpp) and the tables' memory
+// checked against what the machine has (control/memory_budget.hpp).
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
@@ -28,10 +29,12 @@
 #include "control/audit.hpp"
 #include "control/commands.hpp"
 #include "control/config.hpp"
+#include "control/memory_budget.hpp"
 #include "control/policy_builder.hpp"
 #include "control/ports.hpp"
 #include "control/publisher.hpp"
 #include "control/rules.hpp"
+#include "control/rules_compiler.hpp"
 #include "control/server.hpp"
 #include "control/source_stats.hpp"
 #include "control/stats.hpp"
@@ -107,6 +110,8 @@ class FullTableWarning {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // The daemon spawns itself to compile rules: that child does nothing else.
+    if (argc > 1 && std::string(argv[1]) == kRulesCompilerArg) return rules_compiler_main(argc, argv);
     // EAL options come first, then "--", then ours. Without "--", --help/--version still answer.
     int split = argc;
     for (int i = 1; i < argc; ++i)
@@ -172,18 +177,35 @@ int main(int argc, char** argv) {
         return die(msg);
     };
     if (workers == 0) return fail("no worker lcore: give the EAL at least two lcores (e.g. -l 0-1)");
+    // The rules compile in a child process (the same path as `rules reload`) while the rest starts.
+    RulesCompiler rules_compiler;
     std::shared_ptr<const InspectDb> rules;
     if (cfg.inspect && !cfg.rules_dir_given && !std::filesystem::is_directory(cfg.rules_dir)) {
         spdlog::warn("no rules directory {}: SMTP sessions are held to the built-in checks only",
                      cfg.rules_dir);
         rules = compile_rules({}, workers, cfg.inspect_stream_bytes).db;
     } else if (cfg.inspect) {
-        auto loaded = load_rules(cfg.rules_dir, workers, cfg.inspect_stream_bytes);
+        rules_compiler.start(rules_job(cfg, workers));
+    }
+    // The tables must fit before anything is allocated or a port comes up: a daemon killed for want of memory
+    // once it forwards says nothing.
+    {
+        const auto need = memory_needed(cfg, workers, mbuf_object_bytes());
+        if (auto err = check_memory(need, memory_available(eal_free_bytes(), rte_eal_has_hugepages()));
+            !err.empty()) {
+            rules_compiler.cancel();
+            rte_eal_cleanup();
+            return die(err, 2);
+        }
+    }
+    if (rules_compiler.busy()) {
+        auto loaded = rules_compiler.wait();
         if (!loaded.db) {
             rte_eal_cleanup();
             return die(loaded.error, 2);
         }
-        spdlog::info("{} inspection rule(s) from {}", loaded.rules, cfg.rules_dir);
+        spdlog::info("{} inspection rule(s) from {} (compiled in {:.1f} s)", loaded.rules, cfg.rules_dir,
+                     loaded.seconds);
         rules = loaded.db;
     }
     auto built = build_policy(cfg, &store, now_s(), rules);
@@ -194,7 +216,9 @@ int main(int argc, char** argv) {
 
     rte_mempool* pool = rte_pktmbuf_pool_create("portcullis_mbufs", cfg.mbufs, 256, 0,
                                                 RTE_MBUF_DEFAULT_BUF_SIZE, static_cast<int>(rte_socket_id()));
-    if (!pool) return fail(std::string("cannot create the packet buffer pool: ") + rte_strerror(rte_errno));
+    if (!pool)
+        return fail("mbufs: cannot create the pool of " + std::to_string(cfg.mbufs) +
+                    " packet buffers: " + rte_strerror(rte_errno));
     for (auto port : {cfg.inside_port, cfg.outside_port}) {
         const auto err = port_start(port, static_cast<uint16_t>(workers), cfg.rx_desc, cfg.tx_desc, pool);
         if (!err.empty()) return fail(err);

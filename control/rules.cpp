@@ -2,6 +2,7 @@
 #include "control/rules.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -89,7 +90,9 @@ std::string parse_rule(std::string_view line, RuleLine& out) {
 std::string rule_expression(RuleTarget target, const std::string& pattern) {
     // The target's prefix anchors the pattern; a leading ^ of the pattern's own is the same anchor. `$`
     // (outside a class, unescaped) becomes the end of the line: lines end in CR LF, and the CR is not part of
-    // the target.
+    // the target. A `$` that ends the pattern consumes the newline instead of looking ahead at it: nothing
+    // follows it, so the same lines match (in a stream a multiline `$` is only known when the newline comes),
+    // and Hyperscan compiles a trailing newline far faster than a multiline end anchor.
     std::string p;
     size_t i = pattern.size() && pattern[0] == '^' ? 1 : 0;
     bool in_class = false;
@@ -103,7 +106,7 @@ std::string rule_expression(RuleTarget target, const std::string& pattern) {
         if (c == '[') in_class = true;
         if (c == ']') in_class = false;
         if (c == '$' && !in_class)
-            p += "\\r?$";
+            p += i + 1 == pattern.size() ? "\\r?\\n" : "\\r?$";
         else
             p += c;
     }
@@ -113,15 +116,15 @@ std::string rule_expression(RuleTarget target, const std::string& pattern) {
     return std::string(prefix) + "(?:" + p + ")";
 }
 
-RulesResult compile_rules(const std::vector<std::pair<std::string, std::string>>& files, unsigned workers,
-                          size_t stream_limit) {
-    RulesResult out;
-    auto db = std::make_shared<InspectDb>();
+std::string build_rules(const RuleFiles& files, size_t stream_limit, size_t max_rules, InspectDb& out,
+                        const std::function<void(size_t)>& on_parsed) {
     std::vector<std::string> exprs;
     std::vector<unsigned> flags, ids;
     std::set<uint32_t> seen;
-    std::ostringstream source;
+    std::string source;
+    std::pair<size_t, const std::string*> most{0, nullptr};  // the file with the most rules
     for (const auto& [name, text] : files) {
+        const size_t before = out.rules.size();
         std::istringstream in(text);
         std::string raw;
         size_t line_no = 0;
@@ -135,91 +138,118 @@ RulesResult compile_rules(const std::vector<std::pair<std::string, std::string>>
             if (lead == line.size() || line[lead] == '#') continue;
             const std::string where = name + ":" + std::to_string(line_no);
             RuleLine r;
-            if (auto why = parse_rule(line, r); !why.empty()) return {nullptr, where + ": " + why, 0};
+            if (auto why = parse_rule(line, r); !why.empty()) return where + ": " + why;
             if (!seen.insert(r.rule.id).second)
-                return {nullptr, where + ": rule id " + std::to_string(r.rule.id) + " is used twice", 0};
+                return where + ": rule id " + std::to_string(r.rule.id) + " is used twice";
             r.rule.where = where;
             exprs.push_back(rule_expression(r.rule.target, r.pattern));
             flags.push_back(HS_FLAG_MULTILINE | r.flags);
-            ids.push_back(static_cast<unsigned>(db->rules.size()));
-            db->rules.push_back(std::move(r.rule));
+            ids.push_back(static_cast<unsigned>(out.rules.size()));
+            out.rules.push_back(std::move(r.rule));
         }
-        source << (source.tellp() > 0 ? ", " : "") << name;
+        if (out.rules.size() - before > most.first) most = {out.rules.size() - before, &name};
+        source += (source.empty() ? "" : ", ") + name;
     }
-    db->source = source.str();
-    out.rules = db->rules.size();
+    out.source = source;
+    if (max_rules && out.rules.size() > max_rules) {
+        const std::string all = out.rules.size() == most.first
+                                    ? std::string()
+                                    : ", " + std::to_string(out.rules.size()) + " in all,";
+        return *most.second + ": " + std::to_string(most.first) + " rules" + all +
+               " exceed max_rules = " + std::to_string(max_rules);
+    }
+    if (on_parsed) on_parsed(out.rules.size());
     if (!exprs.empty()) {
         std::vector<const char*> ptrs;
+        ptrs.reserve(exprs.size());
         for (const auto& e : exprs) ptrs.push_back(e.c_str());
         hs_compile_error_t* err = nullptr;
         if (hs_compile_multi(ptrs.data(), flags.data(), ids.data(), static_cast<unsigned>(ptrs.size()),
-                             HS_MODE_STREAM, nullptr, &db->db, &err) != HS_SUCCESS) {
+                             HS_MODE_STREAM, nullptr, &out.db, &err) != HS_SUCCESS) {
             std::string why = err && err->message ? err->message : "cannot compile";
             const int at = err ? err->expression : -1;
             hs_free_compile_error(err);
-            if (at >= 0 && static_cast<size_t>(at) < db->rules.size()) {
+            if (at >= 0 && static_cast<size_t>(at) < out.rules.size()) {
                 const auto i = static_cast<size_t>(at);
-                return {nullptr,
-                        db->rules[i].where + ": " + why + " (the pattern as compiled: " + exprs[i] + ")", 0};
+                return out.rules[i].where + ": " + why + " (the pattern as compiled: " + exprs[i] + ")";
             }
-            return {nullptr, "rules: " + why, 0};
+            return "rules: " + why;
         }
-        hs_stream_size(db->db, &db->stream_bytes);
-        if (stream_limit && db->stream_bytes > stream_limit)
-            return {nullptr,
-                    "rules need " + std::to_string(db->stream_bytes) +
-                        " bytes of stream state per inspected flow; "
-                        "inspect_stream_bytes is " +
-                        std::to_string(stream_limit),
-                    0};
+        hs_stream_size(out.db, &out.stream_bytes);
+        if (stream_limit && out.stream_bytes > stream_limit)
+            return "rules need " + std::to_string(out.stream_bytes) +
+                   " bytes of stream state per inspected flow; inspect_stream_bytes is " +
+                   std::to_string(stream_limit);
     }
-    {
-        // The any-port probe: a first payload that is an EHLO/HELO line or a MAIL FROM command.
-        const char* probe[] = {"^(?i:EHLO|HELO)[ \\t]+[!-~]+\\r?\\n",
-                               "^(?i:MAIL[ \\t]+FROM:)[ \\t]*<[^>\\r\\n]*>"};
-        const unsigned pflags[] = {HS_FLAG_SINGLEMATCH, HS_FLAG_SINGLEMATCH};
-        const unsigned pids[] = {0, 1};
-        hs_compile_error_t* err = nullptr;
-        if (hs_compile_multi(probe, pflags, pids, 2, HS_MODE_BLOCK, nullptr, &db->probe, &err) !=
-            HS_SUCCESS) {
-            hs_free_compile_error(err);
-            return {nullptr, "rules: cannot compile the SMTP probe", 0};
-        }
+    // The any-port probe: a first payload that is an EHLO/HELO line or a MAIL FROM command.
+    const char* probe[] = {"^(?i:EHLO|HELO)[ \\t]+[!-~]+\\r?\\n",
+                           "^(?i:MAIL[ \\t]+FROM:)[ \\t]*<[^>\\r\\n]*>"};
+    const unsigned pflags[] = {HS_FLAG_SINGLEMATCH, HS_FLAG_SINGLEMATCH};
+    const unsigned pids[] = {0, 1};
+    hs_compile_error_t* err = nullptr;
+    if (hs_compile_multi(probe, pflags, pids, 2, HS_MODE_BLOCK, nullptr, &out.probe, &err) != HS_SUCCESS) {
+        hs_free_compile_error(err);
+        return "rules: cannot compile the SMTP probe";
     }
+    return {};
+}
+
+std::string add_scratch(InspectDb& db, unsigned workers) {
     hs_scratch_t* proto = nullptr;
-    if (hs_alloc_scratch(db->probe, &proto) != HS_SUCCESS ||
-        (db->db && hs_alloc_scratch(db->db, &proto) != HS_SUCCESS))
-        return {nullptr, "rules: cannot allocate scratch", 0};
+    if ((db.probe && hs_alloc_scratch(db.probe, &proto) != HS_SUCCESS) ||
+        (db.db && hs_alloc_scratch(db.db, &proto) != HS_SUCCESS)) {
+        if (proto) hs_free_scratch(proto);
+        return "rules: cannot allocate scratch";
+    }
     for (unsigned w = 0; w < std::max(workers, 1u); ++w) {
         hs_scratch_t* s = nullptr;
         if (hs_clone_scratch(proto, &s) != HS_SUCCESS) {
             hs_free_scratch(proto);
-            return {nullptr, "rules: cannot clone scratch", 0};
+            return "rules: cannot clone scratch";
         }
-        db->scratch.push_back(s);
+        db.scratch.push_back(s);
     }
     hs_free_scratch(proto);
-    out.db = std::move(db);
+    return {};
+}
+
+RulesResult compile_rules(const RuleFiles& files, unsigned workers, size_t stream_limit, size_t max_rules) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto db = std::make_shared<InspectDb>();
+    RulesResult out;
+    std::string err = build_rules(files, stream_limit, max_rules, *db);
+    if (err.empty()) err = add_scratch(*db, workers);
+    out.rules = db->rules.size();
+    out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (err.empty())
+        out.db = std::move(db);
+    else
+        out.error = std::move(err);
     return out;
 }
 
-RulesResult load_rules(const std::string& dir, unsigned workers, size_t stream_limit) {
+std::string read_rules_dir(const std::string& dir, RuleFiles& files) {
     namespace fs = std::filesystem;
     std::error_code ec;
-    if (!fs::is_directory(dir, ec)) return {nullptr, "rules_dir: '" + dir + "' is not a directory", 0};
+    if (!fs::is_directory(dir, ec)) return "rules_dir: '" + dir + "' is not a directory";
     std::vector<fs::path> paths;
     for (const auto& e : fs::directory_iterator(dir, ec))
         if (e.is_regular_file() && e.path().extension() == ".rules") paths.push_back(e.path());
     std::sort(paths.begin(), paths.end());
-    std::vector<std::pair<std::string, std::string>> files;
     for (const auto& p : paths) {
         std::ifstream in(p);
-        if (!in) return {nullptr, p.string() + ": cannot read", 0};
+        if (!in) return p.string() + ": cannot read";
         std::ostringstream text;
         text << in.rdbuf();
         files.emplace_back(p.string(), text.str());
     }
-    return compile_rules(files, workers, stream_limit);
+    return {};
+}
+
+RulesResult load_rules(const std::string& dir, unsigned workers, size_t stream_limit, size_t max_rules) {
+    RuleFiles files;
+    if (auto err = read_rules_dir(dir, files); !err.empty()) return {nullptr, err, 0, 0};
+    return compile_rules(files, workers, stream_limit, max_rules);
 }
 
 }  // namespace portcullis

@@ -71,9 +71,7 @@ FlowState next_flow_state(FlowState s, uint8_t& fins, bool outbound, uint8_t fla
 }
 
 FlowTable::FlowTable(uint32_t max_flows, const CookieKey& hash_key)
-    : mask_(std::bit_ceil(std::max<uint64_t>(16, (uint64_t{max_flows} * 4 + 2) / 3)) - 1),
-      max_(max_flows),
-      key_(hash_key) {
+    : mask_(static_cast<uint32_t>(slots_for(max_flows) - 1)), max_(max_flows), key_(hash_key) {
     slots_ = std::make_unique<Flow[]>(size_t{mask_} + 1);
     std::memset(static_cast<void*>(slots_.get()), 0, sizeof(Flow) * (size_t{mask_} + 1));
 }

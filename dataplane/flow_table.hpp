@@ -8,6 +8,7 @@
 // Single writer: only the owning worker touches its table (the control thread reads only its size, relaxed).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -68,6 +69,12 @@ class FlowTable {
   public:
     // Holds up to max_flows flows in a power-of-two array at most 3/4 full. Allocates: control side only.
     FlowTable(uint32_t max_flows, const CookieKey& hash_key);
+    // The array's size for max_flows (what the constructor allocates: slots_for() * sizeof(Flow) bytes).
+    static uint64_t slots_for(uint32_t max_flows) {
+        uint64_t n = 1;
+        while (n < std::max<uint64_t>(16, (uint64_t{max_flows} * 4 + 2) / 3)) n <<= 1;
+        return n;
+    }
 
     uint32_t hash(const FlowKey& k) const;
     Flow* find(const FlowKey& k, uint32_t h);

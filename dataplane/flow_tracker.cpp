@@ -48,6 +48,10 @@ FlowTracker::FlowTracker(uint32_t max_flows, const CookieKey& hash_key, SourceTa
       worker_(worker),
       port_refs_(new uint32_t[65536]()) {}
 
+uint64_t FlowTracker::bytes_for(uint32_t max_flows) {
+    return sizeof(FlowTracker) + FlowTable::slots_for(max_flows) * sizeof(Flow) + 65536 * sizeof(uint32_t);
+}
+
 std::optional<ReplyReason> FlowTracker::admit(const IpAddr& src, const Limits& limits, const Policy& pol,
                                               const Now& now, Counters& c, uint32_t* slot) {
     const uint64_t id = sources_->id_of(src);

@@ -46,6 +46,8 @@ class FlowTracker {
     // (this worker's, may be null: no inspection) too. worker: this worker's index (its Hyperscan scratch).
     FlowTracker(uint32_t max_flows, const CookieKey& hash_key, SourceTable* sources, FlowTimeouts t,
                 Inspector* inspector = nullptr, uint16_t worker = 0);
+    // The bytes a tracker for max_flows allocates (itself, its flow table, its per-port counts).
+    static uint64_t bytes_for(uint32_t max_flows);
 
     // An outbound segment classify_outbound marked for tracking; to_relay: its destination is a relay. frame:
     // the segment's bytes (its payload is inspected).

@@ -103,6 +103,12 @@ Inspector::~Inspector() {
     ::operator delete[](blocks_.release(), std::align_val_t{64});
 }
 
+uint64_t Inspector::bytes_for(uint32_t max_flows, size_t stream_block) {
+    const uint64_t block = (std::max<size_t>(stream_block, 64) + 63) & ~uint64_t{63};
+    // the states, their free list, the stream blocks, their free list
+    return uint64_t{max_flows} * (sizeof(State) + sizeof(uint32_t) + block + sizeof(void*));
+}
+
 size_t Inspector::bytes_per_flow() const {
     return sizeof(State) + block_;
 }

@@ -94,6 +94,8 @@ class Inspector {
     // max_flows: flows inspected at once; stream_block: bytes of Hyperscan stream state each may use (a rule
     // set needing more is refused when it is loaded). Allocates: control side only.
     Inspector(uint32_t max_flows, size_t stream_block);
+    // The bytes the constructor allocates for these arguments.
+    static uint64_t bytes_for(uint32_t max_flows, size_t stream_block);
     ~Inspector();
     Inspector(const Inspector&) = delete;
     Inspector& operator=(const Inspector&) = delete;

@@ -18,7 +18,7 @@ uint64_t pack_daily(uint32_t day, uint32_t count) {
 }  // namespace
 
 SourceTable::SourceTable(uint32_t capacity, const CookieKey& key)
-    : mask_(std::bit_ceil(std::max(capacity, kWays)) - 1), key_(key) {
+    : mask_(static_cast<uint32_t>(slots_for(capacity) - 1)), key_(key) {
     slots_ = std::make_unique<Slot[]>(size_t{mask_} + 1);
 }
 

@@ -42,6 +42,13 @@ class SourceTable {
 
     // capacity: slots, rounded up to a power of two (at least kWays). Allocates: control side only.
     SourceTable(uint32_t capacity, const CookieKey& key);
+    // The slots the constructor allocates for `capacity` (64 bytes each).
+    static uint64_t slots_for(uint32_t capacity) {
+        uint64_t n = kWays;
+        while (n < capacity) n <<= 1;
+        return n;
+    }
+    static constexpr size_t kSlotBytes = 64;
 
     uint64_t id_of(const IpAddr& a) const;
 
@@ -73,7 +80,7 @@ class SourceTable {
         std::atomic<uint64_t> last_us{0};  // last admission
         std::atomic<uint32_t> concurrent{0};
     };
-    static_assert(sizeof(Slot) == 64);
+    static_assert(sizeof(Slot) == kSlotBytes);
 
     bool idle(const Slot& s, uint64_t now_us, uint32_t day) const;
     const Slot* find(uint64_t id) const;

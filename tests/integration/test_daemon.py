@@ -1,6 +1,7 @@
 """The daemon as an operator starts it: bad configuration ends with one clear line and a non-zero exit code,
 never a half-started gateway; SIGINT stops it cleanly. Uses net_null ports in a namespace of its own."""
 import json
+import resource
 import signal
 import subprocess
 
@@ -21,10 +22,10 @@ def env():
     yield from bare_namespace("pctdaemon")
 
 
-def run(env, args, eal=EAL, timeout=60):
+def run(env, args, eal=EAL, timeout=60, preexec_fn=None):
     exe = str(env.build_dir / "control" / "portcullis")
     return subprocess.run(["ip", "netns", "exec", env.ns_gw, exe, *eal, "--", *args], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, preexec_fn=preexec_fn)
 
 
 def error_lines(res):
@@ -128,3 +129,52 @@ def test_second_daemon_on_the_same_socket_is_refused(env):
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=30)
         subprocess.run(["rm", "-rf", "/var/run/dpdk/pctdaemon2"])
+
+
+def test_tables_bigger_than_the_memory_stop_the_start(env):
+    """max_flows that the process cannot have is refused with one line naming the key, before a port comes up,
+    not by the OOM killer later. RLIMIT_DATA (1 GiB) makes the limit the same on any machine."""
+    def one_gib():
+        resource.setrlimit(resource.RLIMIT_DATA, (1 << 30, resource.RLIM_INFINITY))
+    ready = env.workdir / "ready"
+    res = run(env, GOOD + ["--max_flows", "16777216", "--ready_file", str(ready)], preexec_fn=one_gib)
+    assert res.returncode == 2, res.stderr
+    lines = error_lines(res)
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("portcullis: error: max_flows: 16777216 flows per worker need 2 GiB; "
+                               "RLIMIT_DATA leaves the process "), lines[0]
+    assert not ready.exists()
+    res = run(env, GOOD + ["--max_flows", "4000000000"])
+    assert res.returncode == 2
+    assert error_lines(res) == ["portcullis: error: max_flows: 4000000000 is out of range (16-67108864)"]
+
+
+def generated_rules(n):
+    out = []
+    for i in range(n):
+        out.append(f'{100000 + i} ehlo refuse /spam-host-{i}\\.example$/i "EHLO spam-host-{i}"' if i % 2 == 0 else
+                   f"{100000 + i} mail_from refuse /<[^>@]*@bulk-{i}\\.example>/i")
+    return "\n".join(out) + "\n"
+
+
+def test_too_many_rules_stop_the_start(env):
+    rules = env.workdir / "many-rules"
+    rules.mkdir(exist_ok=True)
+    (rules / "a.rules").write_text(generated_rules(6))
+    res = run(env, GOOD + ["--rules_dir", str(rules), "--max_rules", "5"])
+    assert res.returncode == 2
+    assert error_lines(res) == [f"portcullis: error: {rules}/a.rules: 6 rules exceed max_rules = 5"], res.stderr
+
+
+def test_a_rules_compile_past_its_timeout_is_killed(env):
+    """5,000 rules take seconds to compile; with rules_compile_timeout = 1 the compiler child is killed, the
+    start fails with the figures, and no compiler is left running."""
+    rules = env.workdir / "slow-rules"
+    rules.mkdir(exist_ok=True)
+    (rules / "big.rules").write_text(generated_rules(5000))
+    res = run(env, GOOD + ["--rules_dir", str(rules), "--max_rules", "5000", "--rules_compile_timeout", "1"])
+    assert res.returncode == 2
+    assert error_lines(res) == ["portcullis: error: rules: compiling 5000 rules took longer than "
+                                "rules_compile_timeout = 1 s"], res.stderr
+    left = subprocess.run(["pgrep", "-f", f"rules-compiler {rules}"], capture_output=True, text=True)
+    assert left.stdout == "", "the compiler child must be gone"

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <tuple>
 
 #include "control/config.hpp"
 
@@ -164,6 +165,33 @@ TEST(Config, InspectionKeys) {
     args = minimal();
     args.insert(args.end(), {"--inspect_bytes", "10"});
     EXPECT_EQ(error_of(args), "inspect_bytes: 10 is out of range (64-1048576)");
+}
+
+TEST(Config, RulesLimitsAndTableBounds) {
+    auto r = parse(minimal());
+    ASSERT_EQ(r.status, ConfigResult::Status::Run) << r.message;
+    EXPECT_EQ(r.config.max_rules, 5000u);
+    EXPECT_EQ(r.config.rules_compile_timeout, 60u);
+    auto args = minimal();
+    args.insert(args.end(), {"--max_rules", "20000", "--rules_compile_timeout", "5"});
+    r = parse(args);
+    ASSERT_EQ(r.status, ConfigResult::Status::Run) << r.message;
+    EXPECT_EQ(r.config.max_rules, 20000u);
+    EXPECT_EQ(r.config.rules_compile_timeout, 5u);
+    for (auto [key, value, why] : {
+             std::tuple{"--max_rules", "0", "max_rules: 0 is out of range (1-1000000)"},
+             std::tuple{"--rules_compile_timeout", "0", "rules_compile_timeout: 0 is out of range (1-3600)"},
+             std::tuple{"--max_flows", "4000000000", "max_flows: 4000000000 is out of range (16-67108864)"},
+             std::tuple{"--max_sources", "100000000", "max_sources: 100000000 is out of range (64-67108864)"},
+             std::tuple{"--max_inspected", "16777216",
+                        "max_inspected: 16777216 is out of range (16-4194304)"},
+             std::tuple{"--inspect_stream_bytes", "1048576",
+                        "inspect_stream_bytes: 1048576 is out of range (64-65536)"},
+         }) {
+        args = minimal();
+        args.insert(args.end(), {key, value});
+        EXPECT_EQ(error_of(args), why);
+    }
 }
 
 TEST(Config, ShippedExampleParses) {

@@ -4,6 +4,7 @@
 // rule files are parsed and compiled with file:line errors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -215,8 +216,101 @@ TEST(Rules, ShippedDefaultSetCompiles) {
 }
 
 TEST(Rules, DollarIsTheEndOfTheLine) {
-    EXPECT_EQ(rule_expression(RuleTarget::Ehlo, "^a$"), "^(?i:EHLO|HELO)[ \\t]+(?:a\\r?$)");
+    EXPECT_EQ(rule_expression(RuleTarget::Ehlo, "^a$"), "^(?i:EHLO|HELO)[ \\t]+(?:a\\r?\\n)")
+        << "a $ ending the pattern takes the newline";
+    EXPECT_EQ(rule_expression(RuleTarget::Ehlo, "a$|b"), "^(?i:EHLO|HELO)[ \\t]+(?:a\\r?$|b)")
+        << "elsewhere it looks ahead at it";
     EXPECT_EQ(rule_expression(RuleTarget::Line, "[$]\\$"), "^(?:[$]\\$)");
+    EXPECT_EQ(rule_expression(RuleTarget::Line, "\\\\$"), "^(?:\\\\\\r?\\n)");
+}
+
+// The expression as it was compiled before a trailing $ took the newline: every $ a multiline end anchor.
+std::string lookahead_expression(RuleTarget target, const std::string& pattern) {
+    std::string e = rule_expression(target, pattern);
+    const std::string tail = "\\r?\\n)";
+    if (!pattern.empty() && pattern.back() == '$' && e.size() > tail.size() &&
+        e.compare(e.size() - tail.size(), tail.size(), tail) == 0)
+        e = e.substr(0, e.size() - tail.size()) + "\\r?$)";
+    return e;
+}
+
+// How often each expression matches `input` fed `step` bytes at a time, read by the inspector as a worker
+// reads it (streaming, the stream closed without end-of-data matches): one count-only rule per database.
+std::vector<uint64_t> inspector_matches(const std::vector<std::string>& exprs, const std::string& input,
+                                        size_t step) {
+    std::vector<uint64_t> out;
+    for (const auto& e : exprs) {
+        InspectDb db;
+        hs_compile_error_t* err = nullptr;
+        EXPECT_EQ(hs_compile(e.c_str(), HS_FLAG_MULTILINE | HS_FLAG_CASELESS, HS_MODE_STREAM, nullptr, &db.db,
+                             &err),
+                  HS_SUCCESS)
+            << e << ": " << (err ? err->message : "");
+        hs_free_compile_error(err);
+        db.rules.push_back({1, RuleTarget::Line, false, "", "t:1"});
+        EXPECT_EQ(add_scratch(db, 1), "");
+        Inspector insp(1, 4096);
+        Counters c;
+        InspectPolicy pol;
+        pol.db = &db;
+        pol.builtin = false;
+        pol.budget = 1 << 20;
+        const uint32_t slot = insp.open(0);
+        for (size_t at = 0; at < input.size(); at += step)
+            insp.feed(slot, reinterpret_cast<const uint8_t*>(input.data()) + at,
+                      static_cast<uint32_t>(std::min(step, input.size() - at)), static_cast<uint32_t>(at),
+                      pol, c);
+        insp.close(slot);
+        out.push_back(c.get(Ctr::inspect_rule_counted));
+    }
+    return out;
+}
+
+TEST(Rules, TrailingDollarMatchesWhatTheLookaheadMatched) {
+    const std::vector<std::pair<RuleTarget, std::string>> rules = {
+        {RuleTarget::Ehlo, "localhost$"},
+        {RuleTarget::Ehlo, "(localhost|localhost\\.localdomain)$"},
+        {RuleTarget::Ehlo, "(mx|smtp)[0-9]*\\.example$"},
+        {RuleTarget::Ehlo, "a*$"},
+        {RuleTarget::Ehlo, "$"},
+        {RuleTarget::Ehlo, "x|y$"},
+        {RuleTarget::Ehlo, "\\[\\$\\]$"},
+        {RuleTarget::MailFrom, "<[^>]*@bulk\\.example>$"},
+        {RuleTarget::MailFrom, "<>$"},
+        {RuleTarget::Line, "$"},
+        {RuleTarget::Line, "QUIT$"},
+        {RuleTarget::Line, "[^ ]* \\\\$"},
+        {RuleTarget::Line, "RSET\\s*$"},
+        {RuleTarget::Ehlo, "a$|b$"},
+    };
+    std::vector<std::string> fast, slow;
+    for (const auto& [t, p] : rules) {
+        fast.push_back(rule_expression(t, p));
+        slow.push_back(lookahead_expression(t, p));
+        ASSERT_NE(fast.back(), slow.back()) << p;
+    }
+    const std::vector<std::string> sessions = {
+        "EHLO localhost\r\n",
+        "EHLO localhost.localdomain\r\nEHLO LOCALHOST\n",
+        "EHLO localhost.example.com\r\n",
+        "EHLO localhost",  // no line end yet: neither matches
+        "HELO mx12.example\r\nHELO smtp.example.org\r\n",
+        "EHLO aaa\r\nEHLO \r\nEHLO a\rb\r\n",
+        "EHLO [$]\r\nEHLO x\r\nEHLO y\r\nEHLO yy\r\n",
+        "MAIL FROM:<news@bulk.example>\r\nMAIL FROM:<news@bulk.example> SIZE=10\r\nMAIL FROM:<>\r\n",
+        "\r\n\n\r\nQUIT\r\nquit \r\nRSET  \r\nRSET \t\r\n",
+        "X \\\r\nX \\\\\r\n",
+        "EHLO a\r\nEHLO b\r\nEHLO ab\r\n",
+        "EHLO a\0b\r\nEHLO localhost\r\r\n"s,
+    };
+    for (const auto& s : sessions)
+        for (size_t step : {s.size() + 1, size_t{1}, size_t{3}}) {
+            const auto want = inspector_matches(slow, s, step);
+            EXPECT_EQ(inspector_matches(fast, s, step), want) << "'" << s << "' in steps of " << step;
+        }
+    // And they do match: the comparison is not between nothing and nothing.
+    const auto hits = inspector_matches(fast, sessions[0] + sessions[4] + sessions[8], 1);
+    EXPECT_EQ(std::count_if(hits.begin(), hits.end(), [](uint64_t n) { return n > 0; }), 6);
 }
 
 }  // namespace
