@@ -10,6 +10,7 @@
 
 #include "control/policy_builder.hpp"
 #include "control/rules.hpp"
+#include "control/rules_compiler.hpp"
 
 namespace portcullis {
 
@@ -637,24 +638,21 @@ json ControlPlane::limits(const json& req, const Peer& peer) {
                {"configured", as_json(cfg_.default_limits)}});
 }
 
-json ControlPlane::rules(const json& req, const Peer& peer) {
-    const std::string action = req.contains("action") ? need_string(req, "action") : "show";
-    auto describe = [&] {
-        json j = {{"inspect", cfg_.inspect}, {"rules_dir", cfg_.rules_dir}};
-        j["rules"] = rules_ ? rules_->rules.size() : 0;
-        j["stream_bytes"] = rules_ ? rules_->stream_bytes : 0;
-        json list = json::array();
-        if (rules_)
-            for (const auto& r : rules_->rules)
-                list.push_back({{"id", r.id}, {"where", r.where}, {"refuse", r.refuse}, {"reply", r.reply}});
-        j["list"] = std::move(list);
-        return j;
-    };
-    if (action == "show") return ok(describe());
-    if (action != "reload")
-        throw RequestError("action: '" + printable(action, 40) + "' is not one of show, reload");
-    if (!cfg_.inspect) return fail("inspection is off (inspect = false): no rules to reload");
-    auto loaded = load_rules(cfg_.rules_dir, info_.workers, cfg_.inspect_stream_bytes);
+json ControlPlane::describe_rules() const {
+    json j = {{"inspect", cfg_.inspect}, {"rules_dir", cfg_.rules_dir}};
+    j["rules"] = rules_ ? rules_->rules.size() : 0;
+    j["stream_bytes"] = rules_ ? rules_->stream_bytes : 0;
+    j["reloading"] = compiler_ && compiler_->busy();
+    json list = json::array();
+    if (rules_)
+        for (const auto& r : rules_->rules)
+            list.push_back({{"id", r.id}, {"where", r.where}, {"refuse", r.refuse}, {"reply", r.reply}});
+    j["list"] = std::move(list);
+    return j;
+}
+
+// The end of a reload: the new set in force, or the old one kept and the reason told.
+json ControlPlane::finish_reload(const RulesResult& loaded, const json& req, const Peer& peer) {
     if (!loaded.db) {
         audit_.record(peer, "rules reload", req, nullptr, nullptr, "refused: " + loaded.error);
         return fail(loaded.error + " (the rules in force are unchanged)");
@@ -664,7 +662,29 @@ json ControlPlane::rules(const json& req, const Peer& peer) {
         return fail("not reloaded: " + err + " (the rules in force are unchanged)");
     rules_ = loaded.db;
     publish_change();
-    return ok(describe());
+    return ok(describe_rules());
+}
+
+json ControlPlane::rules(const json& req, const Peer& peer) {
+    const std::string action = req.contains("action") ? need_string(req, "action") : "show";
+    if (action == "show") return ok(describe_rules());
+    if (action != "reload")
+        throw RequestError("action: '" + printable(action, 40) + "' is not one of show, reload");
+    if (!cfg_.inspect) return fail("inspection is off (inspect = false): no rules to reload");
+    if (!compiler_) {  // no compiler process (unit tests): compile here
+        const auto job = rules_job(cfg_, info_.workers);
+        return finish_reload(load_rules(job.dir, job.workers, job.stream_limit), req, peer);
+    }
+    // Compiled in a child process; the socket and the workers go on, and the old set stays in force until
+    // the new one is ready. The reply comes when it is.
+    if (!compiler_->start(rules_job(cfg_, info_.workers)))
+        throw RequestError("a rules reload is already under way; try again when it is done");
+    later_ = [this, req, peer]() -> std::optional<json> {
+        auto loaded = compiler_->poll();
+        if (!loaded) return std::nullopt;
+        return finish_reload(*loaded, req, peer);
+    };
+    return ok();
 }
 
 json ControlPlane::overlay(const std::string& set, const json& req, const Peer& peer) {

@@ -25,6 +25,9 @@
 
 namespace portcullis {
 
+class RulesCompiler;
+struct RulesResult;
+
 // Per-connection state: a bulk import in progress. An import holds one of the daemon's kMaxImports slots
 // (released when the session ends, however it ends) and at most kMaxImportBytes / kMaxImportRecords.
 struct Session {
@@ -85,6 +88,8 @@ class ControlPlane {
     void republish(int64_t now);
     // The compiled inspection rules in force (published with the next snapshot).
     void set_rules(std::shared_ptr<const InspectDb> rules) { rules_ = std::move(rules); }
+    // Where `rules reload` compiles (a child process, off the control loop); without one, in-process.
+    void set_rules_compiler(RulesCompiler* compiler) { compiler_ = compiler; }
 
   private:
     nlohmann::json dispatch(const std::string& cmd, const nlohmann::json& req, const Peer& peer,
@@ -102,6 +107,8 @@ class ControlPlane {
     nlohmann::json monitor(const nlohmann::json& req, const Peer& peer);
     nlohmann::json limits(const nlohmann::json& req, const Peer& peer);
     nlohmann::json rules(const nlohmann::json& req, const Peer& peer);
+    nlohmann::json describe_rules() const;
+    nlohmann::json finish_reload(const RulesResult& loaded, const nlohmann::json& req, const Peer& peer);
     nlohmann::json live_limits(const IpAddr& a, bool relay) const;
     nlohmann::json overlay(const std::string& set, const nlohmann::json& req, const Peer& peer);
     // A durable, audited, published change of one record.
@@ -128,6 +135,7 @@ class ControlPlane {
     const SourceStats* sources_;
     const FlowView* flows_;
     std::shared_ptr<const InspectDb> rules_;
+    RulesCompiler* compiler_ = nullptr;
     int64_t next_expiry_ = 0;
     bool batch_ = false, dirty_ = false, changed_ = false;
     std::function<std::optional<nlohmann::json>()> later_;  // set by a handler whose reply comes later

@@ -287,6 +287,7 @@ int main(int argc, char** argv) {
             DaemonInfo{cfg.inside_port, cfg.outside_port, workers, now_s()}, &sources, &flow_view);
         control = &plane;
         plane.set_rules(rules);
+        plane.set_rules_compiler(&rules_compiler);
         plane.republish(now_s());  // arms the expiry timer
 
         spdlog::info(

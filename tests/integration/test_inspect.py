@@ -153,3 +153,35 @@ def test_show_gives_the_names_and_domains_a_source_used(lab):
     assert seen["mail_from_domains"][0] == "customer.example" and "elsewhere.example" in seen["mail_from_domains"]
     human = lab.ctl("show", RACK_V4["approved"], json_out=False).stdout
     assert "EHLO names seen:" in human and HOST in human
+
+
+def test_a_long_rules_reload_keeps_the_socket_and_the_mail_going(lab):
+    """3,000 rules take seconds to compile: the reload compiles in a child process, `status` and mail go on
+    meanwhile, a second reload is told one is under way, and the new set is in force when the reply comes."""
+    import subprocess
+    import time
+
+    big = lab.rules / "zz-big.rules"
+    big.write_text("".join(f'{200000 + i} ehlo refuse /spam-host-{i}\\.example$/i "EHLO spam-host-{i}"\n'
+                           for i in range(3000)))
+    cmd = [str(lab.build_dir / "tools" / "portcullisctl"), "--socket", str(lab.socket), "--json", "rules", "reload"]
+    reload = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        portcullis_lab.wait_for("the compile to be under way",
+                                lambda: json.loads(lab.ctl("rules").stdout).get("reloading") is True, timeout=10)
+        start = time.monotonic()
+        assert json.loads(lab.ctl("status").stdout)["ready"] is True
+        assert time.monotonic() - start < 2, "the socket answers while the rules compile"
+        second = lab.ctl("rules", "reload", check=False, json_out=False)
+        assert second.returncode == 1 and "already under way" in second.stderr, second.stderr
+        rc, _, _ = lab.swaks(RACK_V4["approved"], MX_V4, 25, helo=HOST)
+        assert rc == 0, "mail goes on during the compile"
+        out, err = reload.communicate(timeout=120)
+    finally:
+        if reload.poll() is None:
+            reload.kill()
+        big.unlink()
+    assert reload.returncode == 0, err
+    assert json.loads(out)["rules"] >= 3000
+    rc, _, out = lab.swaks(RACK_V4["unapproved"], MX_V4, 587, helo="spam-host-42.example")
+    assert rc != 0 and "EHLO spam-host-42" in out, out
