@@ -32,6 +32,13 @@ inline bool verbose() {
     return v;
 }
 
+// PORTCULLIS_FUZZ_NOTHROW=0: an exception out of the code under test is ignored instead of failing the input,
+// to explore past a known bug of that kind (the default, 1, is the property the code must hold).
+inline bool nothrow_checked() {
+    static const bool v = env_switch("PORTCULLIS_FUZZ_NOTHROW", true);
+    return v;
+}
+
 // A property the target checks does not hold: say which, then abort (libFuzzer saves the input).
 [[noreturn]] inline void fail(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 inline void fail(const char* fmt, ...) {
