@@ -5,8 +5,10 @@
 
 #include <rte_eal.h>
 #include <sched.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -73,7 +75,19 @@ inline std::filesystem::path make_temp_dir(const char* what) {
         base = "/dev/shm";
     else
         base = "/tmp";
-    std::string tmpl = base + "/portcullis-fuzz-" + what + "-XXXXXX";
+    // A crashed run (abort: no exit handlers) leaves its directory behind: the name carries the process id,
+    // so that the next run removes those of processes that are gone.
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(base, ec)) {
+        const std::string name = e.path().filename().string();
+        if (!name.starts_with("portcullis-fuzz-")) continue;
+        const size_t dash = name.rfind('-');
+        const size_t before = dash == std::string::npos ? 0 : name.rfind('-', dash - 1);
+        const long pid = before ? std::atol(name.c_str() + before + 1) : 0;
+        if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
+            std::filesystem::remove_all(e.path(), ec);
+    }
+    std::string tmpl = base + "/portcullis-fuzz-" + what + "-" + std::to_string(::getpid()) + "-XXXXXX";
     if (!::mkdtemp(tmpl.data())) fail("mkdtemp %s: %s", tmpl.c_str(), std::strerror(errno));
     remove_at_exit(tmpl);
     return tmpl;
@@ -123,7 +137,10 @@ inline void init_eal_once() {
         for (auto& a : args) argv.push_back(a.data());
         if (rte_eal_init(static_cast<int>(argv.size()), argv.data()) < 0) fail("rte_eal_init failed");
         if (saved) sched_setaffinity(0, sizeof cpus, &cpus);
-        remove_at_exit(rte_eal_get_runtime_dir());  // /var/run/dpdk/PREFIX, even with --no-shconf
+        // /var/run/dpdk/PREFIX, made even with --no-shconf: no other process attaches to this one, and
+        // removed now it is not left behind by a crash.
+        std::error_code ec;
+        std::filesystem::remove_all(rte_eal_get_runtime_dir(), ec);
         return true;
     }();
     (void)done;
