@@ -5,10 +5,12 @@
 
 #include <boost/program_options.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <charconv>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 namespace po = boost::program_options;
@@ -303,6 +305,39 @@ Config build(const po::variables_map& vm) {
     return c;
 }
 
+// Boost.Program_options fills its messages' %placeholders% by replacing each until none is left
+// (error_with_option_name::replace_token), so an option name or value that holds a placeholder itself (a
+// config line "x%original_token% = 1") makes what() loop for ever, growing the message. Such a message is
+// rendered here instead, in one pass; every other keeps Boost's own text.
+struct PoErrorAccess : po::error_with_option_name {
+    static const std::map<std::string, std::string>& substitutions(const po::error_with_option_name& e) {
+        return e.*(&PoErrorAccess::m_substitutions);
+    }
+};
+
+std::string po_message(const po::error& e) {
+    const auto* named = dynamic_cast<const po::error_with_option_name*>(&e);
+    if (!named) return e.what();
+    auto subs = PoErrorAccess::substitutions(*named);
+    if (std::none_of(subs.begin(), subs.end(),
+                     [](const auto& kv) { return kv.second.find('%') != std::string::npos; }))
+        return e.what();
+    subs["canonical_option"] = named->get_option_name();
+    const std::string& tmpl = named->m_error_template;
+    std::string out;
+    for (size_t i = 0; i < tmpl.size();) {
+        const size_t end = tmpl[i] == '%' ? tmpl.find('%', i + 1) : std::string::npos;
+        if (end != std::string::npos)
+            if (auto it = subs.find(tmpl.substr(i + 1, end - i - 1)); it != subs.end()) {
+                out += it->second;
+                i = end + 1;
+                continue;
+            }
+        out += tmpl[i++];
+    }
+    return out;
+}
+
 }  // namespace
 
 std::string config_help() {
@@ -332,7 +367,7 @@ ConfigResult parse_config(const std::vector<std::string>& args) {
             try {
                 po::store(po::parse_config_file(in, desc, false), vm);
             } catch (const po::error& e) {
-                throw ConfigError{path + ": " + e.what()};
+                throw ConfigError{path + ": " + po_message(e)};
             }
         }
         po::notify(vm);
@@ -341,7 +376,7 @@ ConfigResult parse_config(const std::vector<std::string>& args) {
     } catch (const ConfigError& e) {
         r.message = e.message;
     } catch (const po::error& e) {
-        r.message = e.what();
+        r.message = po_message(e);
     }
     return r;
 }

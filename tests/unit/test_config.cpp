@@ -205,6 +205,23 @@ TEST(Config, MissingFile) {
               "config: cannot read '/nonexistent/portcullis.conf'");
 }
 
+// Boost.Program_options on its own never finishes these messages: it replaces %placeholders% until none is
+// left, and these names and values hold one (found by the fuzz target tests/fuzz/config.cpp).
+TEST(Config, NamesAndValuesThatLookLikePlaceholdersEndTheirMessage) {
+    const std::string base = "inside = 0\noutside = 1\nmanaged_prefixes = 198.51.100.0/24\n";
+    TempFile name(base + "b%original_token%e = 1\n");
+    EXPECT_EQ(error_of({"--config", name.path}), name.path + ": unrecognised option 'b%original_token%e'");
+    TempFile value(base + "max_flows = 1%value%\n");
+    EXPECT_EQ(error_of({"--config", value.path}),
+              value.path + ": the argument ('1%value%') for option 'max_flows' is invalid");
+    EXPECT_EQ(error_of({"--inside", "%canonical_option%", "--outside", "1"}),
+              "the argument ('%canonical_option%') for option '--inside' is invalid");
+    // Without a placeholder, Boost's own text.
+    TempFile plain(base + "max_flows = 1%\n");
+    EXPECT_EQ(error_of({"--config", plain.path}),
+              plain.path + ": the argument ('1%') for option 'max_flows' is invalid");
+}
+
 TEST(Config, HelpListsEveryOption) {
     const auto r = parse({"--help"});
     ASSERT_EQ(r.status, ConfigResult::Status::Exit);

@@ -14,6 +14,8 @@ PORTCULLIS_PACKAGES=(
     python3 python3-aiosmtpd python3-pytest python3-scapy
     # lint for the shell scripts
     shellcheck
+    # fuzzing (tools/fuzz): clang, libFuzzer and the sanitizer runtimes, llvm-symbolizer for readable stacks
+    clang libclang-rt-14-dev llvm-14
 )
 
 die() {
