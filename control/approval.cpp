@@ -183,7 +183,7 @@ std::optional<uint32_t> parse_rate(std::string_view text) {
     }
     auto n = parse_u32(text);
     if (!n) return std::nullopt;
-    return per == 1 ? *n : (*n + per - 1) / per;
+    return static_cast<uint32_t>((uint64_t{*n} + per - 1) / per);  // rounds up, never wraps to 0
 }
 
 std::optional<int64_t> parse_time(std::string_view t, int64_t now) {

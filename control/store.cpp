@@ -115,6 +115,7 @@ std::string ApprovalStore::apply(const nlohmann::json& e, bool undoable) {
     try {
         if (!e.is_object()) return "an entry must be an object";
         const auto op = e.at("op").get<std::string>();
+        if (!e.at("seq").is_number_unsigned()) return "seq: must be a whole number";
         const auto seq = e.at("seq").get<uint64_t>();
         if (op == "put") {
             Approval a = approval_from_json(e.at("record"));
@@ -189,7 +190,8 @@ std::string ApprovalStore::open(std::vector<std::string>& warnings) {
     if (fs::exists(snap)) {
         try {
             const auto j = nlohmann::json::parse(read_file(snap));
-            if (j.at("format").get<int>() != 1) return snap.string() + ": unknown format";
+            if (j.at("format") != 1) return snap.string() + ": unknown format";
+            if (!j.at("seq").is_number_unsigned()) return snap.string() + ": seq: must be a whole number";
             seq_ = j.at("seq").get<uint64_t>();
             for (const auto& r : j.at("records")) {
                 Approval a = approval_from_json(r);

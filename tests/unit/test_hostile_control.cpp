@@ -241,6 +241,10 @@ TEST_F(Hostile, FieldsAreBounded) {
     EXPECT_FALSE(parse_line("198.51.100.8 max_concurrent=4000000000", &why));
     EXPECT_NE(why.find("is over"), std::string::npos) << why;
     EXPECT_FALSE(parse_line("198.51.100.8 expires=2026-02-30", &why));
+    EXPECT_FALSE(parse_line("198.51.100.8 expires=1969-12-31", &why));
+    EXPECT_NE(why.find("after 1970"), std::string::npos) << why;
+    // 4294967295/h rounds up to 71582789 a minute; it used to wrap to 0 (unlimited).
+    EXPECT_EQ(parse_rate("4294967295/h"), 71582789u);
 }
 
 TEST_F(Hostile, ImportsAreCappedInBytesAndInNumber) {
