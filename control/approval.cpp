@@ -169,7 +169,8 @@ bool valid_hostname(std::string_view h) {
 
 std::string check_text(const char* field, std::string_view v, size_t max) {
     if (v.size() > max)
-        return std::string(field) + ": " + std::to_string(v.size()) + " bytes, at most " + std::to_string(max);
+        return std::string(field) + ": " + std::to_string(v.size()) + " bytes, at most " +
+               std::to_string(max);
     return {};
 }
 
@@ -279,7 +280,8 @@ Approval approval_from_json(const nlohmann::json& j) {
     }
     a.hostname = str("hostname");
     if (!a.hostname.empty() && !valid_hostname(a.hostname))
-        throw std::runtime_error("hostname: '" + printable(a.hostname) + "' is not a fully qualified domain name");
+        throw std::runtime_error("hostname: '" + printable(a.hostname) +
+                                 "' is not a fully qualified domain name");
     if (j.contains("domains")) {
         if (!j["domains"].is_array()) throw std::runtime_error("domains: must be an array of strings");
         for (const auto& d : j["domains"]) {

@@ -3,7 +3,8 @@
 //   PREFIX [key=value ...]     e.g. 198.51.100.10 hostname=mail.example.com domains=example.com,example.org
 //                                   max_concurrent=5 rate=30/min daily=2000 ticket=T-1042 reason="invoices"
 // Values containing spaces, quotes, backslashes or control characters are double-quoted, with backslash
-// escapes (\" \\ \n \r \t \xHH), so an export line is always one line and `import` of an `export` round-trips.
+// escapes (\" \\ \n \r \t \xHH), so an export line is always one line and `import` of an `export`
+// round-trips.
 // '#' starts a comment line.
 #pragma once
 

@@ -23,12 +23,13 @@ std::string AuditLog::open() {
 }
 
 off_t AuditLog::savepoint() const {
-    struct stat st{};
+    struct stat st {};
     return ::fstat(fd_, &st) == 0 ? st.st_size : -1;
 }
 
 void AuditLog::rollback(off_t size) {
-    if (size >= 0 && savepoint() > size) [[maybe_unused]] int rc = ::ftruncate(fd_, size);
+    if (size >= 0 && savepoint() > size) [[maybe_unused]]
+        int rc = ::ftruncate(fd_, size);
 }
 
 std::string AuditLog::record(const Peer& peer, const std::string& cmd, const nlohmann::json& args,

@@ -237,8 +237,8 @@ json ControlPlane::dispatch(const std::string& cmd, const json& req, const Peer&
     throw RequestError("unknown command '" + printable(cmd, 40) + "'");
 }
 
-std::string ControlPlane::durable(const std::string& cmd, const json& args, const Peer& peer, const json& before,
-                                  const std::function<std::string()>& mutate,
+std::string ControlPlane::durable(const std::string& cmd, const json& args, const Peer& peer,
+                                  const json& before, const std::function<std::string()>& mutate,
                                   const std::function<json()>& after) {
     const auto sp = store_.savepoint();
     if (auto err = mutate(); !err.empty()) {
@@ -258,7 +258,8 @@ json ControlPlane::commit(const std::string& cmd, const json& req, const Peer& p
                           const Approval& after) {
     const json before_j = before ? to_json(*before) : json(nullptr);
     const json after_j = to_json(after);
-    if (auto err = durable(cmd, req, peer, before_j, [&] { return store_.put(after); }, [&] { return after_j; });
+    if (auto err = durable(
+            cmd, req, peer, before_j, [&] { return store_.put(after); }, [&] { return after_j; });
         !err.empty())
         return fail("not saved: " + err);
     return ok({{"record", after_j}});
@@ -271,12 +272,11 @@ std::vector<Prefix> ControlPlane::managed_now() const {
 std::string ControlPlane::danger(const Prefix& p) const {
     std::string why;
     const uint8_t wide = p.addr.v6 ? kWideV6 : kWideV4;
-    if (p.len < wide)
-        why = to_string(p) + " is wider than /" + std::to_string(wide);
+    if (p.len < wide) why = to_string(p) + " is wider than /" + std::to_string(wide);
     for (const auto& m : managed_now())
         if (inside(m, p)) {
-            why += (why.empty() ? to_string(p) + " covers" : " and covers") + std::string(" the whole managed prefix ") +
-                   to_string(m);
+            why += (why.empty() ? to_string(p) + " covers" : " and covers") +
+                   std::string(" the whole managed prefix ") + to_string(m);
             break;
         }
     return why;
@@ -302,7 +302,8 @@ json ControlPlane::approve(const json& req, const Peer& peer) {
     if (req.contains("hostname")) {
         a.hostname = need_string(req, "hostname");
         if (!a.hostname.empty() && !valid_hostname(a.hostname))
-            throw RequestError("hostname '" + printable(a.hostname) + "' is not a fully qualified domain name");
+            throw RequestError("hostname '" + printable(a.hostname) +
+                               "' is not a fully qualified domain name");
     }
     if (req.contains("domains")) {
         if (!req["domains"].is_array()) throw RequestError("'domains' must be an array of strings");
@@ -341,8 +342,9 @@ json ControlPlane::approve(const json& req, const Peer& peer) {
     if (!any)
         reply["note"] = to_string(p) + " is outside managed_prefixes: the policy does not apply to it anyway";
     else if (!within)
-        reply["note"] = to_string(p) +
-                        " is only partly inside managed_prefixes: the approval matters only for the part inside";
+        reply["note"] =
+            to_string(p) +
+            " is only partly inside managed_prefixes: the approval matters only for the part inside";
     return reply;
 }
 
@@ -393,8 +395,8 @@ json ControlPlane::unban(const json& req, const Peer& peer) {
     if (!existing || existing->state != ApprovalState::Banned) {
         const Approval* cover = store_.covering(p);
         if (cover && cover->state == ApprovalState::Banned)
-            throw RequestError(to_string(p) + " is inside the ban of " + to_string(cover->prefix) + ": unban " +
-                               to_string(cover->prefix));
+            throw RequestError(to_string(p) + " is inside the ban of " + to_string(cover->prefix) +
+                               ": unban " + to_string(cover->prefix));
         throw RequestError(to_string(p) + " is not banned");
     }
     Approval a = *existing;
@@ -522,8 +524,8 @@ json ControlPlane::status() const {
 json ControlPlane::import_begin(Session& session) {
     session = Session{};  // a new begin drops what an earlier one left, and its slot
     if (*imports_ >= kMaxImports)
-        throw RequestError("another " + std::to_string(*imports_) +
-                           " import(s) in progress (at most " + std::to_string(kMaxImports) + " at once); try again");
+        throw RequestError("another " + std::to_string(*imports_) + " import(s) in progress (at most " +
+                           std::to_string(kMaxImports) + " at once); try again");
     ++*imports_;
     auto count = imports_;
     session.import_slot = std::shared_ptr<void>(count.get(), [count](void*) { --*count; });
@@ -584,9 +586,11 @@ json ControlPlane::import_commit(const json& req, const Peer& peer, Session& ses
     }
     const size_t n = all.size();
     session = Session{};
-    if (auto err = durable("import", {{"entries", n}, {"force", force}}, peer, nullptr,
-                           [&] { return store_.put_all(all); },
-                           [&] { return json{{"records", store_.records().size()}}; });
+    if (auto err = durable(
+            "import", {{"entries", n}, {"force", force}}, peer, nullptr, [&] { return store_.put_all(all); },
+            [&] {
+                return json{{"records", store_.records().size()}};
+            });
         !err.empty())
         return fail("not saved: " + err + " (nothing imported)");
     return ok({{"applied", n}, {"records", store_.records().size()}});
@@ -596,8 +600,9 @@ json ControlPlane::monitor(const json& req, const Peer& peer) {
     const bool current = publisher_.current().load()->monitor;
     if (!req.contains("enable")) return ok({{"monitor", current}});
     const bool enable = opt_bool(req, "enable");
-    if (auto err = durable("monitor", req, peer, current, [&] { return store_.set_setting("monitor", enable); },
-                           [&] { return json(enable); });
+    if (auto err = durable(
+            "monitor", req, peer, current, [&] { return store_.set_setting("monitor", enable); },
+            [&] { return json(enable); });
         !err.empty())
         return fail("not saved: " + err);
     return ok({{"monitor", enable}});
@@ -630,8 +635,9 @@ json ControlPlane::limits(const json& req, const Peer& peer) {
         any = true;
     }
     if (!any) return ok({{"defaults", as_json(before)}, {"configured", as_json(cfg_.default_limits)}});
-    if (auto err = durable("limits", req, peer, as_json(before), [&] { return store_.set_setting("limits", change); },
-                           [&] { return as_json(effective_default_limits(cfg_, &store_)); });
+    if (auto err = durable(
+            "limits", req, peer, as_json(before), [&] { return store_.set_setting("limits", change); },
+            [&] { return as_json(effective_default_limits(cfg_, &store_)); });
         !err.empty())
         return fail("not saved: " + err);
     return ok({{"defaults", as_json(effective_default_limits(cfg_, &store_))},
@@ -704,8 +710,9 @@ json ControlPlane::overlay(const std::string& set, const json& req, const Peer& 
         for (const auto& q : effective_list(configured, &ov)) out.push_back(to_string(q));
         return out;
     };
-    if (auto err = durable(set, req, peer, listed(),
-                           [&] { return store_.change_overlay(set, action == "add", p, configured); }, listed);
+    if (auto err = durable(
+            set, req, peer, listed(),
+            [&] { return store_.change_overlay(set, action == "add", p, configured); }, listed);
         !err.empty())
         return fail("not saved: " + err);
     return ok({{"prefixes", listed()}});

@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -67,10 +67,10 @@ class ControlPlane {
                  std::function<Totals()> counters, DaemonInfo info, const SourceStats* sources = nullptr,
                  const FlowView* flows = nullptr);
 
-    static constexpr size_t kMaxImports = 2;                  // import sessions at once
-    static constexpr size_t kMaxImportBytes = 64u << 20;      // of import lines per session
-    static constexpr size_t kMaxImportRecords = 250'000;      // per session
-    static constexpr uint8_t kWideV4 = 24, kWideV6 = 48;      // approving or banning wider needs force
+    static constexpr size_t kMaxImports = 2;              // import sessions at once
+    static constexpr size_t kMaxImportBytes = 64u << 20;  // of import lines per session
+    static constexpr size_t kMaxImportRecords = 250'000;  // per session
+    static constexpr uint8_t kWideV4 = 24, kWideV6 = 48;  // approving or banning wider needs force
 
     // Handles one request line inside the server's batch; never throws. A changed reply must not be sent
     // before end_batch() says the batch is durable.

@@ -112,7 +112,8 @@ bool ControlServer::make_room(const Peer& peer) {
     size_t open = 0;
     for (const auto& c : clients_) open += c.closing ? 0 : 1;
     const bool over_uid = !root && same_uid >= limits_.max_per_uid;
-    const bool over_all = open >= (root ? limits_.max_clients : limits_.max_clients - limits_.reserved_for_root);
+    const bool over_all =
+        open >= (root ? limits_.max_clients : limits_.max_clients - limits_.reserved_for_root);
     if (!over_uid && !over_all) return true;
     // The victim: the client idle longest among those that count against the newcomer (its own uid when
     // that is the limit; else anyone but root, whose reserved slots stay root's).
@@ -217,7 +218,8 @@ void ControlServer::take_lines(Client& c, std::chrono::steady_clock::time_point 
         c.closing = true;
     }
     if (start > 0)
-        c.line_deadline = c.in.empty() ? std::chrono::steady_clock::time_point::max() : now + limits_.line_timeout;
+        c.line_deadline =
+            c.in.empty() ? std::chrono::steady_clock::time_point::max() : now + limits_.line_timeout;
 }
 
 // A reply being worked out: ready now? Then the client's buffered requests go on.
@@ -276,9 +278,11 @@ void ControlServer::poll_once(int timeout_ms) {
     for (auto it = clients_.begin(); it != clients_.end();) {
         Client& c = *it;
         for (auto& r : c.replies)
-            c.out += reply_line(r.changed && !unsaved.empty() ? error_reply("not saved: " + unsaved) : r.body);
+            c.out +=
+                reply_line(r.changed && !unsaved.empty() ? error_reply("not saved: " + unsaved) : r.body);
         c.replies.clear();
-        if (!c.closing && !c.waiting && (now > c.line_deadline || now - c.last_activity > limits_.idle_timeout)) {
+        if (!c.closing && !c.waiting &&
+            (now > c.line_deadline || now - c.last_activity > limits_.idle_timeout)) {
             c.out += reply_line(error_reply("no complete request in time; closing"));
             c.in.clear();
             c.closing = true;

@@ -55,15 +55,16 @@ class ControlServer {
         int fd = -1;
         Peer peer;
         std::string in, out;
-        std::vector<Reply> replies;                           // this pass's, held until the batch is durable
+        std::vector<Reply> replies;  // this pass's, held until the batch is durable
         std::function<std::optional<nlohmann::json>()> waiting;  // a reply still being worked out
-        bool closing = false;                                 // close once `out` is flushed
-        std::chrono::steady_clock::time_point line_deadline;  // max(): no line pending
+        bool closing = false;                                    // close once `out` is flushed
+        std::chrono::steady_clock::time_point line_deadline;     // max(): no line pending
         std::chrono::steady_clock::time_point last_activity;
         Session session;
     };
     void accept_clients();
-    // Makes room for a newcomer from `peer`: true when a slot is free or was freed by dropping an idle client.
+    // Makes room for a newcomer from `peer`: true when a slot is free or was freed by dropping an idle
+    // client.
     bool make_room(const Peer& peer);
     void handle_line(Client& c, const std::string& line);
     void read_client(Client& c);

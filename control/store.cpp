@@ -139,13 +139,13 @@ std::string ApprovalStore::apply(const nlohmann::json& e, bool undoable) {
             const bool add = e.at("add").get<bool>();
             const bool configured = e.value("configured", false);
             if (undoable)
-                undo_.push_back([&o, p = *p, was_added = o.added.count(*p) > 0,
-                                 was_removed = o.removed.count(*p) > 0] {
-                    o.added.erase(p);
-                    o.removed.erase(p);
-                    if (was_added) o.added.insert(p);
-                    if (was_removed) o.removed.insert(p);
-                });
+                undo_.push_back(
+                    [&o, p = *p, was_added = o.added.count(*p) > 0, was_removed = o.removed.count(*p) > 0] {
+                        o.added.erase(p);
+                        o.removed.erase(p);
+                        if (was_added) o.added.insert(p);
+                        if (was_removed) o.removed.insert(p);
+                    });
             (add ? o.removed : o.added).erase(*p);
             if (add != configured) (add ? o.added : o.removed).insert(*p);
         } else if (op == "setting") {
@@ -233,8 +233,7 @@ std::string ApprovalStore::load_journal(const fs::path& jpath, std::vector<std::
     auto apply_entry = [&](size_t at, const nlohmann::json& e) -> std::string {
         if (!e.is_object() || !e.contains("seq") || !e["seq"].is_number_unsigned()) return "no 'seq'";
         if (e["seq"].get<uint64_t>() <= snapshot_seq) return {};  // already in the snapshot
-        if (auto err = apply(e, false); !err.empty())
-            return name + ":" + std::to_string(at) + ": " + err;
+        if (auto err = apply(e, false); !err.empty()) return name + ":" + std::to_string(at) + ": " + err;
         ++journal_entries_;
         return {};
     };
@@ -330,9 +329,10 @@ std::string ApprovalStore::compact() {
     const auto snap = dir_ / "approvals.json";
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (fd < 0) return errno_text("open " + tmp.string());
-    const bool ok = write_all(fd, snapshot_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
-                                      "\n") &&
-                    ::fsync(fd) == 0;
+    const bool ok =
+        write_all(fd,
+                  snapshot_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n") &&
+        ::fsync(fd) == 0;
     const int saved = errno;
     ::close(fd);
     if (!ok) {
@@ -374,7 +374,7 @@ void ApprovalStore::rollback(const Savepoint& sp) {
     seq_ = sp.seq;
     journal_entries_ = sp.entries;
     // Cut what was written after the savepoint, also when the write itself failed half-way.
-    struct stat st{};
+    struct stat st {};
     if (::fstat(journal_fd_, &st) == 0 && st.st_size == sp.journal_size) {
         journal_size_ = sp.journal_size;
         return;
@@ -399,8 +399,7 @@ std::string ApprovalStore::end_batch() {
         return {};
     }
     std::string err = broken_;
-    if (err.empty())
-        err = append(nlohmann::json{{"op", "commit"}, {"seq", seq_}}.dump() + "\n");
+    if (err.empty()) err = append(nlohmann::json{{"op", "commit"}, {"seq", seq_}}.dump() + "\n");
     if (err.empty() && ::fdatasync(journal_fd_) != 0) err = errno_text("journal sync");
     if (!err.empty()) {
         rollback(batch_start_);
@@ -427,7 +426,8 @@ std::string ApprovalStore::change(const nlohmann::json& entry) {
     if (own) begin_batch();
     const Savepoint sp = savepoint();
     std::string err = apply(entry, true);
-    if (err.empty()) err = append(entry.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+    if (err.empty())
+        err = append(entry.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
     if (!err.empty()) {
         rollback(sp);
         if (own) {

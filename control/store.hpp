@@ -3,10 +3,10 @@
 //
 // On disk: approvals.json, a full snapshot written to a temporary file, fsync'd, renamed into place and the
 // directory fsync'd; and journal.jsonl, the changes since that snapshot. The journal starts with a header
-// line ({"journal":2}); changes are appended as entries and made durable in groups: a group ends with a commit
-// line ({"op":"commit","seq":N}) and one fdatasync, and only then are its changes acknowledged. On start,
-// entries after the last commit line were never acknowledged (a crash or a full disk mid-group) and are
-// dropped with a warning; damage before a commit line is corruption and stops the start, naming the line.
+// line ({"journal":2}); changes are appended as entries and made durable in groups: a group ends with a
+// commit line ({"op":"commit","seq":N}) and one fdatasync, and only then are its changes acknowledged. On
+// start, entries after the last commit line were never acknowledged (a crash or a full disk mid-group) and
+// are dropped with a warning; damage before a commit line is corruption and stops the start, naming the line.
 // A write, commit or sync that fails truncates the journal back to where the change began and undoes it in
 // memory, so a full disk leaves no torn fragment for later changes to be glued to. The journal is folded into
 // a new snapshot every kCompactEvery changes and after every import; stale temporaries are removed on open.

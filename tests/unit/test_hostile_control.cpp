@@ -2,12 +2,12 @@
 // range and deep nesting get one-line errors (and replies that always serialise); client slots cannot be
 // exhausted by idle or flooding clients; a full disk never leaves an acknowledged change missing, a refused
 // one present, or a store that cannot be opened; export lines always import back to the same records.
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <poll.h>
-#include <grp.h>
 #include <sys/mount.h>
-#include <sys/stat.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -191,7 +191,8 @@ TEST_F(Hostile, WideApprovalsAndBansNeedForce) {
 }
 
 TEST_F(Hostile, AnUnbanIsExplicitAuditedAndLeavesTheRecordRevoked) {
-    ASSERT_EQ(call({{"v", 1}, {"cmd", "revoke"}, {"addr", "::/0"}, {"ban", true}, {"force", true}})["ok"], true);
+    ASSERT_EQ(call({{"v", 1}, {"cmd", "revoke"}, {"addr", "::/0"}, {"ban", true}, {"force", true}})["ok"],
+              true);
     EXPECT_NE(error(call({{"v", 1}, {"cmd", "approve"}, {"addr", "2001:db8:100::7"}})).find("banned"),
               std::string::npos);
     EXPECT_NE(error(call({{"v", 1}, {"cmd", "unban"}, {"addr", "::/0"}})).find("needs a reason"),
@@ -203,12 +204,14 @@ TEST_F(Hostile, AnUnbanIsExplicitAuditedAndLeavesTheRecordRevoked) {
     ASSERT_EQ(r["ok"], true) << r.dump();
     EXPECT_EQ(r["record"]["state"], "revoked");
     EXPECT_EQ(call({{"v", 1}, {"cmd", "approve"}, {"addr", "2001:db8:100::7"}})["ok"], true);
-    EXPECT_NE(error(call({{"v", 1}, {"cmd", "unban"}, {"addr", "::/0"}, {"reason", "again"}})).find("not banned"),
-              std::string::npos);
+    EXPECT_NE(
+        error(call({{"v", 1}, {"cmd", "unban"}, {"addr", "::/0"}, {"reason", "again"}})).find("not banned"),
+        std::string::npos);
     std::ifstream in(dir.path / "audit.log");
     std::string line, last_unban;
     while (std::getline(in, line))
-        if (line.find("\"cmd\":\"unban\"") != std::string::npos && line.find("\"result\":\"ok\"") != std::string::npos)
+        if (line.find("\"cmd\":\"unban\"") != std::string::npos &&
+            line.find("\"result\":\"ok\"") != std::string::npos)
             last_unban = line;
     EXPECT_NE(last_unban.find("banned the world by mistake"), std::string::npos) << last_unban;
     EXPECT_NE(last_unban.find("mallory"), std::string::npos) << last_unban;
@@ -218,12 +221,17 @@ TEST_F(Hostile, FieldsAreBounded) {
     EXPECT_NE(error(call({{"v", 1}, {"cmd", "approve"}, {"addr", "198.51.100.7"}, {"expires", kMaxTime + 1}}))
                   .find("'expires' must be between"),
               std::string::npos);
-    EXPECT_NE(error(call({{"v", 1}, {"cmd", "approve"}, {"addr", "198.51.100.7"}, {"ticket", std::string(129, 't')}}))
-                  .find("ticket: 129 bytes, at most 128"),
-              std::string::npos);
-    EXPECT_NE(error(call({{"v", 1}, {"cmd", "approve"}, {"addr", "198.51.100.7"}, {"reason", std::string(1025, 'r')}}))
-                  .find("reason: 1025 bytes"),
-              std::string::npos);
+    EXPECT_NE(
+        error(
+            call({{"v", 1}, {"cmd", "approve"}, {"addr", "198.51.100.7"}, {"ticket", std::string(129, 't')}}))
+            .find("ticket: 129 bytes, at most 128"),
+        std::string::npos);
+    EXPECT_NE(
+        error(
+            call(
+                {{"v", 1}, {"cmd", "approve"}, {"addr", "198.51.100.7"}, {"reason", std::string(1025, 'r')}}))
+            .find("reason: 1025 bytes"),
+        std::string::npos);
     json doms = json::array();
     for (int i = 0; i < 65; ++i) doms.push_back("d" + std::to_string(i) + ".example.com");
     EXPECT_NE(error(call({{"v", 1}, {"cmd", "approve"}, {"addr", "198.51.100.7"}, {"domains", doms}}))
@@ -271,11 +279,16 @@ TEST_F(Hostile, ImportsAreCappedInBytesAndInNumber) {
 TEST_F(Hostile, ImportOfWideRecordsNeedsForce) {
     Session s;
     ASSERT_EQ(plane->handle(R"({"v":1,"cmd":"import_begin"})", peer, s)["ok"], true);
-    ASSERT_EQ(call({{"v", 1}, {"cmd", "import_chunk"}, {"lines", {"198.51.100.9", "0.0.0.0/0 state=banned"}}})["ok"],
-              false);  // no import on this test's own session
-    ASSERT_EQ(plane->handle(json{{"v", 1}, {"cmd", "import_chunk"}, {"lines", {"198.51.100.9", "0.0.0.0/0 state=banned"}}}.dump(),
-                            peer, s)["ok"],
-              true);
+    ASSERT_EQ(
+        call(
+            {{"v", 1}, {"cmd", "import_chunk"}, {"lines", {"198.51.100.9", "0.0.0.0/0 state=banned"}}})["ok"],
+        false);  // no import on this test's own session
+    ASSERT_EQ(
+        plane->handle(
+            json{{"v", 1}, {"cmd", "import_chunk"}, {"lines", {"198.51.100.9", "0.0.0.0/0 state=banned"}}}
+                .dump(),
+            peer, s)["ok"],
+        true);
     const auto err = error(plane->handle(R"({"v":1,"cmd":"import_commit"})", peer, s));
     EXPECT_NE(err.find("line 2: 0.0.0.0/0 is wider than /24"), std::string::npos) << err;
     EXPECT_TRUE(store->records().empty());
@@ -296,12 +309,14 @@ TEST(ExportImport, RandomRecordsRoundTrip) {
         Approval a;
         const bool v6 = pick(2);
         const uint8_t len = static_cast<uint8_t>(pick(v6 ? 129 : 33));
-        a.prefix = Prefix{v6 ? IpAddr::from_v6((u128{rng()} << 64) | rng()) : IpAddr::from_v4(static_cast<uint32_t>(rng())),
+        a.prefix = Prefix{v6 ? IpAddr::from_v6((u128{rng()} << 64) | rng())
+                             : IpAddr::from_v4(static_cast<uint32_t>(rng())),
                           static_cast<uint8_t>(v6 ? 128 : 32)}
                        .widened(len);
         a.state = static_cast<ApprovalState>(pick(4));
         if (pick(2)) a.hostname = "mail" + std::to_string(pick(100)) + ".example.com";
-        for (size_t d = 0, n = pick(4); d < n; ++d) a.domains.push_back("d" + std::to_string(pick(9)) + ".example.org");
+        for (size_t d = 0, n = pick(4); d < n; ++d)
+            a.domains.push_back("d" + std::to_string(pick(9)) + ".example.org");
         a.max_concurrent = static_cast<uint32_t>(pick(kMaxConcurrent + 1));
         a.rate_per_min = static_cast<uint32_t>(pick(kMaxRatePerMin + 1));
         a.daily = static_cast<uint32_t>(pick(kMaxDaily + 1));
@@ -351,8 +366,10 @@ TEST(StoreDiskFull, AcknowledgedChangesSurviveAndRefusedOnesAreAbsent) {
         for (uint32_t i = 300; i < 305; ++i) {
             const bool kept = committed && put_ok[i - 300];
             EXPECT_EQ(s.find(rec(i).prefix) != nullptr, kept) << i;
-            if (kept) acked[rec(i).prefix] = rec(i, 100);
-            else refused.insert(i);
+            if (kept)
+                acked[rec(i).prefix] = rec(i, 100);
+            else
+                refused.insert(i);
         }
     }
     ApprovalStore s(state);
@@ -403,7 +420,8 @@ TEST_F(Hostile, AChangeWhoseAuditLineCannotBeWrittenIsNotMade) {
     std::vector<std::string> acked = {"198.51.100.7"};
     for (int i = 8; i < 100 && err.empty(); ++i) {
         const std::string addr = "198.51.100." + std::to_string(i);
-        const auto r = call({{"v", 1}, {"cmd", "approve"}, {"addr", addr}, {"reason", std::string(500, 'r')}});
+        const auto r =
+            call({{"v", 1}, {"cmd", "approve"}, {"addr", addr}, {"reason", std::string(500, 'r')}});
         if (r["ok"] == true) {
             acked.push_back(addr);
         } else {
@@ -433,10 +451,9 @@ TEST(StoreCommits, AnUncommittedTailIsDroppedAndDamageBeforeACommitStopsTheStart
     const auto journal = d.path / "journal.jsonl";
     const auto committed = fs::file_size(journal);
     // Complete entries whose commit line never made it: written, never acknowledged.
-    std::ofstream(journal, std::ios::app) << json{{"seq", 2}, {"op", "put"}, {"record", to_json(rec(2))}}.dump()
-                                          << "\n"
-                                          << json{{"seq", 3}, {"op", "put"}, {"record", to_json(rec(3))}}.dump()
-                                          << "\n{\"seq\":4,\"op\":\"pu";
+    std::ofstream(journal, std::ios::app)
+        << json{{"seq", 2}, {"op", "put"}, {"record", to_json(rec(2))}}.dump() << "\n"
+        << json{{"seq", 3}, {"op", "put"}, {"record", to_json(rec(3))}}.dump() << "\n{\"seq\":4,\"op\":\"pu";
     {
         ApprovalStore s(d.path);
         std::vector<std::string> w;
@@ -447,7 +464,9 @@ TEST(StoreCommits, AnUncommittedTailIsDroppedAndDamageBeforeACommitStopsTheStart
         EXPECT_EQ(fs::file_size(journal), committed);
     }
     // Garbage followed by a commit line is not a torn tail: it is damage, and it is named.
-    std::ofstream(journal, std::ios::app) << "garbage\n" << R"({"op":"commit","seq":1})" << "\n";
+    std::ofstream(journal, std::ios::app) << "garbage\n"
+                                          << R"({"op":"commit","seq":1})"
+                                          << "\n";
     ApprovalStore s(d.path);
     std::vector<std::string> w;
     const auto err = s.open(w);
@@ -459,8 +478,8 @@ TEST(StoreCommits, StaleTemporariesAreRemovedAndOldJournalsConverted) {
     TempDir d;
     std::ofstream(d.path / "approvals.json.tmp") << std::string(100000, 'x');
     // A 0.1 journal: no header, no commit lines.
-    std::ofstream(d.path / "journal.jsonl") << json{{"seq", 1}, {"op", "put"}, {"record", to_json(rec(1))}}.dump()
-                                            << "\n";
+    std::ofstream(d.path / "journal.jsonl")
+        << json{{"seq", 1}, {"op", "put"}, {"record", to_json(rec(1))}}.dump() << "\n";
     {
         ApprovalStore s(d.path);
         std::vector<std::string> w;
@@ -599,8 +618,10 @@ TEST_F(Slots, OneUserCannotTakeEverySlot) {
             const ssize_t n = ::recv(fd, buf, sizeof buf - 1, 0);
             if (n <= 0) continue;
             buf[n] = 0;
-            if (std::strstr(buf, "too many control clients")) ++refused;
-            else if (std::strstr(buf, "\"ok\":true")) ++answered;
+            if (std::strstr(buf, "too many control clients"))
+                ++refused;
+            else if (std::strstr(buf, "\"ok\":true"))
+                ++answered;
         }
         const char out[2] = {static_cast<char>(answered), static_cast<char>(refused)};
         [[maybe_unused]] auto w = ::write(pipefd[1], out, 2);

@@ -195,7 +195,9 @@ int run(ctl::Client& client, const std::string& cmd, const std::vector<std::stri
         auto vm = parse_sub(cmd, args, d, {"ADDR"}, help);
         if (help) return print_help("unban ADDR|CIDR --reason R", d), 0;
         if (!vm.count("reason")) throw Usage("unban: --reason is required (it is kept in the audit log)");
-        json req = {{"cmd", "unban"}, {"addr", vm["ADDR"].as<std::string>()}, {"reason", vm["reason"].as<std::string>()}};
+        json req = {{"cmd", "unban"},
+                    {"addr", vm["ADDR"].as<std::string>()},
+                    {"reason", vm["reason"].as<std::string>()}};
         if (vm.count("ticket")) req["ticket"] = vm["ticket"].as<std::string>();
         connect();
         const json r = checked(client.call(req));
