@@ -377,6 +377,8 @@ ConfigResult parse_config(const std::vector<std::string>& args) {
         r.message = e.message;
     } catch (const po::error& e) {
         r.message = po_message(e);
+    } catch (const std::exception& e) {  // anything else a value's parsing throws: still one line, no exit
+        r.message = std::string("configuration: ") + e.what();
     }
     return r;
 }

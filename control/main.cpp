@@ -107,9 +107,7 @@ class FullTableWarning {
     uint64_t flows_ = 0, srcs_ = 0;
 };
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
     // The daemon spawns itself to compile rules: that child does nothing else.
     if (argc > 1 && std::string(argv[1]) == kRulesCompilerArg) return rules_compiler_main(argc, argv);
     // EAL options come first, then "--", then ours. Without "--", --help/--version still answer.
@@ -338,4 +336,18 @@ int main(int argc, char** argv) {
     rte_mempool_free(pool);
     rte_eal_cleanup();
     return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    // Nothing escapes as std::terminate: an unexpected exception during start-up or shutdown is one line and
+    // an exit code (the control loop catches its own and carries on).
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& e) {
+        return die(std::string("unexpected: ") + e.what());
+    } catch (...) {
+        return die("unexpected exception");
+    }
 }
