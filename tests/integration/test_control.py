@@ -8,6 +8,7 @@ import stat
 import time
 
 
+import portcullis_lab
 from portcullis_lab import MX_V4, RACK_V4, RELAY_V4, run
 
 SRC = RACK_V4["unapproved"]  # starts unapproved in configs/lab.conf
@@ -127,21 +128,11 @@ def test_import_of_100000_entries_applies_whole(lab, tmp_path):
     assert delivers(lab, RACK_V4["unmanaged"]), "forwarding goes on"
 
 
-def _connect(lab):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(str(lab.socket))  # blocking: waits for room in the listen backlog
-    s.settimeout(10)
-    return s
+def _connect(lab, timeout=10):
+    return portcullis_lab.control_connect(lab.socket, timeout)
 
 
-def _reply(s):
-    buf = b""
-    while not buf.endswith(b"\n"):
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    return json.loads(buf) if buf else None
+_reply = portcullis_lab.read_reply
 
 
 def test_misbehaving_control_clients_do_not_disturb_anyone(lab):

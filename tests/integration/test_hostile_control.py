@@ -3,7 +3,6 @@ the daemon (bytes that are not UTF-8, numbers out of range, deep nesting) get on
 flowing through; client floods do not lock the operator out; and with state_dir on a small tmpfs that fills,
 every acknowledged approval survives a crash and a restart, every refused one is absent, and the daemon starts."""
 import json
-import socket
 import threading
 import time
 from pathlib import Path
@@ -32,20 +31,10 @@ HOSTILE_LINES = [
 
 
 def _connect(lab, timeout=10):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(str(lab.socket))
-    s.settimeout(timeout)
-    return s
+    return portcullis_lab.control_connect(lab.socket, timeout)
 
 
-def _reply(s):
-    buf = b""
-    while not buf.endswith(b"\n"):
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    return json.loads(buf) if buf else None
+_reply = portcullis_lab.read_reply
 
 
 def _mail_ok(lab, src=RACK_V4["approved"]):

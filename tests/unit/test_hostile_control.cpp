@@ -522,6 +522,17 @@ TEST(StoreCommits, AbortedBatchLeavesNothing) {
 
 // ---- the socket's client slots ----
 
+// A client connection to the control socket at `path`.
+int connect_unix(const std::string& path) {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    return fd;
+}
+
+
 class Slots : public ::testing::Test {
   protected:
     void SetUp() override {
@@ -541,14 +552,7 @@ class Slots : public ::testing::Test {
             ControlServer::Batch{[] {}, [] { return std::string(); }}, l);
         ASSERT_EQ(server->listen(), "");
     }
-    int connect_one() {
-        const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_un addr{};
-        addr.sun_family = AF_UNIX;
-        std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-        EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-        return fd;
-    }
+    int connect_one() { return connect_unix(path); }
     void serve_for(std::chrono::milliseconds t) {
         const auto end = std::chrono::steady_clock::now() + t;
         while (std::chrono::steady_clock::now() < end) server->poll_once(5);
@@ -659,14 +663,7 @@ TEST(SlowReplies, ComeInOrderAndBlockNobodyElse) {
         },
         ControlServer::Batch{[] {}, [] { return std::string(); }});
     ASSERT_EQ(server.listen(), "");
-    auto connect_one = [&] {
-        const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_un addr{};
-        addr.sun_family = AF_UNIX;
-        std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-        EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-        return fd;
-    };
+    auto connect_one = [&] { return connect_unix(path); };
     auto read_lines = [&](int fd, size_t n) {
         std::string got;
         for (int i = 0; i < 400 && static_cast<size_t>(std::count(got.begin(), got.end(), '\n')) < n; ++i) {

@@ -31,6 +31,26 @@ MX_V4, RELAY_V4 = "203.0.113.25", "203.0.113.53"
 MX_V6, RELAY_V6 = "2001:db8:25::25", "2001:db8:25::53"
 
 
+def control_connect(path, timeout=10):
+    """A raw connection to a daemon's control socket (for tests that speak the protocol themselves)."""
+    import socket
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(str(path))  # blocking: waits for room in the listen backlog
+    s.settimeout(timeout)
+    return s
+
+
+def read_reply(s):
+    """One JSON reply line from a control connection; None if the daemon closed it first."""
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    return json.loads(buf) if buf else None
+
+
 class LabError(RuntimeError):
     pass
 
