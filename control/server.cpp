@@ -120,7 +120,8 @@ bool ControlServer::make_room(const Peer& peer) {
     const auto now = std::chrono::steady_clock::now();
     Client* victim = nullptr;
     for (auto& c : clients_) {
-        if (c.closing || (over_uid && c.peer.uid != peer.uid) || (!over_uid && c.peer.uid == 0 && !root))
+        if (c.closing || c.waiting || (over_uid && c.peer.uid != peer.uid) ||
+            (!over_uid && c.peer.uid == 0 && !root))
             continue;
         if (!victim || c.last_activity < victim->last_activity) victim = &c;
     }
@@ -261,7 +262,11 @@ void ControlServer::poll_once(int timeout_ms) {
     for (const auto& c : clients_) {
         // Replies unread, or one still being worked out: read no more from this client for now.
         const bool read = !c.closing && !c.waiting && c.out.size() < kMaxPendingOut;
-        fds.push_back({c.fd, static_cast<short>((read ? POLLIN : 0) | (c.out.empty() ? 0 : POLLOUT)), 0});
+        // A client that hung up while its reply is worked out would report POLLHUP on every pass and spin
+        // the loop: it is left out of the poll (a negative fd) until the reply is ready.
+        const bool idle_hangup = c.closing && c.out.empty();
+        fds.push_back({idle_hangup ? -1 : c.fd,
+                       static_cast<short>((read ? POLLIN : 0) | (c.out.empty() ? 0 : POLLOUT)), 0});
     }
     if (::poll(fds.data(), fds.size(), timeout_ms) < 0) return;
 
@@ -271,7 +276,8 @@ void ControlServer::poll_once(int timeout_ms) {
     size_t i = 1;
     for (auto& c : clients_) {
         if (c.waiting) resolve(c, now);
-        if (fds[i++].revents & (POLLIN | POLLHUP | POLLERR)) read_client(c);
+        if (!c.closing && (fds[i].revents & (POLLIN | POLLHUP | POLLERR))) read_client(c);
+        ++i;
     }
     const std::string unsaved = batch_.end();
     // Pass 2: release the replies (turned into errors if the batch is not durable), write, expire, close.

@@ -691,3 +691,42 @@ TEST(SlowReplies, ComeInOrderAndBlockNobodyElse) {
 }
 
 }  // namespace
+
+namespace {
+
+// A client that hangs up while its reply is worked out must not make the loop spin on its POLLHUP; the work
+// still finishes (a reload's rules still come into force).
+TEST(SlowReplies, AHangUpDuringTheWorkNeitherSpinsNorLosesIt) {
+    TempDir dir;
+    const std::string path = (dir.path / "ctl.sock").string();
+    bool ready = false, finished = false;
+    ControlServer server(
+        path, "",
+        [&](const std::string&, const Peer&, Session&) {
+            Reply r{{{"v", 1}, {"ok", true}}, false, nullptr};
+            r.later = [&]() -> std::optional<json> {
+                if (!ready) return std::nullopt;
+                finished = true;
+                return json{{"v", 1}, {"ok", true}};
+            };
+            return r;
+        },
+        ControlServer::Batch{[] {}, [] { return std::string(); }});
+    ASSERT_EQ(server.listen(), "");
+    const int fd = connect_unix(path);
+    ASSERT_EQ(::send(fd, "slow\n", 5, MSG_NOSIGNAL), 5);
+    server.poll_once(5);
+    ::close(fd);
+    server.poll_once(5);  // sees the hang-up
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 5; ++i) server.poll_once(20);
+    EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(90)) << "poll() spun";
+    EXPECT_EQ(server.clients(), 1u) << "kept until its work is done";
+    ready = true;
+    server.poll_once(5);
+    server.poll_once(5);
+    EXPECT_TRUE(finished);
+    EXPECT_EQ(server.clients(), 0u);
+}
+
+}  // namespace
