@@ -4,6 +4,7 @@
 #include <rte_cycles.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <stdexcept>
 #include <utility>
@@ -705,6 +706,19 @@ json ControlPlane::overlay(const std::string& set, const json& req, const Peer& 
     if (action != "add" && action != "del")
         throw RequestError("action: '" + printable(action, 40) + "' is not one of add, del, list");
     const Prefix p = need_prefix(req, "prefix");
+    // The two changes that open port 25 wider than an approval would: lifting the policy from managed space,
+    // and a wide relay every customer may reach.
+    if (!opt_bool(req, "force")) {
+        const auto now = effective_list(configured, &ov);
+        const bool listed_now = std::find(now.begin(), now.end(), p) != now.end();
+        if (set == "managed" && action == "del" && listed_now)
+            throw RequestError(
+                "removing " + to_string(p) +
+                " from the managed prefixes lifts the policy from all of it: that needs --force");
+        if (set == "relay" && action == "add" && p.len < (p.addr.v6 ? kWideV6 : kWideV4))
+            throw RequestError("a relay as wide as " + to_string(p) +
+                               " lets every customer reach all of it on blocked ports: that needs --force");
+    }
     auto listed = [&] {
         json out = json::array();
         for (const auto& q : effective_list(configured, &ov)) out.push_back(to_string(q));

@@ -87,7 +87,10 @@ def test_managed_and_relay_lists_change_live(lab):
     assert delivers(lab, "198.51.100.23"), "a relay is reachable by everyone"
     lab.ctl("relay", "del", MX_V4)
     assert refused(lab, "198.51.100.23")
-    lab.ctl("managed", "del", "198.51.100.0/25")
+    res = lab.ctl("managed", "del", "198.51.100.0/25", check=False, json_out=False)
+    assert res.returncode == 1 and "--force" in res.stderr, "lifting the policy from a prefix needs --force"
+    assert refused(lab, "198.51.100.23")
+    lab.ctl("managed", "del", "198.51.100.0/25", "--force")
     assert delivers(lab, "198.51.100.23"), "outside the managed prefixes the policy does not apply"
     lab.ctl("managed", "add", "198.51.100.0/25")
     assert refused(lab, "198.51.100.23")

@@ -190,6 +190,23 @@ TEST_F(Hostile, WideApprovalsAndBansNeedForce) {
     EXPECT_NE(r.value("note", "").find("only partly inside"), std::string::npos) << r.dump();
 }
 
+TEST_F(Hostile, LiftingThePolicyOrAWideRelayNeedsForce) {
+    auto err = error(call({{"v", 1}, {"cmd", "managed"}, {"action", "del"}, {"prefix", "198.51.100.0/24"}}));
+    EXPECT_NE(err.find("lifts the policy from all of it: that needs --force"), std::string::npos) << err;
+    err = error(call({{"v", 1}, {"cmd", "relay"}, {"action", "add"}, {"prefix", "0.0.0.0/0"}}));
+    EXPECT_NE(err.find("that needs --force"), std::string::npos) << err;
+    EXPECT_EQ(call({{"v", 1}, {"cmd", "relay"}, {"action", "add"}, {"prefix", "203.0.113.53"}})["ok"], true);
+    // Deleting what is not listed lifts nothing.
+    EXPECT_EQ(call({{"v", 1}, {"cmd", "managed"}, {"action", "del"}, {"prefix", "192.0.2.0/24"}})["ok"],
+              true);
+    EXPECT_EQ(call({{"v", 1},
+                    {"cmd", "managed"},
+                    {"action", "del"},
+                    {"prefix", "198.51.100.0/24"},
+                    {"force", true}})["ok"],
+              true);
+}
+
 TEST_F(Hostile, AnUnbanIsExplicitAuditedAndLeavesTheRecordRevoked) {
     ASSERT_EQ(call({{"v", 1}, {"cmd", "revoke"}, {"addr", "::/0"}, {"ban", true}, {"force", true}})["ok"],
               true);
@@ -531,7 +548,6 @@ int connect_unix(const std::string& path) {
     EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
     return fd;
 }
-
 
 class Slots : public ::testing::Test {
   protected:

@@ -281,7 +281,9 @@ int run(ctl::Client& client, const std::string& cmd, const std::vector<std::stri
             "PREFIX", po::value<std::string>(), "CIDR");
         po::positional_options_description pos;
         pos.add("ACTION", 1).add("PREFIX", 1);
-        d.add_options()("help,h", "this help");
+        d.add_options()("help,h", "this help")(
+            "force", cmd == "managed" ? "del: lift the policy from a whole managed prefix"
+                                      : "add: a relay wider than /24 (IPv6 /48)");
         po::variables_map vm;
         try {
             po::store(po::command_line_parser(args).options(d).positional(pos).run(), vm);
@@ -297,6 +299,7 @@ int run(ctl::Client& client, const std::string& cmd, const std::vector<std::stri
             if (!vm.count("PREFIX")) throw Usage(cmd + " " + action + ": missing CIDR");
             req["prefix"] = vm["PREFIX"].as<std::string>();
         }
+        if (vm.count("force")) req["force"] = true;
         connect();
         const json r = checked(client.call(req));
         std::string text;
