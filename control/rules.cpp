@@ -87,6 +87,27 @@ std::string parse_rule(std::string_view line, RuleLine& out) {
 
 }  // namespace
 
+std::string synthetic_rules(size_t n) {
+    std::string out;
+    for (size_t i = 0; i < n; ++i) {
+        const std::string id = std::to_string(100000 + i), k = std::to_string(i);
+        switch (i % 4) {
+            case 0:
+                out += id + " ehlo refuse /spam-host-" + k + "\\.example$/i \"EHLO spam-host-" + k + "\"\n";
+                break;
+            case 1:
+                out += id + " mail_from refuse /<[^>@]*@bulk-" + k + "\\.example>/i\n";
+                break;
+            case 2:
+                out += id + " line count /XCLIENT[ \\t]+NAME=evil" + k + "/i\n";
+                break;
+            default:
+                out += id + " ehlo count /(mx|smtp)[0-9]*\\.victim" + k + "\\.test$/\n";
+        }
+    }
+    return out;
+}
+
 std::string rule_expression(RuleTarget target, const std::string& pattern) {
     // The target's prefix anchors the pattern; a leading ^ of the pattern's own is the same anchor. `$`
     // (outside a class, unescaped) becomes the end of the line: lines end in CR LF, and the CR is not part of

@@ -51,6 +51,10 @@ std::string build_rules(const RuleFiles& files, size_t stream_limit, size_t max_
 // allocates one scratch per worker for db's databases ("" or the error).
 std::string add_scratch(InspectDb& db, unsigned workers);
 
+// n distinct rules of the kinds an operator writes (EHLO names, sender domains, command lines), for the
+// rules benchmark (tools/rules_bench.cpp) and the compiler's tests.
+std::string synthetic_rules(size_t n);
+
 // The Hyperscan expression a rule's pattern becomes for its target (exposed for tests). Compiled with
 // HS_FLAG_MULTILINE: the target's prefix starts at a line start. A `$` is the end of the line (`\r?$`),
 // except that a `$` ending the pattern becomes `\r?\n`: the same matches (a multiline `$` waits for the

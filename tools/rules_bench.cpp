@@ -35,28 +35,6 @@ using Steady = std::chrono::steady_clock;
 
 namespace {
 
-std::string generated_rules(size_t n) {
-    std::string out;
-    for (size_t i = 0; i < n; ++i) {
-        const std::string id = std::to_string(100000 + i), k = std::to_string(i);
-        switch (i % 4) {
-            case 0:
-                out += id + " ehlo refuse /spam-host-" + k + "\\.example$/i \"EHLO spam-host-" + k +
-                       " refused\"\n";
-                break;
-            case 1:
-                out += id + " mail_from refuse /<[^>@]*@bulk-" + k + "\\.example>/i\n";
-                break;
-            case 2:
-                out += id + " line count /XCLIENT[ \\t]+NAME=evil" + k + "/i\n";
-                break;
-            default:
-                out += id + " ehlo count /(mx|smtp)[0-9]*\\.victim" + k + "\\.test$/\n";
-        }
-    }
-    return out;
-}
-
 double cpu_seconds(int who = RUSAGE_SELF) {
     rusage u{};
     getrusage(who, &u);
@@ -113,27 +91,45 @@ int main(int argc, char** argv) {
     size_t before_max = 10000, inprocess_max = 10000, max_rules = 5000;
     unsigned timeout = 60;
     std::vector<size_t> counts;
+    constexpr const char* kUsage =
+        "usage: rules-bench [--exe PATH] [--before-max N] [--inprocess-max N] [--max-rules N] [--timeout S] "
+        "[COUNT...]\n";
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
+        if (a == "-h" || a == "--help") {
+            std::fputs(kUsage, stdout);
+            return 0;
+        }
         auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
+        // A whole number, or one line and exit code 2.
+        auto number = [&](const std::string& v) -> size_t {
+            size_t used = 0;
+            try {
+                const auto n = std::stoul(v, &used);
+                if (used == v.size()) return n;
+            } catch (const std::exception&) {
+            }
+            std::fprintf(stderr, "rules-bench: '%s' is not a whole number\n%s", v.c_str(), kUsage);
+            std::exit(2);
+        };
         if (a == "--exe")
             exe = next();
         else if (a == "--before-max")
-            before_max = std::stoul(next());
+            before_max = number(next());
         else if (a == "--inprocess-max")
-            inprocess_max = std::stoul(next());
+            inprocess_max = number(next());
         else if (a == "--max-rules")
-            max_rules = std::stoul(next());
+            max_rules = number(next());
         else if (a == "--timeout")
-            timeout = static_cast<unsigned>(std::stoul(next()));
+            timeout = static_cast<unsigned>(number(next()));
         else
-            counts.push_back(std::stoul(a));
+            counts.push_back(number(a));
     }
     if (counts.empty()) counts = {1000, 10000, 100000};
     for (size_t n : counts) {
         const std::string dir = "/tmp/portcullis-rules-bench/" + std::to_string(n);
         std::filesystem::create_directories(dir);
-        std::ofstream(dir + "/gen.rules") << generated_rules(n);
+        std::ofstream(dir + "/gen.rules") << synthetic_rules(n);
         std::printf("%zu rules (%s)\n", n, dir.c_str());
         std::fflush(stdout);
         if (n <= before_max)

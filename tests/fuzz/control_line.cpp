@@ -20,6 +20,7 @@
 #include "control/commands.hpp"
 #include "dataplane/policy.hpp"
 #include "tests/fuzz/fuzz_util.hpp"
+#include "tests/support/control_plane.hpp"
 
 using namespace portcullis;
 using nlohmann::json;
@@ -32,13 +33,8 @@ constexpr size_t kMaxRecords = 64;
 constexpr size_t kMaxJournal = 128;
 constexpr size_t kInputsPerState = 4096;  // at least this often (the audit log only grows)
 
-struct State {
+struct State : portcullis::testing::TestPlane {
     std::filesystem::path dir;
-    Config cfg;
-    std::unique_ptr<ApprovalStore> store;
-    std::unique_ptr<AuditLog> audit;
-    std::unique_ptr<PolicyPublisher> publisher;
-    std::unique_ptr<ControlPlane> plane;
     Peer peer;
     size_t inputs = 0;
 
@@ -62,22 +58,11 @@ struct State {
     }
 
     void reset() {
-        plane.reset();
-        publisher.reset();
-        audit.reset();
-        store.reset();
+        close_plane();
         std::error_code ec;
         std::filesystem::remove_all(dir / "state", ec);
-        store = std::make_unique<ApprovalStore>(dir / "state");
-        std::vector<std::string> warnings;
-        if (auto err = store->open(warnings); !err.empty())
-            fuzz::fail("cannot open a new store: %s", err.c_str());
-        audit = std::make_unique<AuditLog>(dir / "state" / "audit.log");
-        if (auto err = audit->open(); !err.empty()) fuzz::fail("cannot open the audit log: %s", err.c_str());
-        publisher = std::make_unique<PolicyPublisher>(1, std::make_unique<Policy>());
-        plane = std::make_unique<ControlPlane>(
-            cfg, *store, *publisher, *audit, [] { return Totals{}; }, DaemonInfo{});
-        plane->republish(0);
+        if (auto err = open_plane(dir / "state", dir / "state" / "audit.log"); !err.empty())
+            fuzz::fail("cannot open a new state directory: %s", err.c_str());
         inputs = 0;
     }
 };

@@ -10,13 +10,14 @@
 
 #include "control/commands.hpp"
 #include "dataplane/events.hpp"
+#include "tests/support/control_plane.hpp"
 
 using namespace portcullis;
 using nlohmann::json;
 
 namespace {
 
-class Commands : public ::testing::Test {
+class Commands : public ::testing::Test, protected portcullis::testing::TestPlane {
   protected:
     void SetUp() override {
         char tmpl[] = "/tmp/portcullis-cmd-XXXXXX";
@@ -24,21 +25,12 @@ class Commands : public ::testing::Test {
         cfg.managed_prefixes = {*parse_prefix("198.51.100.0/24"), *parse_prefix("2001:db8:100::/48")};
         cfg.approved = {*parse_prefix("198.51.100.64/28")};
         cfg.blocked_ports = {25};
-        store = std::make_unique<ApprovalStore>(dir);
-        std::vector<std::string> w;
-        ASSERT_EQ(store->open(w), "");
-        audit = std::make_unique<AuditLog>(std::filesystem::path(dir) / "audit.log");
-        ASSERT_EQ(audit->open(), "");
-        publisher = std::make_unique<PolicyPublisher>(1, std::make_unique<Policy>());
-        plane = std::make_unique<ControlPlane>(
-            cfg, *store, *publisher, *audit, [] { return Totals{}; }, DaemonInfo{});
-        plane->republish(0);
+        ASSERT_EQ(open_plane(dir, std::filesystem::path(dir) / "audit.log"), "");
         peer.user = "alice";
         peer.uid = 1000;
     }
     void TearDown() override {
-        plane.reset();
-        publisher.reset();
+        close_plane();
         std::filesystem::remove_all(dir);
     }
     json call(const json& req) { return plane->handle(req.dump(), peer, session); }
@@ -50,11 +42,6 @@ class Commands : public ::testing::Test {
     }
 
     std::string dir;
-    Config cfg;
-    std::unique_ptr<ApprovalStore> store;
-    std::unique_ptr<AuditLog> audit;
-    std::unique_ptr<PolicyPublisher> publisher;
-    std::unique_ptr<ControlPlane> plane;
     Peer peer;
     Session session;
 };

@@ -23,6 +23,7 @@
 #include "control/server.hpp"
 #include "control/store.hpp"
 #include "control/wire.hpp"
+#include "tests/support/control_plane.hpp"
 
 using namespace portcullis;
 using nlohmann::json;
@@ -64,31 +65,19 @@ Approval rec(uint32_t i, size_t reason_bytes = 16) {
     return a;
 }
 
-class Hostile : public ::testing::Test {
+class Hostile : public ::testing::Test, protected portcullis::testing::TestPlane {
   protected:
     void SetUp() override {
         cfg.managed_prefixes = {*parse_prefix("198.51.100.0/24"), *parse_prefix("2001:db8:100::/48")};
         cfg.blocked_ports = {25};
-        open_plane(dir.path, dir.path / "audit.log");
-    }
-    void open_plane(const fs::path& state, const fs::path& audit_path) {
-        plane.reset();
-        store = std::make_unique<ApprovalStore>(state);
-        std::vector<std::string> w;
-        ASSERT_EQ(store->open(w), "");
-        audit = std::make_unique<AuditLog>(audit_path);
-        ASSERT_EQ(audit->open(), "");
-        publisher = std::make_unique<PolicyPublisher>(1, std::make_unique<Policy>());
-        plane = std::make_unique<ControlPlane>(
-            cfg, *store, *publisher, *audit, [] { return Totals{}; }, DaemonInfo{});
-        plane->republish(0);
+        reopen(dir.path, dir.path / "audit.log");
         peer.user = "mallory";
         peer.uid = 1000;
     }
-    void TearDown() override {
-        plane.reset();
-        publisher.reset();
+    void reopen(const fs::path& state, const fs::path& audit_path) {
+        ASSERT_EQ(open_plane(state, audit_path), "");
     }
+    void TearDown() override { close_plane(); }
     json call(const json& req) { return plane->handle(req.dump(), peer, session); }
     std::string error(const json& reply) {
         EXPECT_EQ(reply["ok"], false) << reply_line(reply);
@@ -96,11 +85,6 @@ class Hostile : public ::testing::Test {
     }
 
     TempDir dir;
-    Config cfg;
-    std::unique_ptr<ApprovalStore> store;
-    std::unique_ptr<AuditLog> audit;
-    std::unique_ptr<PolicyPublisher> publisher;
-    std::unique_ptr<ControlPlane> plane;
     Peer peer;
     Session session;
 };
@@ -429,7 +413,7 @@ TEST(StoreDiskFull, AFullDiskAtOpenDoesNotStopTheStart) {
 TEST_F(Hostile, AChangeWhoseAuditLineCannotBeWrittenIsNotMade) {
     TempDir audit_disk;
     if (!audit_disk.small_disk(64)) GTEST_SKIP() << "needs root to mount a tmpfs";
-    open_plane(dir.path / "state", audit_disk.path / "audit.log");
+    reopen(dir.path / "state", audit_disk.path / "audit.log");
     ASSERT_EQ(call({{"v", 1}, {"cmd", "approve"}, {"addr", "198.51.100.7"}})["ok"], true);
     const auto filler = fill(audit_disk.path);
     // The audit log's last page may still hold a line or two: approve until its disk refuses one.
@@ -450,7 +434,7 @@ TEST_F(Hostile, AChangeWhoseAuditLineCannotBeWrittenIsNotMade) {
     EXPECT_EQ(store->find(*parse_prefix(refused)), nullptr);
     EXPECT_FALSE(publisher->current().load()->approved(*parse_addr(refused)));
     fs::remove(filler);
-    open_plane(dir.path / "state", audit_disk.path / "audit.log");  // as after a restart
+    reopen(dir.path / "state", audit_disk.path / "audit.log");  // as after a restart
     for (const auto& a : acked) EXPECT_NE(store->find(*parse_prefix(a)), nullptr) << a;
     EXPECT_EQ(store->find(*parse_prefix(refused)), nullptr);
 }

@@ -29,28 +29,6 @@ struct TempDir {
     std::string str() const { return path.string(); }
 };
 
-// n distinct rules of the kinds an operator writes (EHLO names, sender domains, command lines).
-std::string generated_rules(size_t n) {
-    std::string out;
-    for (size_t i = 0; i < n; ++i) {
-        const std::string id = std::to_string(100000 + i), k = std::to_string(i);
-        switch (i % 4) {
-            case 0:
-                out += id + " ehlo refuse /spam-host-" + k + "\\.example$/i \"EHLO spam-host-" + k + "\"\n";
-                break;
-            case 1:
-                out += id + " mail_from refuse /<[^>@]*@bulk-" + k + "\\.example>/i\n";
-                break;
-            case 2:
-                out += id + " line count /XCLIENT[ \\t]+NAME=evil" + k + "/i\n";
-                break;
-            default:
-                out += id + " ehlo count /(mx|smtp)[0-9]*\\.victim" + k + "\\.test$/\n";
-        }
-    }
-    return out;
-}
-
 RulesJob job_for(const std::string& dir, unsigned workers = 2) {
     RulesJob j;
     j.dir = dir;
@@ -161,7 +139,7 @@ TEST(RulesCompiler, ABadRuleIsReportedAsFileAndLine) {
 
 TEST(RulesCompiler, MaxRulesNamesTheFileAndTheCount) {
     TempDir dir;
-    dir.write("a.rules", generated_rules(3));
+    dir.write("a.rules", synthetic_rules(3));
     dir.write("b.rules", "9 line count /X/\n");
     RulesCompiler c(PORTCULLIS_EXE);
     auto job = job_for(dir.str());
@@ -175,13 +153,13 @@ TEST(RulesCompiler, MaxRulesNamesTheFileAndTheCount) {
     ASSERT_TRUE(c.start(job));
     r = c.wait();
     EXPECT_TRUE(r.db) << r.error;
-    EXPECT_EQ(compile_rules({{"x.rules", generated_rules(5)}}, 1, 0, 4).error,
+    EXPECT_EQ(compile_rules({{"x.rules", synthetic_rules(5)}}, 1, 0, 4).error,
               "x.rules: 5 rules exceed max_rules = 4");
 }
 
 TEST(RulesCompiler, ACompilePastItsTimeoutIsKilledAndTheNextOneRuns) {
     TempDir dir;
-    dir.write("big.rules", generated_rules(5000));  // about 5 s of Hyperscan here
+    dir.write("big.rules", synthetic_rules(5000));  // about 5 s of Hyperscan here
     RulesCompiler c(PORTCULLIS_EXE);
     auto job = job_for(dir.str());
     job.timeout = 1s;
@@ -195,7 +173,7 @@ TEST(RulesCompiler, ACompilePastItsTimeoutIsKilledAndTheNextOneRuns) {
     EXPECT_LT(took, 3s);
     EXPECT_FALSE(c.busy());
     // The next compile runs at once, and the killed child does not linger.
-    dir.write("big.rules", generated_rules(8));
+    dir.write("big.rules", synthetic_rules(8));
     job.timeout = 60s;
     ASSERT_TRUE(c.start(job));
     const auto next = c.wait();
@@ -211,7 +189,7 @@ TEST(RulesCompiler, ACompilePastItsTimeoutIsKilledAndTheNextOneRuns) {
 
 TEST(RulesCompiler, DestroyingItKillsACompileUnderWay) {
     TempDir dir;
-    dir.write("big.rules", generated_rules(5000));
+    dir.write("big.rules", synthetic_rules(5000));
     {
         RulesCompiler c(PORTCULLIS_EXE);
         ASSERT_TRUE(c.start(job_for(dir.str())));
