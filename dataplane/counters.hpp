@@ -30,12 +30,25 @@ namespace portcullis {
     X(smtp_forged, "action smtp: segments acknowledging no valid cookie, ignored")                   \
     X(dropped_refused, "refused segments dropped (action drop, or no room to answer)")               \
     X(flows_opened, "SMTP connections admitted and tracked")                                         \
-    X(flows_picked_up, "SMTP connections first seen mid-stream (e.g. open before a start), tracked") \
+    X(flows_half_open, "SYNs to SMTP ports tracked as half-open connections (no source state yet)")    \
     X(flows_closed, "tracked SMTP connections closed by FINs or a RST")                              \
     X(flows_expired_half_open, "tracked SMTP connections released by the half-open timeout")         \
     X(flows_expired_established, "tracked SMTP connections released by the idle timeout")            \
     X(flows_expired_closing, "tracked SMTP connections released by the closing timeout")             \
-    X(flows_untracked, "segments of unknown SMTP connections forwarded untracked (table full)")      \
+    X(flows_unknown_reset, "segments of SMTP connections with no record (mid-stream), reset both ways") \
+    X(flows_early_dropped, "unconfirmed entries (half-open, candidates) dropped to make room (table full)") \
+    X(half_open_capped, "dropped: SYNs from a source over max_half_open_per_source, table under pressure") \
+    X(refused_at_handshake, "connections ended at the handshake: over a limit by then (counted by reason)") \
+    X(source_slots_reclaimed, "per-source slots holding only an idle source's daily count, taken over")  \
+    X(tcp_bad_checksum, "dropped: tracked SMTP segments with a wrong IPv4 header or TCP checksum")        \
+    X(tcp_signed, "dropped: tracked SMTP segments with a TCP MD5/AO signature the server cannot check")   \
+    X(tcp_ttl_low, "dropped: client segments with a lower TTL/hop limit than their connection's SYN")     \
+    X(tcp_paws, "dropped: client segments with an older TCP timestamp than the last (PAWS)")             \
+    X(tcp_out_of_order, "dropped: client data ahead of the next in-order byte (resent, then read)")      \
+    X(tcp_beyond_window, "dropped: client data past the server's receive window")                        \
+    X(tcp_unconfirmed, "dropped: client segments of no handshake the gateway saw the server answer")     \
+    X(tcp_rst_ignored, "client RSTs not at the next sequence number: forwarded, connection kept (RFC 5961)") \
+    X(tcp_syn_data_stripped, "SYNs to SMTP ports with data (TCP Fast Open): data removed, sent again later") \
     X(refused_concurrency, "new SMTP connections refused: over the source's concurrency limit")      \
     X(refused_rate, "new SMTP connections refused: over the source's connection rate")               \
     X(refused_daily, "new SMTP connections refused: over the source's daily volume")                 \

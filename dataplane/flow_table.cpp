@@ -42,32 +42,10 @@ const char* flow_state_name(FlowState s) {
             return "closing";
         case FlowState::Closed:
             return "closed";
+        case FlowState::Candidate:
+            return "candidate";
     }
     return "?";
-}
-
-FlowState next_flow_state(FlowState s, uint8_t& fins, bool outbound, uint8_t flags, uint16_t payload_len) {
-    if (s == FlowState::Closed) return s;  // a new SYN on the same ports is a new flow: the caller's business
-    if (flags & tcpflag::RST) return FlowState::Closed;
-    switch (s) {
-        case FlowState::SynSent:
-            if (!outbound && (flags & tcpflag::SYN) && (flags & tcpflag::ACK))
-                s = FlowState::SynRecv;
-            else if (payload_len)
-                s = FlowState::Established;  // picked up late: the handshake went by unseen
-            break;
-        case FlowState::SynRecv:
-            if ((outbound && (flags & tcpflag::ACK) && !(flags & tcpflag::SYN)) || payload_len)
-                s = FlowState::Established;
-            break;
-        default:
-            break;
-    }
-    if (flags & tcpflag::FIN) {
-        fins |= outbound ? 1 : 2;
-        s = fins == 3 ? FlowState::Closed : FlowState::Closing;
-    }
-    return s;
 }
 
 FlowTable::FlowTable(uint32_t max_flows, const CookieKey& hash_key)
@@ -98,8 +76,14 @@ Flow* FlowTable::insert(const FlowKey& k, uint32_t h) {
     f.hash = h;
     f.fins = 0;
     f.inspect = UINT32_MAX;
+    f.src_slot = UINT32_MAX;
     f.server_seq = 0;
     f.ctl = 0;
+    f.tcp = 0;
+    f.client_next = f.ts_recent = f.first_seq = f.server_next = f.server_ack = f.server_edge = 0;
+    f.opened_ms = 0;
+    f.ho_index = 0;
+    f.ttl = f.server_ws = f.client_ws = 0;
     size_.store(n + 1, std::memory_order_relaxed);
     return &f;
 }

@@ -1,4 +1,4 @@
-// SMTP connection tracking and limit admission (see flow_tracker.hpp).
+// SMTP connection tracking, TCP normalisation and limit admission (see flow_tracker.hpp).
 #include "dataplane/flow_tracker.hpp"
 
 #include <optional>
@@ -37,25 +37,39 @@ Ctr counter_of(Admit a) {
     return Ctr::source_table_full;
 }
 
+const std::string kPoolFull = "421 4.7.0 Too many sessions to inspect at once; try again later";
+
+constexpr TrackResult kPass{TrackVerdict::Forward, ReplyReason::Unapproved};
+constexpr TrackResult kDrop{TrackVerdict::Drop, ReplyReason::Unapproved};
+
+bool pure_ack(const Parsed& p) {
+    return p.payload_len == 0 && !(p.tcp_flags & (tcpflag::SYN | tcpflag::FIN | tcpflag::RST));
+}
+
 }  // namespace
 
 FlowTracker::FlowTracker(uint32_t max_flows, const CookieKey& hash_key, SourceTable* sources, FlowTimeouts t,
-                         Inspector* inspector, uint16_t worker)
+                         Inspector* inspector, uint16_t worker, uint32_t half_open_cap)
     : table_(max_flows, hash_key),
       sources_(sources),
       timeouts_(t),
       inspector_(inspector),
       worker_(worker),
-      port_refs_(new uint32_t[65536]()) {}
+      half_open_cap_(half_open_cap),
+      port_refs_(new uint32_t[65536]()),
+      half_open_(new uint16_t[65536]()) {}
 
 uint64_t FlowTracker::bytes_for(uint32_t max_flows) {
-    return sizeof(FlowTracker) + FlowTable::slots_for(max_flows) * sizeof(Flow) + 65536 * sizeof(uint32_t);
+    return sizeof(FlowTracker) + FlowTable::slots_for(max_flows) * sizeof(Flow) + 65536 * sizeof(uint32_t) +
+           65536 * sizeof(uint16_t);
 }
 
 std::optional<ReplyReason> FlowTracker::admit(const IpAddr& src, const Limits& limits, const Policy& pol,
                                               const Now& now, Counters& c, uint32_t* slot) {
     const uint64_t id = sources_->id_of(src);
-    *slot = sources_->acquire(id, now.us, now.day);
+    bool reclaimed = false;
+    *slot = sources_->acquire(id, now.us, now.day, &reclaimed);
+    if (reclaimed) c.add(Ctr::source_slots_reclaimed);
     const Admit a = *slot == SourceTable::kNone
                         ? Admit::NoSlot
                         : sources_->admit(*slot, id, limits, now.us, now.day, !pol.monitor);
@@ -70,85 +84,18 @@ std::optional<ReplyReason> FlowTracker::admit(const IpAddr& src, const Limits& l
     return std::nullopt;
 }
 
+void FlowTracker::leave_half_open(Flow& f) {
+    if (!(f.ctl & flowctl::kHalfOpen)) return;
+    f.ctl &= static_cast<uint8_t>(~flowctl::kHalfOpen);
+    if (half_open_[f.ho_index]) --half_open_[f.ho_index];
+}
+
 void FlowTracker::forget(Flow& f) {
     release(f);
+    leave_half_open(f);
     if ((f.ctl & flowctl::kOtherPort) && port_refs_[f.key.sport] && --port_refs_[f.key.sport] == 0)
         dyn_ports_.reset(f.key.sport);
-}
-
-TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol,
-                               const Now& now, Counters& c) {
-    update(f, true, p, now, c);
-    if (f.ctl & flowctl::kRefused) return {TrackVerdict::Refused, ReplyReason::Payload};
-    if (p.payload_len && inspector_ && pol.inspect && f.state != FlowState::Closed)
-        return inspect(f, p, frame, pol, now, c);
-    return {TrackVerdict::Forward, ReplyReason::Unapproved};
-}
-
-TrackResult FlowTracker::outbound_other(const Parsed& p, const uint8_t* frame, const Policy& pol,
-                                        const Now& now, Counters& c) {
-    const TrackResult pass{TrackVerdict::Forward, ReplyReason::Unapproved};
-    // Only a watched port or a command that could open a session is worth a table lookup.
-    const bool opens = inspector_ && pol.inspect && pol.rules &&
-                       looks_like_smtp_command(frame + p.payload_off, p.payload_len);
-    if (!opens && !dyn_ports_.test(p.dport)) return pass;
-    const FlowKey k = flow_key(p, true);
-    const uint32_t h = table_.hash(k);
-    if (Flow* f = table_.find(k, h)) return known(*f, p, frame, pol, now, c);
-    if (!opens || !pol.managed(p.src) || pol.relay(p.dst)) return pass;
-    if (!probe_smtp(*pol.rules, worker_, frame + p.payload_off, p.payload_len)) return pass;
-    c.add(Ctr::smtp_other_port);
-    const bool approved = pol.approved(p.src);
-    if (!approved && pol.smtp_other_ports == OtherPorts::Allow) return pass;
-
-    // A session found mid-way: its connection is admitted now, against the same limits as any other.
-    TrackResult refuse{TrackVerdict::RefuseSession, ReplyReason::Unapproved, nullptr, pol.action_limit};
-    uint32_t slot = SourceTable::kNone;
-    if (table_.size() >= table_.max_flows()) {
-        c.add(Ctr::flow_table_full);
-        if (!pol.monitor)
-            return {TrackVerdict::RefuseSession, ReplyReason::Busy,
-                    &pol.replies[static_cast<size_t>(ReplyReason::Busy)], pol.action_limit};
-        c.add(Ctr::monitor_passed);
-        return pass;
-    }
-    if (!approved && pol.smtp_other_ports == OtherPorts::Refuse) {
-        c.add(Ctr::refused_unapproved);
-        refuse.action = pol.action_unapproved;
-    } else if (const auto refused =
-                   admit(p.src, pol.limit_overrides.find(p.src, pol.default_limits), pol, now, c, &slot)) {
-        refuse.reason = *refused;
-    } else {
-        refuse.verdict = TrackVerdict::Forward;
-    }
-    if (pol.monitor && refuse.verdict != TrackVerdict::Forward) {
-        c.add(Ctr::monitor_passed);
-        refuse.verdict = TrackVerdict::Forward;
-    }
-    Flow* f = table_.insert(k, h);  // room was checked above
-    f->state = FlowState::Established;
-    f->src_slot = slot;
-    f->ctl |= flowctl::kOtherPort;
-    f->expire_ms = now.ms + timeouts_.established_ms;
-    c.add(Ctr::flows_opened);
-    if (port_refs_[p.dport]++ == 0) dyn_ports_.set(p.dport);
-    if (refuse.verdict == TrackVerdict::Forward) return known(*f, p, frame, pol, now, c);
-    f->ctl |= flowctl::kRefused;
-    f->server_seq = load_be32(frame + p.l4_off + 4);
-    refuse.reply = &pol.replies[static_cast<size_t>(refuse.reason)];
-    return refuse;
-}
-
-uint32_t FlowTracker::timeout_ms(FlowState s) const {
-    switch (s) {
-        case FlowState::SynSent:
-        case FlowState::SynRecv:
-            return timeouts_.half_open_ms;
-        case FlowState::Established:
-            return timeouts_.established_ms;
-        default:
-            return timeouts_.closing_ms;
-    }
+    f.ctl &= static_cast<uint8_t>(~flowctl::kOtherPort);
 }
 
 void FlowTracker::release(Flow& f) {
@@ -160,20 +107,179 @@ void FlowTracker::release(Flow& f) {
     }
 }
 
+void FlowTracker::close(Flow& f, Counters& c) {
+    if (f.state == FlowState::Closed) return;
+    release(f);
+    leave_half_open(f);
+    f.state = FlowState::Closed;
+    c.add(Ctr::flows_closed);
+}
+
+uint32_t FlowTracker::timeout_ms(FlowState s) const {
+    switch (s) {
+        case FlowState::SynSent:
+        case FlowState::SynRecv:
+        case FlowState::Candidate:
+            return timeouts_.half_open_ms;
+        case FlowState::Established:
+            return timeouts_.established_ms;
+        default:
+            return timeouts_.closing_ms;
+    }
+}
+
+bool FlowTracker::must_read(const Flow& f, const IpAddr& src, const Policy& pol) const {
+    if (pol.rules && pol.rules->db) return true;
+    if (!(f.ctl & flowctl::kDirect)) return false;
+    const ApprovalNames* n = pol.names.find(src);
+    return n && (!n->hostname.empty() || !n->domains.empty());
+}
+
+TrackResult FlowTracker::end_session(Flow& f, uint32_t seq, ReplyReason reason, const std::string* reply,
+                                     Action action) {
+    f.ctl |= flowctl::kRefused;
+    f.server_seq = seq;
+    release(f);  // the session is over on both sides: it no longer counts against its source
+    return {TrackVerdict::RefuseSession, reason, reply, action};
+}
+
+std::optional<TrackResult> FlowTracker::confirm(Flow& f, const Parsed& p, const Policy& pol, const Now& now,
+                                                Counters& c) {
+    leave_half_open(f);
+    f.state = FlowState::Established;
+    f.expire_ms = now.ms + timeouts_.established_ms;
+    uint32_t slot = SourceTable::kNone;
+    if (const auto refused = admit(p.src, limits_for(f, p.src, pol), pol, now, c, &slot)) {
+        // Over a limit at the handshake (its SYN found nothing against it, but others got here first).
+        const TrackResult r = end_session(f, f.client_next, *refused,
+                                          &pol.replies[static_cast<size_t>(*refused)], pol.action_limit);
+        c.add(Ctr::refused_at_handshake);
+        return r;
+    }
+    f.src_slot = slot;
+    c.add(Ctr::flows_opened);
+    return std::nullopt;
+}
+
+TrackResult FlowTracker::normalise(Flow& f, const Parsed& p, const uint8_t* frame, const TcpSegment& seg,
+                                   Counters& c) {
+    if (pure_ack(p)) return kPass;  // changes nothing the gateway reads
+    if (!tcp_checksums_ok(frame, p)) {
+        c.add(Ctr::tcp_bad_checksum);
+        return kDrop;
+    }
+    if (seg.opt.signed_) {
+        c.add(Ctr::tcp_signed);
+        return kDrop;
+    }
+    if (seg.ttl < f.ttl) {
+        c.add(Ctr::tcp_ttl_low);
+        return kDrop;
+    }
+    if ((f.tcp & tcpctl::kTs) && seg.opt.has_ts && seq_lt(seg.opt.tsval, f.ts_recent)) {
+        c.add(Ctr::tcp_paws);
+        return kDrop;
+    }
+    if (p.tcp_flags & tcpflag::RST) return kPass;  // judged by the caller
+    const uint32_t span = p.payload_len + ((p.tcp_flags & tcpflag::FIN) ? 1u : 0u);
+    if (!span) return kPass;
+    if (seq_lt(f.client_next, seg.seq)) {  // a hole before it: sent again in order, read then
+        c.add(Ctr::tcp_out_of_order);
+        return kDrop;
+    }
+    const uint32_t end = seg.seq + span;
+    if ((f.tcp & tcpctl::kServerSeq) && seq_lt(f.server_edge, end) && seq_lt(f.client_next, end)) {
+        c.add(Ctr::tcp_beyond_window);  // the server keeps at most up to its window's edge
+        return kDrop;
+    }
+    if (seg.opt.has_ts && (f.tcp & tcpctl::kTs)) f.ts_recent = seg.opt.tsval;
+    return kPass;
+}
+
+TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol,
+                               const Now& now, Counters& c) {
+    const uint8_t fl = p.tcp_flags;
+    if (f.ctl & flowctl::kRefused) {
+        if (fl & (tcpflag::RST | tcpflag::FIN)) f.state = FlowState::Closed;
+        f.expire_ms = now.ms + timeouts_.closing_ms;
+        return {TrackVerdict::Refused, ReplyReason::Payload};
+    }
+    const TcpSegment seg = read_tcp_segment(frame, p);
+    if (f.state == FlowState::Closed) {  // lingering: retransmissions of a finished connection
+        f.expire_ms = now.ms + timeouts_.closing_ms;
+        return kPass;
+    }
+    if (fl & tcpflag::SYN) {
+        if ((fl & tcpflag::ACK) || f.state != FlowState::SynSent) {
+            c.add(Ctr::tcp_unconfirmed);  // a SYN inside a connection: the server answers it with an ACK only
+            return (fl & tcpflag::ACK) ? kDrop : kPass;
+        }
+        f.client_next = seg.seq + 1;  // a retransmitted SYN (maybe with a new ISN)
+        f.expire_ms = now.ms + timeouts_.half_open_ms;
+        TrackResult r = kPass;
+        if (p.payload_len) {
+            r.strip_payload = true;
+            c.add(Ctr::tcp_syn_data_stripped);
+        }
+        return r;
+    }
+    if (f.state == FlowState::SynSent) {
+        if ((fl & tcpflag::RST) && seg.seq == f.client_next) close(f, c);
+        else if (!(fl & tcpflag::RST))
+            c.add(Ctr::tcp_unconfirmed);  // the handshake is not the client's to finish: no SYN-ACK seen
+        return (fl & tcpflag::RST) ? kPass : kDrop;
+    }
+    if (const TrackResult n = normalise(f, p, frame, seg, c); n.verdict != TrackVerdict::Forward) return n;
+
+    if (fl & tcpflag::RST) {
+        // RFC 5961 3.2: a reset counts only at exactly the next sequence number the server expects; the server
+        // ignores any other (or answers a challenge ACK), and so does the tracker. Forwarded either way.
+        if (seg.seq == f.client_next || ((f.tcp & tcpctl::kServerSeq) && seg.seq == f.server_ack))
+            close(f, c);
+        else
+            c.add(Ctr::tcp_rst_ignored);
+        f.expire_ms = now.ms + timeout_ms(f.state);
+        return kPass;
+    }
+    if (f.state == FlowState::SynRecv) {
+        if (!(fl & tcpflag::ACK) || seg.ack != f.server_next || seg.seq != f.client_next) {
+            c.add(Ctr::tcp_unconfirmed);
+            return kDrop;
+        }
+        if (auto r = confirm(f, p, pol, now, c)) return *r;
+    }
+    const uint32_t span = p.payload_len + ((fl & tcpflag::FIN) ? 1u : 0u);
+    const uint32_t end = seg.seq + span;
+    const bool fresh = seq_lt(f.client_next, end);  // carries bytes the server has not been sent
+    if (fresh) f.client_next = end;
+    f.expire_ms = now.ms + timeout_ms(f.state);
+    TrackResult r = kPass;
+    if (p.payload_len && fresh && inspector_ && pol.inspect) r = inspect(f, p, frame, pol, now, c);
+    if ((fl & tcpflag::FIN) && fresh && r.verdict == TrackVerdict::Forward) {
+        f.fins |= 1;
+        if (f.fins == 3) {
+            close(f, c);
+        } else if (f.state == FlowState::Established) {
+            f.state = FlowState::Closing;
+        }
+        f.expire_ms = now.ms + timeout_ms(f.state);
+    }
+    return r;
+}
+
 TrackResult FlowTracker::inspect(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol,
                                  const Now& now, Counters& c) {
-    const TrackResult pass{TrackVerdict::Forward, ReplyReason::Unapproved};
     const uint8_t* payload = frame + p.payload_off;
     const uint32_t seq = load_be32(frame + p.l4_off + 4);
     if (f.inspect == Inspector::kNone) {
-        if (f.ctl & flowctl::kInspected) return pass;
+        if (f.ctl & flowctl::kInspected) return kPass;
         f.ctl |= flowctl::kInspected;
-        if (payload[0] == 0x16)
-            return pass;  // a TLS handshake record (implicit TLS, port 465): nothing to read
         f.inspect = inspector_->open(seq);
         if (f.inspect == Inspector::kNone) {
             c.add(Ctr::inspect_pool_empty);
-            return pass;
+            if (must_read(f, p.src, pol) && !pol.monitor)
+                return end_session(f, seq, ReplyReason::Busy, &kPoolFull, pol.action_payload);
+            return kPass;
         }
         c.add(Ctr::inspect_flows);
     }
@@ -189,47 +295,28 @@ TrackResult FlowTracker::inspect(Flow& f, const Parsed& p, const uint8_t* frame,
     if (r.messages && f.src_slot != SourceTable::kNone) {
         // A cleartext session's second and later messages count against the daily volume too (its first was
         // counted with the connection).
-        const Limits& limits = pol.limit_overrides.find(p.src, pol.default_limits);
+        const Limits& limits = limits_for(f, p.src, pol);
         bool over = false;
         for (uint16_t i = 0; i < r.messages; ++i)
             over |= !sources_->count_message(f.src_slot, limits.daily, now.day);
         if (over) {
             c.add(Ctr::refused_daily);
-            if (!pol.monitor) {
-                inspector_->close(f.inspect);
-                f.inspect = Inspector::kNone;
-                f.ctl |= flowctl::kRefused;
-                f.server_seq = seq;
-                release(f);
-                return {TrackVerdict::RefuseSession, ReplyReason::Daily,
-                        &pol.replies[static_cast<size_t>(ReplyReason::Daily)], pol.action_limit};
-            }
+            if (!pol.monitor)
+                return end_session(f, seq, ReplyReason::Daily,
+                                   &pol.replies[static_cast<size_t>(ReplyReason::Daily)], pol.action_limit);
             c.add(Ctr::monitor_passed);
         }
     }
-    if (r.kind == InspectResult::Continue) return pass;
+    if (r.kind == InspectResult::Continue) return kPass;
     inspector_->close(f.inspect);
     f.inspect = Inspector::kNone;
-    if (r.kind == InspectResult::Ended) return pass;
+    if (r.kind == InspectResult::Ended) return kPass;
     c.add(Ctr::refused_payload);
     if (pol.monitor) {
         c.add(Ctr::monitor_passed);
-        return pass;
+        return kPass;
     }
-    f.ctl |= flowctl::kRefused;
-    f.server_seq = seq;
-    release(f);  // the session is over on both sides: it no longer counts against its source
-    return {TrackVerdict::RefuseSession, ReplyReason::Payload, r.reply, pol.action_payload};
-}
-
-void FlowTracker::update(Flow& f, bool outbound, const Parsed& p, const Now& now, Counters& c) {
-    const FlowState before = f.state;
-    f.state = next_flow_state(f.state, f.fins, outbound, p.tcp_flags, p.payload_len);
-    if (f.state == FlowState::Closed && before != FlowState::Closed) {
-        release(f);
-        c.add(Ctr::flows_closed);
-    }
-    f.expire_ms = now.ms + timeout_ms(f.state);
+    return end_session(f, seq, ReplyReason::Payload, r.reply, pol.action_payload);
 }
 
 TrackResult FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const Policy& pol, bool to_relay,
@@ -245,12 +332,35 @@ TrackResult FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const P
         table_.erase(f);
     }
     if (!syn) {
-        if (p.tcp_flags & tcpflag::RST) return {TrackVerdict::Forward, ReplyReason::Unapproved};
+        if (p.tcp_flags & tcpflag::RST) return kPass;
         return {TrackVerdict::Untracked, ReplyReason::Unapproved};
     }
 
-    // A new connection.
-    if (table_.size() >= table_.max_flows()) {
+    // A new connection: a SYN, which costs its sender nothing. It is checked, peeked at and remembered as
+    // half-open; its source's slot waits for the handshake.
+    if (!tcp_checksums_ok(frame, p)) {
+        c.add(Ctr::tcp_bad_checksum);
+        return kDrop;
+    }
+    const Limits& limits = to_relay ? pol.relay_limits : pol.limit_overrides.find(p.src, pol.default_limits);
+    const uint64_t id = sources_->id_of(p.src);
+    if (const Admit a = sources_->peek(id, limits, now.us, now.day); a != Admit::Ok) {
+        c.add(counter_of(a));
+        if (!pol.monitor) return {TrackVerdict::Refuse, reason_of(a)};
+        c.add(Ctr::monitor_passed);
+    }
+    const auto cell = static_cast<uint16_t>(id >> 48);
+    if (half_open_cap_ && half_open_[cell] >= half_open_cap_ && table_.under_pressure()) {
+        c.add(Ctr::half_open_capped);  // one source's SYNs may not crowd out everyone else's
+        if (!pol.monitor) return kDrop;
+        c.add(Ctr::monitor_passed);
+        return kPass;
+    }
+    Flow* f = table_.insert_early_drop(k, h, [&](Flow& victim) {
+        c.add(Ctr::flows_early_dropped);
+        forget(victim);
+    });
+    if (!f) {
         c.add(Ctr::flow_table_full);
         if (pol.monitor) {
             c.add(Ctr::monitor_passed);
@@ -258,41 +368,164 @@ TrackResult FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const P
         }
         return {TrackVerdict::Refuse, ReplyReason::Busy};
     }
-    const Limits& limits = to_relay ? pol.relay_limits : pol.limit_overrides.find(p.src, pol.default_limits);
-    uint32_t slot;
-    if (const auto refused = admit(p.src, limits, pol, now, c, &slot))
-        return {TrackVerdict::Refuse, *refused};
-    Flow* f = table_.insert(k, h);  // room was checked above
+    const TcpSegment seg = read_tcp_segment(frame, p);
     f->state = FlowState::SynSent;
-    f->src_slot = slot;
-    if (!to_relay && pol.blocked_ports.test(p.dport)) f->ctl |= flowctl::kDirect;
+    f->opened_ms = now.ms;
     f->expire_ms = now.ms + timeouts_.half_open_ms;
-    c.add(Ctr::flows_opened);
-    return {TrackVerdict::Forward, ReplyReason::Unapproved};
+    f->client_next = seg.seq + 1;  // data on the SYN is removed: the client sends it again after the handshake
+    f->ttl = seg.ttl;
+    if (seg.opt.has_ts) {
+        f->tcp |= tcpctl::kClientTs;
+        f->ts_recent = seg.opt.tsval;
+    }
+    if (seg.opt.has_ws) {
+        f->tcp |= tcpctl::kClientWs;
+        f->client_ws = seg.opt.ws;
+    }
+    if (to_relay) f->ctl |= flowctl::kRelay;
+    if (!to_relay && pol.blocked_ports.test(p.dport)) f->ctl |= flowctl::kDirect;
+    f->ho_index = cell;
+    f->ctl |= flowctl::kHalfOpen;
+    if (half_open_[cell] != UINT16_MAX) ++half_open_[cell];
+    c.add(Ctr::flows_half_open);
+    TrackResult r = kPass;
+    if (p.payload_len) {
+        r.strip_payload = true;
+        c.add(Ctr::tcp_syn_data_stripped);
+    }
+    return r;
 }
 
-void FlowTracker::pick_up(const Parsed& p, const Now& now, Counters& c) {
+TrackResult FlowTracker::outbound_other(const Parsed& p, const uint8_t* frame, const Policy& pol,
+                                        const Now& now, Counters& c) {
+    // Only a watched port or a command that could open a session is worth a table lookup.
+    const bool opens = inspector_ && pol.inspect && pol.rules &&
+                       looks_like_smtp_command(frame + p.payload_off, p.payload_len);
+    if (!opens && !dyn_ports_.test(p.dport)) return kPass;
     const FlowKey k = flow_key(p, true);
     const uint32_t h = table_.hash(k);
-    if (p.tcp_flags & tcpflag::FIN) return;  // a connection on its way out: not worth a slot
-    Flow* f = table_.insert(k, h);
-    if (!f) {
-        c.add(Ctr::flows_untracked);
-        return;
+    if (Flow* f = table_.find(k, h)) return known(*f, p, frame, pol, now, c);
+    if (!opens || !pol.managed(p.src) || pol.relay(p.dst)) return kPass;
+    if (!probe_smtp(*pol.rules, worker_, frame + p.payload_off, p.payload_len)) return kPass;
+    c.add(Ctr::smtp_other_port);
+    const bool approved = pol.approved(p.src);
+    if (!approved && pol.smtp_other_ports == OtherPorts::Allow) return kPass;
+    const TcpSegment seg = read_tcp_segment(frame, p);
+    if (!tcp_checksums_ok(frame, p)) {
+        c.add(Ctr::tcp_bad_checksum);
+        return kDrop;
     }
-    const uint64_t id = sources_->id_of(p.src);
-    f->src_slot = sources_->acquire(id, now.us, now.day);
-    if (f->src_slot != SourceTable::kNone) sources_->hold(f->src_slot);
-    f->state = FlowState::Established;
-    f->expire_ms = now.ms + timeouts_.established_ms;
-    f->ctl |= flowctl::kInspected;  // joined mid-session: its commands cannot be read in order
-    c.add(Ctr::flows_picked_up);
+    if (!approved && pol.smtp_other_ports == OtherPorts::Refuse) {
+        // Refused at once and statelessly: a flood of such segments leaves nothing behind.
+        c.add(Ctr::refused_unapproved);
+        if (pol.monitor) {
+            c.add(Ctr::monitor_passed);
+            return kPass;
+        }
+        return {TrackVerdict::RefuseSession, ReplyReason::Unapproved,
+                &pol.replies[static_cast<size_t>(ReplyReason::Unapproved)], pol.action_unapproved};
+    }
+    // A source with connections open may already be over its limits; one with none has nothing against it
+    // until the server acknowledges this session (a spoofed one-segment "session" never is).
+    const Limits& limits = pol.limit_overrides.find(p.src, pol.default_limits);
+    if (const Admit a = sources_->peek(sources_->id_of(p.src), limits, now.us, now.day); a != Admit::Ok) {
+        c.add(counter_of(a));
+        if (!pol.monitor)
+            return {TrackVerdict::RefuseSession, reason_of(a), &pol.replies[static_cast<size_t>(reason_of(a))],
+                    pol.action_limit};
+        c.add(Ctr::monitor_passed);
+    }
+    Flow* f = table_.insert_early_drop(k, h, [&](Flow& victim) {
+        c.add(Ctr::flows_early_dropped);
+        forget(victim);
+    });
+    if (!f) {
+        c.add(Ctr::flow_table_full);
+        if (!pol.monitor)
+            return {TrackVerdict::RefuseSession, ReplyReason::Busy,
+                    &pol.replies[static_cast<size_t>(ReplyReason::Busy)], pol.action_limit};
+        c.add(Ctr::monitor_passed);
+        return kPass;
+    }
+    f->state = FlowState::Candidate;
+    f->opened_ms = now.ms;
+    f->expire_ms = now.ms + timeouts_.half_open_ms;
+    f->client_next = seg.seq;
+    f->first_seq = seg.seq;
+    f->ttl = seg.ttl;
+    f->ctl |= flowctl::kOtherPort;
+    if (port_refs_[p.dport]++ == 0) dyn_ports_.set(p.dport);
+    return known(*f, p, frame, pol, now, c);
 }
 
-void FlowTracker::inbound(const Parsed& p, const Now& now, Counters& c) {
+TrackResult FlowTracker::unknown(const Parsed& p, const Policy& pol, Counters& c) {
+    if (p.tcp_flags & tcpflag::RST) return kPass;
+    c.add(Ctr::flows_unknown_reset);
+    if (pol.monitor) {
+        c.add(Ctr::monitor_passed);
+        return kPass;
+    }
+    return {TrackVerdict::RefuseSession, ReplyReason::Busy, nullptr, Action::Rst};
+}
+
+void FlowTracker::inbound(const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
+                          Counters& c) {
+    (void)pol;
     if (table_.size() == 0) return;
     const FlowKey k = flow_key(p, false);
-    if (Flow* f = table_.find(k, table_.hash(k))) update(*f, false, p, now, c);
+    Flow* fp = table_.find(k, table_.hash(k));
+    if (!fp) return;
+    Flow& f = *fp;
+    const uint8_t fl = p.tcp_flags;
+    const TcpSegment seg = read_tcp_segment(frame, p);
+    if (f.state == FlowState::Closed) return;
+    if (f.state == FlowState::SynSent) {
+        if ((fl & tcpflag::SYN) && (fl & tcpflag::ACK) && seg.ack == f.client_next) {
+            f.server_next = seg.seq + 1;
+            f.server_ack = seg.ack;
+            if ((f.tcp & tcpctl::kClientWs) && seg.opt.has_ws) {
+                f.tcp |= tcpctl::kWs;
+                f.server_ws = seg.opt.ws;
+            }
+            if ((f.tcp & tcpctl::kClientTs) && seg.opt.has_ts) f.tcp |= tcpctl::kTs;
+            f.server_edge = seg.ack + seg.window;  // a SYN-ACK's window is never scaled
+            f.tcp |= tcpctl::kServerSeq;
+            f.state = FlowState::SynRecv;
+            f.expire_ms = now.ms + timeouts_.half_open_ms;
+        } else if ((fl & tcpflag::RST) && (fl & tcpflag::ACK) && seg.ack == f.client_next) {
+            close(f, c);  // connection refused by the server
+            f.expire_ms = now.ms + timeouts_.closing_ms;
+        }
+        return;
+    }
+    // The server's segments come from outside the racks, where the policed senders are not: trusted for
+    // state (an RST, a FIN), read for its window and acknowledgements.
+    if (fl & tcpflag::RST) {
+        close(f, c);
+        f.expire_ms = now.ms + timeouts_.closing_ms;
+        return;
+    }
+    if (fl & tcpflag::ACK) {
+        if (!(f.tcp & tcpctl::kServerSeq) || seq_lt(f.server_ack, seg.ack)) f.server_ack = seg.ack;
+        const uint32_t edge = seg.ack + (uint32_t{seg.window} << ((f.tcp & tcpctl::kWs) ? f.server_ws : 0));
+        if (!(f.tcp & tcpctl::kServerSeq) || seq_lt(f.server_edge, edge)) f.server_edge = edge;
+        const uint32_t end = seg.seq + p.payload_len + ((fl & tcpflag::FIN) ? 1u : 0u);
+        if (!(f.tcp & tcpctl::kServerSeq) || seq_lt(f.server_next, end)) f.server_next = end;
+        f.tcp |= tcpctl::kServerSeq;
+        // A Candidate whose bytes the server acknowledges is a session someone really opened: admitted now.
+        if (f.state == FlowState::Candidate && seq_lt(f.first_seq, seg.ack) && seq_le(seg.ack, f.client_next)) {
+            // A refusal here cannot be answered on this (inbound) segment: the client's next segment is.
+            if (confirm(f, p, pol, now, c)) f.ctl |= flowctl::kRefused;
+        }
+    }
+    if (fl & tcpflag::FIN) {
+        f.fins |= 2;
+        if (f.fins == 3)
+            close(f, c);
+        else if (f.state == FlowState::Established)
+            f.state = FlowState::Closing;
+    }
+    if (f.state != FlowState::Closed) f.expire_ms = now.ms + timeout_ms(f.state);
 }
 
 void FlowTracker::prefill(uint32_t n, const Now& now) {
@@ -314,6 +547,7 @@ void FlowTracker::sweep(const Now& now, uint32_t budget, Counters& c) {
         switch (f.state) {
             case FlowState::SynSent:
             case FlowState::SynRecv:
+            case FlowState::Candidate:
                 c.add(Ctr::flows_expired_half_open);
                 break;
             case FlowState::Established:

@@ -1,7 +1,19 @@
-// A worker's SMTP connection tracking: its flow table, the shared per-source limits, and the timeouts.
+// A worker's SMTP connection tracking: its flow table, the shared per-source limits, the timeouts, and the
+// TCP normalisation that keeps the gateway's view of a session the same as the server's.
+//
 // The worker hands it the segments classify_outbound marks for tracking (TCP to an SMTP port from a managed
-// source) and the inbound segments from an SMTP port; it keeps each flow's state, admits new connections
-// against the source's limits, and gives the limit back when a connection closes or times out.
+// source) and the inbound segments from an SMTP port. What it keeps, and what an attacker must pay for it:
+// - A SYN makes a half-open entry and nothing else (its source's limits are only peeked at): spoofed SYNs
+//   never complete a handshake, so they never claim a source slot or an inspector, and under pressure the
+//   oldest unconfirmed entries make room for new ones (early drop).
+// - The handshake is confirmed by the client's ACK of the server's SYN-ACK (its exact sequence number): only
+//   then is the connection admitted against its source's limits (a refusal there ends the session with the
+//   limit's reply) and read.
+// - Client segments are normalised: a wrong checksum, a lower TTL than the SYN's, an old timestamp (PAWS), an
+//   MD5/AO signature, data beyond the server's window or ahead of the next in-order byte are dropped (the
+//   server would discard them, or the client sends them again in order); a RST counts only at the exact next
+//   sequence number (RFC 5961); data on a SYN (TCP Fast Open) is removed.
+// - A segment of no known connection on an SMTP port is reset both ways: the gateway cannot vouch for it.
 #pragma once
 
 #include <bitset>
@@ -15,6 +27,7 @@
 #include "dataplane/inspect.hpp"
 #include "dataplane/policy.hpp"
 #include "dataplane/source_table.hpp"
+#include "dataplane/tcp_segment.hpp"
 
 namespace portcullis {
 
@@ -25,12 +38,12 @@ struct FlowTimeouts {
 };
 
 enum class TrackVerdict : uint8_t {
-    Forward,        // send it on
+    Forward,        // send it on (strip_payload: without its payload)
     Refuse,         // a new connection over a limit: answer with policy.action_limit and `reason`
-    Untracked,      // a segment of no known flow: the caller checks for a stateless refusal, then pick_up()
-    RefuseSession,  // what this segment says breaks the policy: end the session (policy.action_payload,
-                    // `reply`)
+    Untracked,      // a segment of no known flow: the caller checks for a stateless refusal, then unknown()
+    RefuseSession,  // end the session on both sides (`action`, `reply`)
     Refused,        // a later client segment of a session so ended
+    Drop,           // discard it (counted): the server would not take it as it is
 };
 
 struct TrackResult {
@@ -38,15 +51,18 @@ struct TrackResult {
     ReplyReason reason;
     const std::string* reply = nullptr;  // RefuseSession: the reply line
     Action action = Action::Smtp;        // RefuseSession: how the client is answered
+    bool strip_payload = false;          // Forward: a SYN's data (TCP Fast Open) is removed first
 };
 
 class FlowTracker {
   public:
     // Allocates: control side only. sources is shared by every worker and outlives the tracker; inspector
     // (this worker's, may be null: no inspection) too. worker: this worker's index (its Hyperscan scratch).
+    // half_open_cap: half-open connections one source may hold in this worker while the table is under
+    // pressure (3/4 full); 0: no cap.
     FlowTracker(uint32_t max_flows, const CookieKey& hash_key, SourceTable* sources, FlowTimeouts t,
-                Inspector* inspector = nullptr, uint16_t worker = 0);
-    // The bytes a tracker for max_flows allocates (itself, its flow table, its per-port counts).
+                Inspector* inspector = nullptr, uint16_t worker = 0, uint32_t half_open_cap = 64);
+    // The bytes a tracker for max_flows allocates (itself, its flow table, its per-port and half-open counts).
     static uint64_t bytes_for(uint32_t max_flows);
 
     // An outbound segment classify_outbound marked for tracking; to_relay: its destination is a relay. frame:
@@ -54,8 +70,9 @@ class FlowTracker {
     TrackResult outbound(const Parsed& p, const uint8_t* frame, const Policy& pol, bool to_relay,
                          const Now& now, Counters& c);
     // A TCP segment to a port that is not an SMTP port, which other_port() picked: a segment of a session
-    // found earlier by its commands, or a first command (EHLO, HELO, MAIL FROM) that makes it one. Limits
-    // apply to such a session, and inspection; an unapproved source's gets what policy.smtp_other_ports says.
+    // found earlier by its commands, or a first command (EHLO, HELO, MAIL FROM) that makes it one. Such a
+    // session is a Candidate until the server acknowledges its bytes; then it is admitted against its source's
+    // limits. An unapproved source's gets what policy.smtp_other_ports says.
     TrackResult outbound_other(const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
                                Counters& c);
     // Cheap, per forwarded TCP segment: worth outbound_other()? (a port with such sessions, or a command
@@ -65,12 +82,11 @@ class FlowTracker {
     }
     bool other_server_port(uint16_t port) const { return dyn_ports_.test(port); }
 
-    // An outbound segment of no known flow that is no stateless refusal's either: tracked from here on, as
-    // established, holding a concurrency unit (never refused: it may be a connection opened before a
-    // restart).
-    void pick_up(const Parsed& p, const Now& now, Counters& c);
+    // An outbound segment of no known flow that is no stateless refusal's either. Returns what to do: reset
+    // both ways (RefuseSession with Action::Rst), or Forward (a RST; monitor mode).
+    TrackResult unknown(const Parsed& p, const Policy& pol, Counters& c);
     // An inbound segment from an SMTP port: moves its flow's state, if it has one.
-    void inbound(const Parsed& p, const Now& now, Counters& c);
+    void inbound(const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now, Counters& c);
     // Expires flows past their timeout; examines `budget` table entries.
     void sweep(const Now& now, uint32_t budget, Counters& c);
 
@@ -83,27 +99,37 @@ class FlowTracker {
     const FlowTimeouts& timeouts() const { return timeouts_; }
 
   private:
-    void update(Flow& f, bool outbound, const Parsed& p, const Now& now, Counters& c);
     TrackResult known(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
                       Counters& c);
+    // The client segment's checks against what the server would accept; Forward when it may go on.
+    TrackResult normalise(Flow& f, const Parsed& p, const uint8_t* frame, const TcpSegment& seg, Counters& c);
+    // The handshake (or, for a Candidate, the server's acknowledgement) is seen: admit the connection.
+    std::optional<TrackResult> confirm(Flow& f, const Parsed& p, const Policy& pol, const Now& now,
+                                       Counters& c);
     void forget(Flow& f);  // before an entry is erased
-    // Counts a new connection against its source's limits: the refusal's reason, or nullopt when admitted
-    // (*slot: the unit it holds, or SourceTable::kNone). Monitor mode admits, and counts what it would have
-    // refused.
+    void close(Flow& f, Counters& c);  // a FIN pair or an accepted RST: holds nothing from now on
+    void leave_half_open(Flow& f);
     std::optional<ReplyReason> admit(const IpAddr& src, const Limits& limits, const Policy& pol,
                                      const Now& now, Counters& c, uint32_t* slot);
     void release(Flow& f);  // gives back the source's unit and ends inspection
     TrackResult inspect(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
                         Counters& c);
+    TrackResult end_session(Flow& f, uint32_t seq, ReplyReason reason, const std::string* reply, Action action);
+    bool must_read(const Flow& f, const IpAddr& src, const Policy& pol) const;
     uint32_t timeout_ms(FlowState s) const;
+    const Limits& limits_for(const Flow& f, const IpAddr& src, const Policy& pol) const {
+        return (f.ctl & flowctl::kRelay) ? pol.relay_limits : pol.limit_overrides.find(src, pol.default_limits);
+    }
 
     FlowTable table_;
     SourceTable* sources_;
     FlowTimeouts timeouts_;
     Inspector* inspector_;
     uint16_t worker_;
+    uint32_t half_open_cap_;
     std::bitset<65536> dyn_ports_;           // server ports with sessions found by their commands
     std::unique_ptr<uint32_t[]> port_refs_;  // how many such sessions each port has
+    std::unique_ptr<uint16_t[]> half_open_;  // half-open connections per source hash cell (65536 cells)
 };
 
 }  // namespace portcullis

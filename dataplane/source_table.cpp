@@ -17,14 +17,19 @@ uint64_t pack_daily(uint32_t day, uint32_t count) {
 }
 }  // namespace
 
-SourceTable::SourceTable(uint32_t capacity, const CookieKey& key)
-    : mask_(static_cast<uint32_t>(slots_for(capacity) - 1)), key_(key) {
+SourceTable::SourceTable(uint32_t capacity, const CookieKey& key, uint8_t v6_prefix, uint32_t max_flows)
+    : mask_(static_cast<uint32_t>(slots_for(capacity) - 1)),
+      key_(key),
+      v6_prefix_(v6_prefix < 1 ? 1 : v6_prefix > 128 ? 128 : v6_prefix),
+      max_flows_(max_flows) {
     slots_ = std::make_unique<Slot[]>(size_t{mask_} + 1);
 }
 
 uint64_t SourceTable::id_of(const IpAddr& a) const {
     uint8_t buf[17];
-    const auto bytes = a.v6 ? v6_to_bytes(a.v6addr) : v6_to_bytes(u128{a.v4});
+    u128 v = a.v6 ? a.v6addr : u128{a.v4};
+    if (a.v6 && v6_prefix_ < 128) v &= ~((u128{1} << (128 - v6_prefix_)) - 1);  // the source's prefix
+    const auto bytes = v6_to_bytes(v);
     std::copy(bytes.begin(), bytes.end(), buf);
     buf[16] = a.v6 ? 6 : 4;
     return siphash24(key_, buf, sizeof buf) | 1;  // never 0, which marks a free slot
@@ -36,7 +41,7 @@ bool SourceTable::idle(const Slot& s, uint64_t now_us, uint32_t day) const {
            (static_cast<uint32_t>(d >> 32) != day || static_cast<uint32_t>(d) == 0);
 }
 
-uint32_t SourceTable::acquire(uint64_t id, uint64_t now_us, uint32_t day) {
+uint32_t SourceTable::acquire(uint64_t id, uint64_t now_us, uint32_t day, bool* reclaimed) {
     // The group: the id's bits above the way index (the low bit is always 1).
     const uint32_t base = static_cast<uint32_t>(id >> 1) & mask_ & ~(kWays - 1);
     for (uint32_t w = 0; w < kWays; ++w)
@@ -65,7 +70,49 @@ uint32_t SourceTable::acquire(uint64_t id, uint64_t now_us, uint32_t day) {
             return base + w;
         }
     }
+    // Reclaim the way idle longest that holds nothing but a daily count: the table is too small for the
+    // day's senders, and losing one idle source's count beats refusing a sender that is here now.
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        uint32_t victim = kNone;
+        uint64_t oldest = UINT64_MAX;
+        for (uint32_t w = 0; w < kWays; ++w) {
+            const Slot& s = slots_[base + w];
+            if (s.concurrent.load(kRlx) != 0 || s.tat_us.load(kRlx) > now_us) continue;
+            const uint64_t last = s.last_us.load(kRlx);
+            if (last < oldest) {
+                oldest = last;
+                victim = base + w;
+            }
+        }
+        if (victim == kNone) return kNone;
+        Slot& s = slots_[victim];
+        uint64_t old = s.id.load(kAcq);
+        if (s.concurrent.load(kRlx) == 0 && s.id.compare_exchange_strong(old, id, kAcqRel)) {
+            s.tat_us.store(0, kRlx);
+            s.daily.store(0, kRlx);
+            s.last_us.store(now_us, kRel);
+            if (reclaimed) *reclaimed = true;
+            return victim;
+        }
+    }
     return kNone;
+}
+
+Admit SourceTable::peek(uint64_t id, const Limits& l, uint64_t now_us, uint32_t day) const {
+    const Slot* s = find(id);
+    if (!s) return Admit::Ok;
+    const uint32_t cap = concurrency_cap(l);
+    if (cap && s->concurrent.load(kRlx) >= cap) return Admit::Concurrency;
+    if (l.rate_per_min) {
+        const uint64_t t = gcra_interval_us(l.rate_per_min);
+        const uint64_t tat = s->tat_us.load(kRlx);
+        if (tat > now_us && tat - now_us > t * (l.rate_per_min - 1)) return Admit::Rate;
+    }
+    if (l.daily) {
+        const uint64_t d = s->daily.load(kRlx);
+        if (static_cast<uint32_t>(d >> 32) == day && static_cast<uint32_t>(d) >= l.daily) return Admit::Daily;
+    }
+    return Admit::Ok;
 }
 
 Admit SourceTable::admit(uint32_t slot, uint64_t id, const Limits& l, uint64_t now_us, uint32_t day,
@@ -73,7 +120,7 @@ Admit SourceTable::admit(uint32_t slot, uint64_t id, const Limits& l, uint64_t n
     Slot& s = slots_[slot];
     Admit verdict = Admit::Ok;
     const uint32_t open = s.concurrent.fetch_add(1, kAcqRel) + 1;
-    if (l.concurrent && open > l.concurrent) {
+    if (const uint32_t cap = concurrency_cap(l); cap && open > cap) {
         verdict = Admit::Concurrency;
         if (enforce) {
             s.concurrent.fetch_sub(1, kAcqRel);
@@ -98,10 +145,11 @@ Admit SourceTable::admit(uint32_t slot, uint64_t id, const Limits& l, uint64_t n
             if (s.tat_us.compare_exchange_weak(tat, from + t, kAcqRel)) break;
         }
     }
+    // Daily volume: kept only where a daily limit applies (a source with none leaves no state for the day).
     uint64_t d = s.daily.load(kRlx);
-    for (;;) {
+    for (; l.daily;) {
         const uint32_t count = static_cast<uint32_t>(d >> 32) == day ? static_cast<uint32_t>(d) : 0;
-        if (l.daily && count >= l.daily) {
+        if (count >= l.daily) {
             if (verdict == Admit::Ok) verdict = Admit::Daily;
             if (enforce) {
                 s.concurrent.fetch_sub(1, kAcqRel);
@@ -127,6 +175,7 @@ void SourceTable::release(uint32_t slot) {
 }
 
 bool SourceTable::count_message(uint32_t slot, uint32_t daily_limit, uint32_t day) {
+    if (!daily_limit) return true;  // no daily limit: no daily state
     Slot& s = slots_[slot];
     uint64_t d = s.daily.load(kRlx);
     for (;;) {
