@@ -43,16 +43,28 @@ namespace portcullis {
     X(source_table_full, "new SMTP connections refused: no per-source slot free")                    \
     X(inspect_flows, "SMTP sessions whose client commands were read")                                \
     X(inspect_segments, "client segments read by the inspection")                                    \
+    X(inspect_server_segments, "server segments read by the inspection (replies)")                   \
     X(inspect_ehlo, "EHLO/HELO commands read")                                                       \
     X(inspect_mail_from, "MAIL FROM commands read")                                                  \
-    X(inspect_ended_starttls, "inspections ended at STARTTLS (the rest is encrypted)")               \
-    X(inspect_ended_data, "inspections ended at DATA/BDAT (the message is not read)")                \
-    X(inspect_ended_budget, "inspections ended after inspect_bytes")                                 \
+    X(inspect_ended_starttls, "inspections ended at STARTTLS the server accepted (220)")             \
+    X(inspect_ended_tls, "inspections ended at implicit TLS the server answered in TLS")             \
+    X(inspect_ended_quit, "inspections ended at QUIT the server accepted (221)")                     \
+    X(inspect_bodies, "message bodies (DATA answered 354), BDAT chunks passed over")                 \
+    X(inspect_ended_budget, "inspections ended after inspect_bytes of commands")                     \
     X(inspect_ended_gap, "inspections ended at a sequence gap (a segment lost or reordered)")        \
-    X(inspect_overlong_lines, "command lines longer than 512 bytes, skipped to their end")           \
+    X(inspect_ended_unreadable, "inspections ended unreadable, the session need not be read")        \
+    X(inspect_overlong_lines, "command lines longer than the 1024 bytes kept (read by those)")       \
     X(inspect_pool_empty, "SMTP sessions not inspected: every inspection slot in use")               \
     X(inspect_no_stream, "Hyperscan stream errors (rules not applied to that session)")              \
     X(inspect_rule_counted, "matches of count-only rules")                                           \
+    X(inspect_unreadable_budget, "unreadable: over inspect_bytes of commands in a transaction")      \
+    X(inspect_unreadable_pool_full, "unreadable: no inspection slot free")                           \
+    X(inspect_unreadable_gap, "unreadable: a client sequence gap (a segment lost or reordered)")     \
+    X(inspect_unreadable_server_gap, "unreadable: a server sequence gap (replies lost)")             \
+    X(inspect_unreadable_desync, "unreadable: server replies that pair with no command")             \
+    X(inspect_unreadable_overlong, "unreadable: a line too long, or cut inside its name")            \
+    X(inspect_unreadable_protocol, "unreadable: commands before the reply to STARTTLS/DATA")         \
+    X(inspect_unreadable_tls, "unreadable: TLS framing broken, or a cleartext answer to TLS")        \
     X(smtp_other_port, "SMTP sessions found by their commands on a port that is not an SMTP port")   \
     X(refused_payload, "SMTP sessions refused for what they said (EHLO, MAIL FROM, a rule)")         \
     X(rst_sent_server, "RSTs sent to the servers of sessions refused mid-way")                       \

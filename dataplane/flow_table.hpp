@@ -62,6 +62,8 @@ inline constexpr uint8_t kDirect = 0x01;     // to a blocked port (direct-to-MX)
 inline constexpr uint8_t kInspected = 0x02;  // inspection started (and maybe ended): not again
 inline constexpr uint8_t kRefused = 0x04;    // refused mid-session for what it said
 inline constexpr uint8_t kOtherPort = 0x08;  // found by its commands on a port that is not an SMTP port
+inline constexpr uint8_t kServerSpoke =
+    0x10;  // the server sent payload (an inspection opened now is mid-way)
 }  // namespace flowctl
 static_assert(sizeof(Flow) == 64);
 

@@ -37,6 +37,19 @@ Ctr counter_of(Admit a) {
     return Ctr::source_table_full;
 }
 
+// What an inspected flow is held to; client: the flow's client (inside) address.
+InspectPolicy inspect_policy(const Flow& f, const IpAddr& client, const Policy& pol, uint16_t worker) {
+    InspectPolicy ip;
+    ip.db = pol.rules.get();
+    ip.names = (f.ctl & flowctl::kDirect) ? pol.names.find(client) : nullptr;
+    ip.builtin = (f.ctl & flowctl::kDirect) != 0;
+    ip.allow_literal = pol.ehlo_allow_literal;
+    ip.budget = pol.inspect_bytes;
+    ip.worker = worker;
+    ip.source = &client;
+    return ip;
+}
+
 }  // namespace
 
 FlowTracker::FlowTracker(uint32_t max_flows, const CookieKey& hash_key, SourceTable* sources, FlowTimeouts t,
@@ -165,27 +178,22 @@ TrackResult FlowTracker::inspect(Flow& f, const Parsed& p, const uint8_t* frame,
     const TrackResult pass{TrackVerdict::Forward, ReplyReason::Unapproved};
     const uint8_t* payload = frame + p.payload_off;
     const uint32_t seq = load_be32(frame + p.l4_off + 4);
+    if (f.inspect == Inspector::kNone && (f.ctl & flowctl::kInspected)) return pass;
+    const InspectPolicy ip = inspect_policy(f, p.src, pol, worker_);
+    InspectResult r;
     if (f.inspect == Inspector::kNone) {
-        if (f.ctl & flowctl::kInspected) return pass;
         f.ctl |= flowctl::kInspected;
-        if (payload[0] == 0x16)
-            return pass;  // a TLS handshake record (implicit TLS, port 465): nothing to read
-        f.inspect = inspector_->open(seq);
-        if (f.inspect == Inspector::kNone) {
-            c.add(Ctr::inspect_pool_empty);
-            return pass;
-        }
-        c.add(Ctr::inspect_flows);
+        // From the start when the server has said nothing yet (its greeting is reply 0; the segment's ACK is
+        // the server's next sequence number), else mid-way.
+        f.inspect = (f.ctl & (flowctl::kServerSpoke | flowctl::kOtherPort))
+                        ? inspector_->open(seq)
+                        : inspector_->open(seq, load_be32(frame + p.l4_off + 8));
+        if (f.inspect == Inspector::kNone)
+            r = unreadable(Unreadable::PoolFull, ip, c);
+        else
+            c.add(Ctr::inspect_flows);
     }
-    InspectPolicy ip;
-    ip.db = pol.rules.get();
-    ip.names = (f.ctl & flowctl::kDirect) ? pol.names.find(p.src) : nullptr;
-    ip.builtin = (f.ctl & flowctl::kDirect) != 0;
-    ip.allow_literal = pol.ehlo_allow_literal;
-    ip.budget = pol.inspect_bytes;
-    ip.worker = worker_;
-    ip.source = &p.src;
-    const InspectResult r = inspector_->feed(f.inspect, payload, p.payload_len, seq, ip, c);
+    if (f.inspect != Inspector::kNone) r = inspector_->feed(f.inspect, payload, p.payload_len, seq, ip, c);
     if (r.messages && f.src_slot != SourceTable::kNone) {
         // A cleartext session's second and later messages count against the daily volume too (its first was
         // counted with the connection).
@@ -208,7 +216,7 @@ TrackResult FlowTracker::inspect(Flow& f, const Parsed& p, const uint8_t* frame,
         }
     }
     if (r.kind == InspectResult::Continue) return pass;
-    inspector_->close(f.inspect);
+    if (f.inspect != Inspector::kNone) inspector_->close(f.inspect);
     f.inspect = Inspector::kNone;
     if (r.kind == InspectResult::Ended) return pass;
     c.add(Ctr::refused_payload);
@@ -289,10 +297,24 @@ void FlowTracker::pick_up(const Parsed& p, const Now& now, Counters& c) {
     c.add(Ctr::flows_picked_up);
 }
 
-void FlowTracker::inbound(const Parsed& p, const Now& now, Counters& c) {
+void FlowTracker::inbound(const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
+                          Counters& c) {
     if (table_.size() == 0) return;
     const FlowKey k = flow_key(p, false);
-    if (Flow* f = table_.find(k, table_.hash(k))) update(*f, false, p, now, c);
+    Flow* f = table_.find(k, table_.hash(k));
+    if (!f) return;
+    update(*f, false, p, now, c);
+    if (!p.payload_len) return;
+    f->ctl |= flowctl::kServerSpoke;
+    if (f->inspect == Inspector::kNone || f->state == FlowState::Closed) return;
+    const InspectResult r =
+        inspector_->feed_server(f->inspect, frame + p.payload_off, p.payload_len,
+                                load_be32(frame + p.l4_off + 4), inspect_policy(*f, p.dst, pol, worker_), c);
+    if (r.kind == InspectResult::Ended) {
+        inspector_->close(f->inspect);
+        f->inspect = Inspector::kNone;
+    }
+    // Unreadable: the inspector gives it again at the client's next segment, which ends the session there.
 }
 
 void FlowTracker::prefill(uint32_t n, const Now& now) {

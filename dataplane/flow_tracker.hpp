@@ -69,8 +69,9 @@ class FlowTracker {
     // established, holding a concurrency unit (never refused: it may be a connection opened before a
     // restart).
     void pick_up(const Parsed& p, const Now& now, Counters& c);
-    // An inbound segment from an SMTP port: moves its flow's state, if it has one.
-    void inbound(const Parsed& p, const Now& now, Counters& c);
+    // An inbound segment from an SMTP port: moves its flow's state, if it has one, and reads its payload
+    // (the server's replies) when the flow is inspected.
+    void inbound(const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now, Counters& c);
     // Expires flows past their timeout; examines `budget` table entries.
     void sweep(const Now& now, uint32_t budget, Counters& c);
 

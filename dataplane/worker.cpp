@@ -240,7 +240,7 @@ void process_inbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pkt
             const Parsed p = parse_frame(rte_pktmbuf_mtod(pkts[i], uint8_t*), rte_pktmbuf_data_len(pkts[i]));
             if (p.kind == L3Kind::Tcp &&
                 (pol.smtp_ports.test(p.sport) || ctx.flows->other_server_port(p.sport)))
-                ctx.flows->inbound(p, now.get(), c);
+                ctx.flows->inbound(p, rte_pktmbuf_mtod(pkts[i], const uint8_t*), pol, now.get(), c);
         }
     }
     c.add(Ctr::fwd_inbound, send_or_free(ctx.inside_port, ctx.queue, pkts, n, c, Ctr::tx_full_inside));

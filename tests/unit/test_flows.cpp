@@ -257,7 +257,8 @@ class Tracker : public ::testing::Test {
     void in(FrameSpec s, uint64_t ms) {
         std::swap(s.src, s.dst);
         std::swap(s.sport, s.dport);
-        tracker.inbound(parsed(s), clock.after_us(ms * 1000), c);
+        const Parsed p = parsed(s);
+        tracker.inbound(p, g_frame.data(), pol, clock.after_us(ms * 1000), c);
     }
     uint32_t open() {
         return sources.view(*parse_addr("198.51.100.20"), pol.default_limits, 0, 0).concurrent;
