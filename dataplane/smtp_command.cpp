@@ -91,8 +91,11 @@ CommandLine parse_command(std::string_view line, bool truncated) {
     CommandLine c;
     line = skip_space(line);
     const size_t w = word_end(line);
-    if (truncated && w == line.size()) {  // not even the verb is whole
-        c.whole = false;
+    // Cut inside the first word: what it is matters only when it may still become a verb read here (a SASL
+    // response line is one long word, harmless).
+    if (truncated && w == line.size() && !starts_with_ci(line, "mail")) {
+        for (std::string_view verb : {"ehlo", "helo", "mail", "starttls", "data", "bdat", "quit"})
+            if (is_prefix_ci(line, verb)) c.whole = false;
         return c;
     }
     const std::string_view verb = line.substr(0, w);
