@@ -339,7 +339,7 @@ TEST_F(InspectServer, FakeTlsFirstByteIsReadAsCommands) {
     EXPECT_EQ(o.reply, "550 5.7.1 EHLO name is not the host name approved for this address");
     // A record header that is not a ClientHello's, or that breaks off: commands.
     for (const std::string& start : {"\x16\x03\x01\x00\x30\x02"s, "\x16\x03\x05\x00\x30\x01"s,
-                                    "\x16\x03\x01\x48\x01\x01"s, "\x16\x03\x01\x00\x00\x01"s, "\x16\x02"s}) {
+                                     "\x16\x03\x01\x48\x01\x01"s, "\x16\x03\x01\x00\x00\x01"s, "\x16\x02"s}) {
         o = same_every_way(Steps{C(start + "\r\nEHLO foreign.example\r\n")});
         EXPECT_EQ(o.kind, InspectResult::Violation) << testing::PrintToString(start);
     }
