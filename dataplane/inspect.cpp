@@ -495,15 +495,28 @@ namespace {
 // here, so that every end some server takes is taken. Returns the bytes used; *ended: the end was found, and
 // *cr_end: it was ".\r" (an LF right after belongs to it).
 uint32_t body_end(uint8_t& at, const uint8_t* p, uint32_t n, bool* ended, bool* cr_end) {
-    for (uint32_t i = 0; i < n; ++i) {
-        const uint8_t ch = p[i];
-        const bool eol = ch == '\r' || ch == '\n';
-        if (at == 2 && eol) {
-            *ended = true;
-            *cr_end = ch == '\r';
-            return i + 1;
+    const auto eol = [](uint8_t ch) { return ch == '\r' || ch == '\n'; };
+    uint32_t i = 0;
+    while (i < n) {
+        if (at == 2) {  // after a line-start ".": a line end ends the message
+            const uint8_t ch = p[i++];
+            if (eol(ch)) {
+                *ended = true;
+                *cr_end = ch == '\r';
+                return i;
+            }
+            at = 0;
+            continue;
         }
-        at = eol ? 1 : (at == 1 && ch == '.') ? 2 : 0;
+        // Only a "." can start the end: memchr passes over the rest at memory speed.
+        const void* dot = std::memchr(p + i, '.', n - i);
+        if (!dot) {
+            at = eol(p[n - 1]) ? 1 : 0;
+            return n;
+        }
+        const auto j = static_cast<uint32_t>(static_cast<const uint8_t*>(dot) - p);
+        at = (j == i ? at == 1 : eol(p[j - 1])) ? 2 : 0;
+        i = j + 1;
     }
     return n;
 }
