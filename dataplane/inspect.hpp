@@ -153,8 +153,8 @@ class Inspector {
     // path come first: a line whose verb, name or path does not end inside them is Overlong.
     static constexpr uint32_t kKeep = 1024;
     // The longest command line accepted, before its LF: a SASL response line may be 12288 bytes (RFC 4954
-    // 4), plus 512 for a command line's verb and arguments around it. Longer is Overlong (no server reads a
-    // longer line as one command: they cut it or refuse it).
+    // 4), plus 512 for a command line's verb and arguments around it. Longer is Overlong as soon as it is
+    // (before its LF), in a session that must be read; in one that need not be, it is skipped to its end.
     static constexpr uint32_t kMaxLine = 12288 + 512;
     // A server reply line's bytes kept: the code, the separator and "CHUNKING".
     static constexpr uint32_t kReplyKeep = 16;
