@@ -99,18 +99,28 @@ po::options_description make_description() {
         ("relay_rate", po::value<std::string>()->default_value("0"), "rate for connections to relay hosts")
         ("relay_daily", po::value<unsigned>()->default_value(0), "daily for connections to relay hosts")
         ("max_flows", po::value<unsigned>()->default_value(262144),
-            "SMTP connections each worker tracks at most (64 bytes each, table at most 3/4 full); a new "
-            "connection finding the table full gets action_limit with reply_busy")
+            "SMTP connections each worker tracks at most (128 bytes each, table at most 3/4 full); a new "
+            "connection finding the table full first pushes out the oldest unconfirmed one nearby (early drop), "
+            "else gets action_limit with reply_busy")
         ("max_sources", po::value<unsigned>()->default_value(262144),
-            "sources with limit state, shared by all workers (64 bytes each)")
+            "sources with limit state, shared by all workers (64 bytes each); a source gets one only once its "
+            "handshake completes, and keeps it past its last connection only while a daily limit counts it")
+        ("source_prefix_v6", po::value<unsigned>()->default_value(64),
+            "IPv6 prefix length one source stands for in the limits (64: a customer's /64 is one sender)")
+        ("max_flows_per_source", po::value<unsigned>()->default_value(1024),
+            "connections one source may hold open where its limits set no max_concurrent (0: no cap)")
+        ("max_half_open_per_source", po::value<unsigned>()->default_value(64),
+            "half-open connections one source may hold per worker while the flow table is 3/4 full (0: no cap); "
+            "more SYNs are dropped")
         ("flow_timeout_half_open", po::value<unsigned>()->default_value(30),
-            "seconds a connection whose handshake has not completed holds its source's slot")
+            "seconds a connection whose handshake has not completed is tracked (it holds no source slot)")
         ("flow_timeout_established", po::value<unsigned>()->default_value(1800),
             "seconds an idle open SMTP connection is tracked")
         ("flow_timeout_closing", po::value<unsigned>()->default_value(60),
             "seconds a half-closed connection is tracked, and a closed one lingers")
         ("inspect", po::value<bool>()->default_value(true),
-            "read the client's SMTP commands (EHLO/HELO, MAIL FROM, the rules) until STARTTLS, DATA or inspect_bytes")
+            "read the client's SMTP commands (EHLO/HELO, MAIL FROM, the rules) and the server's replies, until the "
+            "server accepts STARTTLS or implicit TLS; message bodies are skipped")
         ("rules_dir", po::value<std::string>()->default_value("/etc/portcullis/rules"),
             "directory of *.rules files (format: rules/README.md); 'portcullisctl rules reload' rereads it")
         ("max_rules", po::value<unsigned>()->default_value(5000),
@@ -122,15 +132,20 @@ po::options_description make_description() {
         ("action_payload", po::value<std::string>()->default_value("smtp"),
             "a session whose commands break the policy: smtp (a 550 5.7.1 line naming the reason, then the session "
             "is closed, the server reset), rst or drop")
+        ("action_unreadable", po::value<std::string>()->default_value("smtp"),
+            "a session that must be read but cannot be (see docs/security.md: budget, pool_full, gap, server_gap, "
+            "desync, overlong, protocol, tls): smtp (the cause's reply line), rst or drop; "
+            "action_unreadable_<cause> overrides it for one cause")
         ("ehlo_allow_literal", po::value<bool>()->default_value(false),
             "accept EHLO/HELO with an address literal ([192.0.2.1]) from direct-to-MX senders")
         ("smtp_other_ports", po::value<std::string>()->default_value("limit"),
             "SMTP found by its commands (EHLO, HELO, MAIL FROM) on a port that is not an SMTP port, from an "
             "unapproved managed source: allow (untouched), limit (tracked, limited, read, like 587) or refuse")
-        ("inspect_bytes", po::value<unsigned>()->default_value(4096),
-            "client bytes read at most per session")
+        ("inspect_bytes", po::value<unsigned>()->default_value(32768),
+            "command bytes read at most per transaction (reset at each message's end); past it, a session that must "
+            "be read (its approval names a host or domains, or rules are in force) is ended, others go unread")
         ("max_inspected", po::value<unsigned>()->default_value(16384),
-            "sessions read at once per worker; more are tracked and limited, not read")
+            "sessions read at once per worker; with none free, a session that must be read is refused (421)")
         ("inspect_stream_bytes", po::value<unsigned>()->default_value(512),
             "Hyperscan stream state each read session may use; a rule set needing more is refused")
         ("bench_prefill_flows", po::value<unsigned>()->default_value(0),
@@ -150,6 +165,11 @@ po::options_description make_description() {
         ("tx_desc", po::value<unsigned>()->default_value(1024), "TX descriptors per queue")
         ("mbufs", po::value<unsigned>()->default_value(16383), "packet buffers in the pool");
     // clang-format on
+    for (size_t i = 0; i < kUnreadableCauses; ++i) {
+        const std::string key =
+            std::string("action_unreadable_") + unreadable_name(static_cast<Unreadable>(i));
+        d.add_options()(key.c_str(), po::value<std::string>(), "action_unreadable for this cause alone");
+    }
     return d;
 }
 
@@ -261,6 +281,9 @@ Config build(const po::variables_map& vm) {
     // for the values given is checked once the worker count is known (control/memory_budget.hpp).
     c.max_flows = bounded(vm, "max_flows", 16, 64u << 20);
     c.max_sources = bounded(vm, "max_sources", 64, 64u << 20);
+    c.source_prefix_v6 = static_cast<uint8_t>(bounded(vm, "source_prefix_v6", 32, 128));
+    c.max_flows_per_source = bounded(vm, "max_flows_per_source", 0, 64u << 20);
+    c.max_half_open_per_source = bounded(vm, "max_half_open_per_source", 0, 65535);
     c.timeouts.half_open_ms = 1000 * bounded(vm, "flow_timeout_half_open", 1, 3600);
     c.timeouts.established_ms = 1000 * bounded(vm, "flow_timeout_established", 10, 7 * 86400);
     c.timeouts.closing_ms = 1000 * bounded(vm, "flow_timeout_closing", 1, 3600);
@@ -271,6 +294,14 @@ Config build(const po::variables_map& vm) {
     c.max_rules = bounded(vm, "max_rules", 1, 1'000'000);
     c.rules_compile_timeout = bounded(vm, "rules_compile_timeout", 1, 3600);
     c.action_payload = action_of(vm, "action_payload");
+    {
+        const Action all = action_of(vm, "action_unreadable");
+        for (size_t i = 0; i < kUnreadableCauses; ++i) {
+            const std::string key =
+                std::string("action_unreadable_") + unreadable_name(static_cast<Unreadable>(i));
+            c.action_unreadable[i] = vm.count(key) ? action_of(vm, key.c_str()) : all;
+        }
+    }
     c.ehlo_allow_literal = vm["ehlo_allow_literal"].as<bool>();
     {
         const auto& v = vm["smtp_other_ports"].as<std::string>();

@@ -23,11 +23,14 @@ struct Config {
     std::vector<uint16_t> open_ports;
     Action action_unapproved = Action::Rst;
     Action action_limit = Action::Smtp;
-    ReplyLines replies;             // the SMTP reply line per ReplyReason, for action smtp
-    Limits default_limits;          // per managed source; an approval's own values win
-    Limits relay_limits;            // connections to relay hosts
-    uint32_t max_flows = 262144;    // tracked SMTP connections per worker
-    uint32_t max_sources = 262144;  // sources with limit state, shared by the workers
+    ReplyLines replies;                      // the SMTP reply line per ReplyReason, for action smtp
+    Limits default_limits;                   // per managed source; an approval's own values win
+    Limits relay_limits;                     // connections to relay hosts
+    uint32_t max_flows = 262144;             // tracked SMTP connections per worker
+    uint32_t max_sources = 262144;           // sources with limit state, shared by the workers
+    uint8_t source_prefix_v6 = 64;           // an IPv6 source is its /64
+    uint32_t max_flows_per_source = 1024;    // open connections a source without max_concurrent may hold
+    uint32_t max_half_open_per_source = 64;  // per worker, while the flow table is under pressure
     FlowTimeouts timeouts;
     uint32_t bench_prefill_flows = 0;  // benchmarks only: synthetic flows per worker at start
     // Inspection of SMTP sessions.
@@ -37,9 +40,10 @@ struct Config {
     uint32_t max_rules = 5000;            // rules in rules_dir at most (a compile of 5,000 takes about 5 s)
     uint32_t rules_compile_timeout = 60;  // seconds a compile may take before it is killed
     Action action_payload = Action::Smtp;
+    std::array<Action, kUnreadableCauses> action_unreadable = make_unreadable_actions();
     bool ehlo_allow_literal = false;
     OtherPorts smtp_other_ports = OtherPorts::Limit;
-    uint32_t inspect_bytes = 4096;
+    uint32_t inspect_bytes = 32768;
     uint32_t max_inspected = 16384;       // sessions read at once, per worker
     uint32_t inspect_stream_bytes = 512;  // Hyperscan stream state per inspected session
     CookieKey cookie_key;                 // not an option: drawn at random by the daemon at start

@@ -237,7 +237,8 @@ int run(int argc, char** argv) {
                                  .count();
         FlowView flow_view;
         flow_view.clock = Clock::make(rte_rdtsc(), rte_get_tsc_hz(), unix_us);
-        SourceTable limit_table(cfg.max_sources, cfg.cookie_key);
+        SourceTable limit_table(cfg.max_sources, cfg.cookie_key, cfg.source_prefix_v6,
+                                cfg.max_flows_per_source);
         flow_view.sources = &limit_table;
         std::vector<std::unique_ptr<FlowTracker>> trackers;
         std::vector<std::unique_ptr<Inspector>> inspectors;
@@ -248,9 +249,9 @@ int run(int argc, char** argv) {
                 cfg.inspect ? std::make_unique<Inspector>(cfg.max_inspected, cfg.inspect_stream_bytes)
                             : nullptr);
             flow_view.inspectors.push_back(inspectors.back().get());
-            trackers.push_back(std::make_unique<FlowTracker>(cfg.max_flows, flow_key, &limit_table,
-                                                             cfg.timeouts, inspectors.back().get(),
-                                                             static_cast<uint16_t>(w)));
+            trackers.push_back(std::make_unique<FlowTracker>(
+                cfg.max_flows, flow_key, &limit_table, cfg.timeouts, inspectors.back().get(),
+                static_cast<uint16_t>(w), cfg.max_half_open_per_source));
             flow_view.trackers.push_back(trackers.back().get());
             if (cfg.bench_prefill_flows)
                 trackers.back()->prefill(cfg.bench_prefill_flows, flow_view.clock.at(rte_rdtsc()));

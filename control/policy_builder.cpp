@@ -132,6 +132,7 @@ BuiltPolicy build_policy(const Config& cfg, const ApprovalStore* store, int64_t 
     if (store) build_names(pol, store->records());
     pol.inspect = cfg.inspect;
     pol.action_payload = cfg.action_payload;
+    pol.action_unreadable = cfg.action_unreadable;
     pol.ehlo_allow_literal = cfg.ehlo_allow_literal;
     pol.smtp_other_ports = cfg.smtp_other_ports;
     pol.inspect_bytes = cfg.inspect_bytes;

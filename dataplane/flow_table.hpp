@@ -38,8 +38,8 @@ enum class FlowState : uint8_t {
     Established,  // the client acknowledged the server's SYN-ACK: a handshake the client really made
     Closing,      // a FIN from one side
     Closed,       // FINs from both sides, or a RST: lingers to absorb retransmissions, holds no limit unit
-    Candidate,    // SMTP found by its commands on a port that is not an SMTP port, not yet acknowledged by the
-                  // server (a spoofed one-segment "session" never is): holds no source slot
+    Candidate,  // SMTP found by its commands on a port that is not an SMTP port, not yet acknowledged by the
+                // server (a spoofed one-segment "session" never is): holds no source slot
 };
 const char* flow_state_name(FlowState s);
 // Unconfirmed entries: cheap to make for anyone who can send a packet, so the first to go under pressure.
@@ -51,14 +51,14 @@ inline bool unconfirmed(FlowState s) {
 // normaliser checks segments against.
 struct alignas(64) Flow {
     FlowKey key;
-    uint32_t hash;        // the key's hash: its home slot, kept for deletion
-    uint32_t expire_ms;   // Now::ms after which the entry goes
-    uint32_t src_slot;    // the SourceTable slot it holds a concurrency unit in, or SourceTable::kNone
-    uint32_t inspect;     // the Inspector slot reading it, or Inspector::kNone
+    uint32_t hash;       // the key's hash: its home slot, kept for deletion
+    uint32_t expire_ms;  // Now::ms after which the entry goes
+    uint32_t src_slot;   // the SourceTable slot it holds a concurrency unit in, or SourceTable::kNone
+    uint32_t inspect;    // the Inspector slot reading it, or Inspector::kNone
     FlowState state;
     uint8_t fins;
-    uint8_t ctl;  // flowctl bits
-    uint8_t tcp;  // tcpctl bits
+    uint8_t ctl;          // flowctl bits
+    uint8_t tcp;          // tcpctl bits
     uint32_t server_seq;  // a refused session: the sequence number the server's RST carries
 
     // The client's side (what the server has been sent in order).
@@ -68,12 +68,13 @@ struct alignas(64) Flow {
     // The server's side.
     uint32_t server_next;  // the next server sequence number
     uint32_t server_ack;   // the highest acknowledgement from the server: its rcv_nxt
-    uint32_t server_edge;  // the right edge of the server's receive window (ack + scaled window), highest seen
-    uint32_t opened_ms;    // when the entry was made (early drop takes the oldest unconfirmed)
-    uint16_t ho_index;     // its source's cell in the tracker's half-open counts
-    uint8_t ttl;           // the TTL or hop limit the client's SYN came with
-    uint8_t server_ws;     // the server's window scale (tcpctl::kWs)
-    uint8_t client_ws;     // the client's offered window scale
+    uint32_t
+        server_edge;     // the right edge of the server's receive window (ack + scaled window), highest seen
+    uint32_t opened_ms;  // when the entry was made (early drop takes the oldest unconfirmed)
+    uint16_t ho_index;   // its source's cell in the tracker's half-open counts
+    uint8_t ttl;         // the TTL or hop limit the client's SYN came with
+    uint8_t server_ws;   // the server's window scale (tcpctl::kWs)
+    uint8_t client_ws;   // the client's offered window scale
     uint8_t pad1[27];
 };
 

@@ -37,7 +37,18 @@ Ctr counter_of(Admit a) {
     return Ctr::source_table_full;
 }
 
-const std::string kPoolFull = "421 4.7.0 Too many sessions to inspect at once; try again later";
+// What an inspected flow is held to; client: the flow's client (inside) address.
+InspectPolicy inspect_policy(const Flow& f, const IpAddr& client, const Policy& pol, uint16_t worker) {
+    InspectPolicy ip;
+    ip.db = pol.rules.get();
+    ip.names = (f.ctl & flowctl::kDirect) ? pol.names.find(client) : nullptr;
+    ip.builtin = (f.ctl & flowctl::kDirect) != 0;
+    ip.allow_literal = pol.ehlo_allow_literal;
+    ip.budget = pol.inspect_bytes;
+    ip.worker = worker;
+    ip.source = &client;
+    return ip;
+}
 
 constexpr TrackResult kPass{TrackVerdict::Forward, ReplyReason::Unapproved};
 constexpr TrackResult kDrop{TrackVerdict::Drop, ReplyReason::Unapproved};
@@ -128,11 +139,24 @@ uint32_t FlowTracker::timeout_ms(FlowState s) const {
     }
 }
 
-bool FlowTracker::must_read(const Flow& f, const IpAddr& src, const Policy& pol) const {
-    if (pol.rules && pol.rules->db) return true;
-    if (!(f.ctl & flowctl::kDirect)) return false;
-    const ApprovalNames* n = pol.names.find(src);
-    return n && (!n->hostname.empty() || !n->domains.empty());
+std::optional<TrackResult> FlowTracker::open_inspection(Flow& f, const IpAddr& client, const Policy& pol,
+                                                        std::optional<uint32_t> server_seq, Counters& c) {
+    if (!inspector_ || !pol.inspect) return std::nullopt;
+    f.ctl |= flowctl::kInspected;
+    f.inspect = inspector_->open(f.client_next, server_seq);
+    if (f.inspect != Inspector::kNone) {
+        c.add(Ctr::inspect_flows);
+        return std::nullopt;
+    }
+    const InspectResult r = unreadable(Unreadable::PoolFull, inspect_policy(f, client, pol, worker_), c);
+    if (r.kind != InspectResult::Unreadable) return std::nullopt;  // need not be read: goes on unread
+    c.add(Ctr::refused_payload);
+    if (pol.monitor) {
+        c.add(Ctr::monitor_passed);
+        return std::nullopt;
+    }
+    return end_session(f, f.client_next, ReplyReason::Payload, r.reply,
+                       pol.action_unreadable[static_cast<size_t>(Unreadable::PoolFull)]);
 }
 
 TrackResult FlowTracker::end_session(Flow& f, uint32_t seq, ReplyReason reason, const std::string* reply,
@@ -158,6 +182,8 @@ std::optional<TrackResult> FlowTracker::confirm(Flow& f, const Parsed& p, const 
     }
     f.src_slot = slot;
     c.add(Ctr::flows_opened);
+    // Read from the start: the server's greeting, next, is its reply 0.
+    if (!(f.ctl & flowctl::kOtherPort)) return open_inspection(f, p.src, pol, f.server_next, c);
     return std::nullopt;
 }
 
@@ -224,7 +250,8 @@ TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, c
         return r;
     }
     if (f.state == FlowState::SynSent) {
-        if ((fl & tcpflag::RST) && seg.seq == f.client_next) close(f, c);
+        if ((fl & tcpflag::RST) && seg.seq == f.client_next)
+            close(f, c);
         else if (!(fl & tcpflag::RST))
             c.add(Ctr::tcp_unconfirmed);  // the handshake is not the client's to finish: no SYN-ACK seen
         return (fl & tcpflag::RST) ? kPass : kDrop;
@@ -232,8 +259,9 @@ TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, c
     if (const TrackResult n = normalise(f, p, frame, seg, c); n.verdict != TrackVerdict::Forward) return n;
 
     if (fl & tcpflag::RST) {
-        // RFC 5961 3.2: a reset counts only at exactly the next sequence number the server expects; the server
-        // ignores any other (or answers a challenge ACK), and so does the tracker. Forwarded either way.
+        // RFC 5961 3.2: a reset counts only at exactly the next sequence number the server expects; the
+        // server ignores any other (or answers a challenge ACK), and so does the tracker. Forwarded either
+        // way.
         if (seg.seq == f.client_next || ((f.tcp & tcpctl::kServerSeq) && seg.seq == f.server_ack))
             close(f, c);
         else
@@ -254,7 +282,7 @@ TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, c
     if (fresh) f.client_next = end;
     f.expire_ms = now.ms + timeout_ms(f.state);
     TrackResult r = kPass;
-    if (p.payload_len && fresh && inspector_ && pol.inspect) r = inspect(f, p, frame, pol, now, c);
+    if (p.payload_len && fresh) r = inspect(f, p, frame, pol, now, c);
     if ((fl & tcpflag::FIN) && fresh && r.verdict == TrackVerdict::Forward) {
         f.fins |= 1;
         if (f.fins == 3) {
@@ -269,29 +297,10 @@ TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, c
 
 TrackResult FlowTracker::inspect(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol,
                                  const Now& now, Counters& c) {
-    const uint8_t* payload = frame + p.payload_off;
+    if (f.inspect == Inspector::kNone) return kPass;  // not read (ended, or need not be)
     const uint32_t seq = load_be32(frame + p.l4_off + 4);
-    if (f.inspect == Inspector::kNone) {
-        if (f.ctl & flowctl::kInspected) return kPass;
-        f.ctl |= flowctl::kInspected;
-        f.inspect = inspector_->open(seq);
-        if (f.inspect == Inspector::kNone) {
-            c.add(Ctr::inspect_pool_empty);
-            if (must_read(f, p.src, pol) && !pol.monitor)
-                return end_session(f, seq, ReplyReason::Busy, &kPoolFull, pol.action_payload);
-            return kPass;
-        }
-        c.add(Ctr::inspect_flows);
-    }
-    InspectPolicy ip;
-    ip.db = pol.rules.get();
-    ip.names = (f.ctl & flowctl::kDirect) ? pol.names.find(p.src) : nullptr;
-    ip.builtin = (f.ctl & flowctl::kDirect) != 0;
-    ip.allow_literal = pol.ehlo_allow_literal;
-    ip.budget = pol.inspect_bytes;
-    ip.worker = worker_;
-    ip.source = &p.src;
-    const InspectResult r = inspector_->feed(f.inspect, payload, p.payload_len, seq, ip, c);
+    const InspectPolicy ip = inspect_policy(f, p.src, pol, worker_);
+    const InspectResult r = inspector_->feed(f.inspect, frame + p.payload_off, p.payload_len, seq, ip, c);
     if (r.messages && f.src_slot != SourceTable::kNone) {
         // A cleartext session's second and later messages count against the daily volume too (its first was
         // counted with the connection).
@@ -316,7 +325,10 @@ TrackResult FlowTracker::inspect(Flow& f, const Parsed& p, const uint8_t* frame,
         c.add(Ctr::monitor_passed);
         return kPass;
     }
-    return end_session(f, seq, ReplyReason::Payload, r.reply, pol.action_payload);
+    const Action action = r.kind == InspectResult::Unreadable
+                              ? pol.action_unreadable[static_cast<size_t>(r.cause)]
+                              : pol.action_payload;
+    return end_session(f, seq, ReplyReason::Payload, r.reply, action);
 }
 
 TrackResult FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const Policy& pol, bool to_relay,
@@ -344,10 +356,10 @@ TrackResult FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const P
     }
     const Limits& limits = to_relay ? pol.relay_limits : pol.limit_overrides.find(p.src, pol.default_limits);
     const uint64_t id = sources_->id_of(p.src);
-    if (const Admit a = sources_->peek(id, limits, now.us, now.day); a != Admit::Ok) {
+    // (Monitor mode lets it through: the admission at the handshake counts what it would have refused.)
+    if (const Admit a = sources_->peek(id, limits, now.us, now.day); a != Admit::Ok && !pol.monitor) {
         c.add(counter_of(a));
-        if (!pol.monitor) return {TrackVerdict::Refuse, reason_of(a)};
-        c.add(Ctr::monitor_passed);
+        return {TrackVerdict::Refuse, reason_of(a)};
     }
     const auto cell = static_cast<uint16_t>(id >> 48);
     if (half_open_cap_ && half_open_[cell] >= half_open_cap_ && table_.under_pressure()) {
@@ -372,7 +384,8 @@ TrackResult FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const P
     f->state = FlowState::SynSent;
     f->opened_ms = now.ms;
     f->expire_ms = now.ms + timeouts_.half_open_ms;
-    f->client_next = seg.seq + 1;  // data on the SYN is removed: the client sends it again after the handshake
+    f->client_next =
+        seg.seq + 1;  // data on the SYN is removed: the client sends it again after the handshake
     f->ttl = seg.ttl;
     if (seg.opt.has_ts) {
         f->tcp |= tcpctl::kClientTs;
@@ -428,12 +441,11 @@ TrackResult FlowTracker::outbound_other(const Parsed& p, const uint8_t* frame, c
     // A source with connections open may already be over its limits; one with none has nothing against it
     // until the server acknowledges this session (a spoofed one-segment "session" never is).
     const Limits& limits = pol.limit_overrides.find(p.src, pol.default_limits);
-    if (const Admit a = sources_->peek(sources_->id_of(p.src), limits, now.us, now.day); a != Admit::Ok) {
+    if (const Admit a = sources_->peek(sources_->id_of(p.src), limits, now.us, now.day);
+        a != Admit::Ok && !pol.monitor) {
         c.add(counter_of(a));
-        if (!pol.monitor)
-            return {TrackVerdict::RefuseSession, reason_of(a), &pol.replies[static_cast<size_t>(reason_of(a))],
-                    pol.action_limit};
-        c.add(Ctr::monitor_passed);
+        return {TrackVerdict::RefuseSession, reason_of(a), &pol.replies[static_cast<size_t>(reason_of(a))],
+                pol.action_limit};
     }
     Flow* f = table_.insert_early_drop(k, h, [&](Flow& victim) {
         c.add(Ctr::flows_early_dropped);
@@ -455,6 +467,7 @@ TrackResult FlowTracker::outbound_other(const Parsed& p, const uint8_t* frame, c
     f->ttl = seg.ttl;
     f->ctl |= flowctl::kOtherPort;
     if (port_refs_[p.dport]++ == 0) dyn_ports_.set(p.dport);
+    if (auto r = open_inspection(*f, p.src, pol, std::nullopt, c)) return *r;  // found mid-way: no greeting
     return known(*f, p, frame, pol, now, c);
 }
 
@@ -470,7 +483,6 @@ TrackResult FlowTracker::unknown(const Parsed& p, const Policy& pol, Counters& c
 
 void FlowTracker::inbound(const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
                           Counters& c) {
-    (void)pol;
     if (table_.size() == 0) return;
     const FlowKey k = flow_key(p, false);
     Flow* fp = table_.find(k, table_.hash(k));
@@ -513,10 +525,20 @@ void FlowTracker::inbound(const Parsed& p, const uint8_t* frame, const Policy& p
         if (!(f.tcp & tcpctl::kServerSeq) || seq_lt(f.server_next, end)) f.server_next = end;
         f.tcp |= tcpctl::kServerSeq;
         // A Candidate whose bytes the server acknowledges is a session someone really opened: admitted now.
-        if (f.state == FlowState::Candidate && seq_lt(f.first_seq, seg.ack) && seq_le(seg.ack, f.client_next)) {
+        if (f.state == FlowState::Candidate && seq_lt(f.first_seq, seg.ack) &&
+            seq_le(seg.ack, f.client_next)) {
             // A refusal here cannot be answered on this (inbound) segment: the client's next segment is.
             if (confirm(f, p, pol, now, c)) f.ctl |= flowctl::kRefused;
         }
+    }
+    if (p.payload_len && f.inspect != Inspector::kNone) {
+        const InspectResult r = inspector_->feed_server(f.inspect, frame + p.payload_off, p.payload_len,
+                                                        seg.seq, inspect_policy(f, p.dst, pol, worker_), c);
+        if (r.kind == InspectResult::Ended) {
+            inspector_->close(f.inspect);
+            f.inspect = Inspector::kNone;
+        }
+        // Unreadable: the inspector says it again at the client's next segment, which ends the session there.
     }
     if (fl & tcpflag::FIN) {
         f.fins |= 2;

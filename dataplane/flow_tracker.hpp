@@ -62,7 +62,8 @@ class FlowTracker {
     // pressure (3/4 full); 0: no cap.
     FlowTracker(uint32_t max_flows, const CookieKey& hash_key, SourceTable* sources, FlowTimeouts t,
                 Inspector* inspector = nullptr, uint16_t worker = 0, uint32_t half_open_cap = 64);
-    // The bytes a tracker for max_flows allocates (itself, its flow table, its per-port and half-open counts).
+    // The bytes a tracker for max_flows allocates (itself, its flow table, its per-port and half-open
+    // counts).
     static uint64_t bytes_for(uint32_t max_flows);
 
     // An outbound segment classify_outbound marked for tracking; to_relay: its destination is a relay. frame:
@@ -71,8 +72,8 @@ class FlowTracker {
                          const Now& now, Counters& c);
     // A TCP segment to a port that is not an SMTP port, which other_port() picked: a segment of a session
     // found earlier by its commands, or a first command (EHLO, HELO, MAIL FROM) that makes it one. Such a
-    // session is a Candidate until the server acknowledges its bytes; then it is admitted against its source's
-    // limits. An unapproved source's gets what policy.smtp_other_ports says.
+    // session is a Candidate until the server acknowledges its bytes; then it is admitted against its
+    // source's limits. An unapproved source's gets what policy.smtp_other_ports says.
     TrackResult outbound_other(const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
                                Counters& c);
     // Cheap, per forwarded TCP segment: worth outbound_other()? (a port with such sessions, or a command
@@ -106,7 +107,7 @@ class FlowTracker {
     // The handshake (or, for a Candidate, the server's acknowledgement) is seen: admit the connection.
     std::optional<TrackResult> confirm(Flow& f, const Parsed& p, const Policy& pol, const Now& now,
                                        Counters& c);
-    void forget(Flow& f);  // before an entry is erased
+    void forget(Flow& f);              // before an entry is erased
     void close(Flow& f, Counters& c);  // a FIN pair or an accepted RST: holds nothing from now on
     void leave_half_open(Flow& f);
     std::optional<ReplyReason> admit(const IpAddr& src, const Limits& limits, const Policy& pol,
@@ -114,11 +115,16 @@ class FlowTracker {
     void release(Flow& f);  // gives back the source's unit and ends inspection
     TrackResult inspect(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
                         Counters& c);
-    TrackResult end_session(Flow& f, uint32_t seq, ReplyReason reason, const std::string* reply, Action action);
-    bool must_read(const Flow& f, const IpAddr& src, const Policy& pol) const;
+    TrackResult end_session(Flow& f, uint32_t seq, ReplyReason reason, const std::string* reply,
+                            Action action);
+    // Starts reading a flow (from its start when server_seq is known); a refusal when the inspector pool is
+    // empty and the flow must be read.
+    std::optional<TrackResult> open_inspection(Flow& f, const IpAddr& client, const Policy& pol,
+                                               std::optional<uint32_t> server_seq, Counters& c);
     uint32_t timeout_ms(FlowState s) const;
     const Limits& limits_for(const Flow& f, const IpAddr& src, const Policy& pol) const {
-        return (f.ctl & flowctl::kRelay) ? pol.relay_limits : pol.limit_overrides.find(src, pol.default_limits);
+        return (f.ctl & flowctl::kRelay) ? pol.relay_limits
+                                         : pol.limit_overrides.find(src, pol.default_limits);
     }
 
     FlowTable table_;

@@ -2,6 +2,7 @@
 #include "dataplane/inspect.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <mutex>
 
@@ -38,20 +39,81 @@ void pool_free(void* p) {
 
 int on_match(unsigned id, unsigned long long, unsigned long long, unsigned, void* ctx);
 
+// What the client's next bytes are.
+enum class Mode : uint8_t {
+    Probe,     // the first bytes of a session read from its start: a TLS ClientHello, or commands?
+    Commands,  // command lines
+    Await,     // the reply to STARTTLS or DATA is awaited: the client may send nothing
+    Body,      // a message body after DATA's 354: passed over to its end
+    Chunk,     // a BDAT chunk: passed over
+    Tls,       // TLS records, until the server answers
+};
+enum class Awaited : uint8_t { StartTls, Data };
+
+constexpr uint32_t kNoCommand = UINT32_MAX;
+
+// The reply lines, a name per cause for the counters and the docs: in Unreadable's order.
+const std::array<std::string, kUnreadableCauses> kUnreadableReplies = {
+    "421 4.7.0 Too many commands in one transaction to inspect, closing; try again later",
+    "421 4.7.0 Too many sessions being inspected, closing; try again later",
+    "421 4.7.0 Segments of this session were lost, it cannot be inspected; try again",
+    "421 4.7.0 Server replies were lost, this session cannot be inspected; try again",
+    "421 4.7.0 Server replies do not pair with the commands sent, closing; try again later",
+    "500 5.5.2 Line too long to be inspected",
+    "503 5.5.1 Commands sent before the reply to STARTTLS or DATA (RFC 2920, RFC 3207)",
+    "554 5.7.0 TLS not confirmed by the server, or TLS record framing broken",
+};
+constexpr std::array<const char*, kUnreadableCauses> kUnreadableNames = {
+    "budget", "pool_full", "gap", "server_gap", "desync", "overlong", "protocol", "tls"};
+
 }  // namespace
 
 struct Inspector::State {
     hs_stream_t* stream = nullptr;
     const InspectDb* db = nullptr;  // the rule set `stream` was opened with
     const InspectRule* hit = nullptr;
-    uint32_t next_seq = 0;
-    uint32_t bytes = 0;
-    uint16_t line_len = 0;
-    bool overlong = false;
-    uint32_t counted = 0;  // rule matches that only count
+    InspectResult verdict;  // once not Continue: given again for every later segment
+    uint32_t counted = 0;   // rule matches that only count
     uint16_t mail_froms = 0;
     uint16_t extra_messages = 0;  // MAIL FROMs after the first, not yet reported
-    char line[kMaxLine];
+
+    // The client's side.
+    uint32_t next_seq = 0;
+    uint32_t bytes = 0;       // command bytes in this transaction
+    uint32_t line_total = 0;  // the current line's length so far (its first kKeep bytes in `line`)
+    uint16_t line_len = 0;
+    bool skipping = false;  // the line is past kMaxLine in a session that need not be read: not judged
+    bool skip_lf = false;   // a message ended with "." CR: an LF right after belongs to it
+    Mode mode = Mode::Commands;
+    Awaited awaited = Awaited::Data;
+    uint8_t body_at = 1;    // Body: 0 inside a line, 1 at a line's start, 2 after a line-start "."
+    uint8_t probe_len = 0;  // Probe: the bytes seen so far
+    uint8_t probe_buf[6] = {};
+    uint8_t tls_have = 0;  // Tls: bytes of the next record header seen
+    uint8_t tls_hdr[5] = {};
+    uint32_t tls_left = 0;  // Tls: bytes left in the current record
+    bool chunk_last = false;
+    uint64_t chunk_left = 0;
+
+    // Pairing: command lines (and message ends) sent, final replies received; reply i answers command i.
+    uint32_t cmds = 0;
+    uint32_t replies = 0;
+    uint32_t ehlo_idx = kNoCommand;   // the EHLO/HELO whose reply is awaited
+    uint32_t await_idx = kNoCommand;  // the STARTTLS/DATA whose reply is awaited
+    uint32_t quit_idx = kNoCommand;
+    bool chunking = false;  // the last EHLO reply advertised CHUNKING
+
+    // The server's side.
+    uint32_t srv_next = 0;
+    bool srv_known = false;  // srv_next is known
+    bool srv_spoke = false;  // the server sent bytes (and they were read as replies)
+    uint8_t srv_tls = 0;     // Tls: bytes of the server's first record header checked (2: confirmed)
+    uint8_t rl_len = 0;      // the current reply line's kept bytes
+    bool rl_cut = false;     // ... and it is longer
+    bool rl_first = true;    // the current reply's first line
+    bool rl_chunking = false;
+    char rl[kReplyKeep] = {};
+    char line[kKeep] = {};
 };
 
 namespace {
@@ -116,21 +178,55 @@ uint32_t Inspector::capacity() const {
     return static_cast<uint32_t>(states_.size());
 }
 
-uint32_t Inspector::open(uint32_t seq) {
+const char* unreadable_name(Unreadable u) {
+    return kUnreadableNames[static_cast<size_t>(u)];
+}
+
+const std::string& unreadable_reply(Unreadable u) {
+    return kUnreadableReplies[static_cast<size_t>(u)];
+}
+
+InspectResult unreadable(Unreadable cause, const InspectPolicy& pol, Counters& c) {
+    InspectResult r;
+    if (pol.must_read()) {
+        c.add(unreadable_counter(cause));
+        r.kind = InspectResult::Unreadable;
+        r.reply = &unreadable_reply(cause);
+        r.cause = cause;
+        return r;
+    }
+    switch (cause) {
+        case Unreadable::Budget:
+            c.add(Ctr::inspect_ended_budget);
+            break;
+        case Unreadable::Gap:
+            c.add(Ctr::inspect_ended_gap);
+            break;
+        case Unreadable::PoolFull:
+            c.add(Ctr::inspect_pool_empty);
+            break;
+        default:
+            c.add(Ctr::inspect_ended_unreadable);
+            break;
+    }
+    r.kind = InspectResult::Ended;
+    return r;
+}
+
+uint32_t Inspector::open(uint32_t client_seq, std::optional<uint32_t> server_seq) {
     if (free_states_.empty()) return kNone;
     const uint32_t slot = free_states_.back();
     free_states_.pop_back();
     State& s = states_[slot];
-    s.stream = nullptr;
-    s.db = nullptr;
-    s.hit = nullptr;
-    s.next_seq = seq;
-    s.bytes = 0;
-    s.line_len = 0;
-    s.overlong = false;
-    s.counted = 0;
-    s.mail_froms = 0;
-    ++in_use_;
+    s = State{};
+    s.next_seq = client_seq;
+    if (server_seq) {  // from the start: the greeting is reply 0, and the client may open with TLS
+        s.srv_known = true;
+        s.srv_next = *server_seq;
+        s.cmds = 1;
+        s.mode = Mode::Probe;
+    }
+    in_use_.store(in_use_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     return slot;
 }
 
@@ -148,7 +244,7 @@ void Inspector::close(uint32_t slot) {
     if (slot >= states_.size()) return;
     end(states_[slot]);
     free_states_.push_back(slot);
-    --in_use_;
+    in_use_.store(in_use_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
 }
 
 void Inspector::observe(const InspectPolicy& pol, uint8_t kind, std::string_view text, Counters& c) {
@@ -165,13 +261,18 @@ void Inspector::observe(const InspectPolicy& pol, uint8_t kind, std::string_view
 }
 
 InspectResult Inspector::on_line(State& s, const InspectPolicy& pol, Counters& c) {
-    if (s.overlong) return {};  // its content is unknown: skipped (counted when it overflowed)
+    const uint32_t idx = s.cmds++;  // every line is answered, the worst of them with 500
+    if (s.skipping) return {};      // past kMaxLine, in a session that need not be read: not judged
+    const bool cut = s.line_total > kKeep;
     std::string_view line(s.line, s.line_len);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    const CommandLine cl = parse_command(line);
+    if (!cut && !line.empty() && line.back() == '\r') line.remove_suffix(1);
+    const CommandLine cl = parse_command(line, cut);
+    if (!cl.whole) return pol.must_read() ? unreadable(Unreadable::Overlong, pol, c) : InspectResult{};
     switch (cl.cmd) {
         case SmtpCommand::Helo: {
             c.add(Ctr::inspect_ehlo);
+            s.ehlo_idx = idx;  // its reply says whether CHUNKING is on
+            s.chunking = false;
             observe(pol, kObservedEhlo, cl.arg, c);
             if (!pol.builtin) return {};  // submission: a client's EHLO is not a server's name
             if (is_address_literal(cl.arg)) {
@@ -195,19 +296,237 @@ InspectResult Inspector::on_line(State& s, const InspectPolicy& pol, Counters& c
             return {InspectResult::Violation, &kMailFromDomain, 0};
         }
         case SmtpCommand::StartTls:
-            c.add(Ctr::inspect_ended_starttls);
-            return {InspectResult::Ended, nullptr, 0};
         case SmtpCommand::Data:
-            c.add(Ctr::inspect_ended_data);
-            return {InspectResult::Ended, nullptr, 0};
+            s.mode = Mode::Await;
+            s.awaited = cl.cmd == SmtpCommand::Data ? Awaited::Data : Awaited::StartTls;
+            s.await_idx = idx;
+            return {};
+        case SmtpCommand::Bdat:
+            // A chunk only for a server that said CHUNKING (in a reply already seen: a BDAT sent before the
+            // EHLO reply came is read on as commands).
+            if (!cl.chunk_ok || !s.chunking || s.ehlo_idx != kNoCommand) return {};
+            c.add(Ctr::inspect_bodies);
+            if (cl.size) {
+                s.mode = Mode::Chunk;
+                s.chunk_left = cl.size;
+                s.chunk_last = cl.last;
+            } else if (cl.last) {
+                s.bytes = 0;  // the transaction is over
+            }
+            return {};
+        case SmtpCommand::Quit:
+            s.quit_idx = idx;
+            return {};
         default:
             return {};
     }
 }
 
+InspectResult Inspector::on_reply(State& s, const InspectPolicy& pol, Counters& c) {
+    std::string_view line(s.rl, s.rl_len);
+    if (!s.rl_cut && !line.empty() && line.back() == '\r') line.remove_suffix(1);
+    const auto digit = [](char ch) { return ch >= '0' && ch <= '9'; };
+    if (line.size() < 3 || !digit(line[0]) || !digit(line[1]) || !digit(line[2]))
+        return unreadable(Unreadable::Desync, pol, c);
+    const char sep = line.size() > 3 ? line[3] : ' ';
+    if ((sep != ' ' && sep != '-') || s.replies == s.cmds) return unreadable(Unreadable::Desync, pol, c);
+    const uint32_t idx = s.replies;
+    if (idx == s.ehlo_idx && !s.rl_first && line.size() >= 12) {
+        // An extension line: "250-CHUNKING" or "250 CHUNKING" (not the first line: that names the server).
+        const std::string_view kw = line.substr(4);
+        bool ok = kw.size() == 8 || is_smtp_space(kw[8]);
+        for (size_t i = 0; ok && i < 8; ++i) ok = (kw[i] | 0x20) == "chunking"[i];
+        s.rl_chunking |= ok;
+    }
+    s.rl_first = sep == ' ';
+    if (sep == '-') return {};
+    ++s.replies;
+    const int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+    const bool chunking = s.rl_chunking;
+    s.rl_chunking = false;
+    if (idx == s.ehlo_idx) {
+        s.chunking = chunking && code == 250;
+        s.ehlo_idx = kNoCommand;
+    }
+    if (idx == s.quit_idx && code == 221) {
+        c.add(Ctr::inspect_ended_quit);
+        return {InspectResult::Ended, nullptr, 0};
+    }
+    if (s.mode == Mode::Await && idx == s.await_idx) {
+        s.await_idx = kNoCommand;
+        if (s.awaited == Awaited::StartTls && code == 220) {
+            c.add(Ctr::inspect_ended_starttls);
+            return {InspectResult::Ended, nullptr, 0};
+        }
+        if (s.awaited == Awaited::Data && code == 354) {
+            c.add(Ctr::inspect_bodies);
+            s.mode = Mode::Body;
+            s.body_at = 1;
+        } else {
+            s.mode = Mode::Commands;
+        }
+    }
+    return {};
+}
+
+void Inspector::scan(State& s, const uint8_t* p, uint32_t n, const InspectPolicy& pol, Counters& c,
+                     InspectResult& r) {
+    if (!s.stream || !n) return;
+    s.hit = nullptr;
+    const uint32_t counted = s.counted;
+    const hs_error_t rc = hs_scan_stream(s.stream, reinterpret_cast<const char*>(p), n, 0,
+                                         pol.db->scratch[pol.worker], on_match, &s);
+    if (s.counted != counted) c.add(Ctr::inspect_rule_counted, s.counted - counted);
+    if (s.hit) {
+        const uint16_t messages = r.messages;
+        r = {InspectResult::Violation, &s.hit->reply, s.hit->id};  // an operator's rule outranks the rest
+        r.messages = messages;
+    } else if (rc != HS_SUCCESS) {
+        c.add(Ctr::inspect_no_stream);
+    }
+}
+
+uint32_t Inspector::commands(State& s, const uint8_t* p, uint32_t n, const InspectPolicy& pol, Counters& c,
+                             InspectResult& r) {
+    uint32_t i = 0;
+    while (i < n) {
+        if (s.bytes >= pol.budget) {
+            r = unreadable(Unreadable::Budget, pol, c);
+            break;
+        }
+        const uint8_t ch = p[i++];
+        ++s.bytes;
+        if (ch == '\n') {
+            r = on_line(s, pol, c);
+            s.line_len = 0;
+            s.line_total = 0;
+            s.skipping = false;
+            if (r.kind != InspectResult::Continue || s.mode != Mode::Commands) break;
+            continue;
+        }
+        if (s.skipping) continue;
+        if (s.line_len < kKeep)
+            s.line[s.line_len++] = static_cast<char>(ch);
+        else if (s.line_total == kKeep)
+            c.add(Ctr::inspect_overlong_lines);
+        if (++s.line_total > kMaxLine) {
+            if (pol.must_read()) {
+                r = unreadable(Unreadable::Overlong, pol, c);
+                break;
+            }
+            s.skipping = true;
+        }
+    }
+    scan(s, p, i, pol, c, r);
+    return i;
+}
+
+uint32_t Inspector::probe(State& s, const uint8_t* p, uint32_t n, const InspectPolicy& pol, Counters& c,
+                          InspectResult& r) {
+    if (s.probe_len == 0 && (p[0] != 22 || s.srv_spoke)) {
+        s.mode = Mode::Commands;  // the common case: the bytes are read as commands where they are
+        return 0;
+    }
+    uint32_t i = 0;
+    while (i < n) {
+        const uint8_t b = p[i++];
+        s.probe_buf[s.probe_len++] = b;
+        const uint32_t rec = uint32_t{s.probe_buf[3]} << 8 | s.probe_buf[4];
+        bool ok = true;
+        switch (s.probe_len) {
+            case 1:  // a handshake record
+                ok = b == 22;
+                break;
+            case 2:  // of version 3.x: SSL 3.0, TLS 1.0-1.3
+                ok = b == 3;
+                break;
+            case 3:
+                ok = b <= 4;
+                break;
+            case 5:  // 1..2^14+2048 bytes long
+                ok = rec >= 1 && rec <= 18432;
+                break;
+            case 6:  // holding a ClientHello
+                ok = b == 1;
+                break;
+            default:
+                break;
+        }
+        if (ok && s.probe_len < 6) continue;
+        if (ok && !s.srv_spoke) {
+            s.mode = Mode::Tls;
+            s.tls_left = rec - 1;
+            return i;
+        }
+        s.mode = Mode::Commands;  // not TLS: the bytes held are the first command bytes
+        commands(s, s.probe_buf, s.probe_len, pol, c, r);
+        return i;
+    }
+    return i;
+}
+
+uint32_t Inspector::tls_records(State& s, const uint8_t* p, uint32_t n, const InspectPolicy& pol, Counters& c,
+                                InspectResult& r) {
+    uint32_t i = 0;
+    while (i < n) {
+        if (s.tls_left) {
+            const uint32_t k = std::min(s.tls_left, n - i);
+            s.tls_left -= k;
+            i += k;
+            continue;
+        }
+        s.tls_hdr[s.tls_have++] = p[i++];
+        if (s.tls_have < 5) continue;
+        s.tls_have = 0;
+        const uint32_t rec = uint32_t{s.tls_hdr[3]} << 8 | s.tls_hdr[4];
+        if (s.tls_hdr[0] < 20 || s.tls_hdr[0] > 24 || s.tls_hdr[1] != 3 || s.tls_hdr[2] > 4 || rec < 1 ||
+            rec > 18432) {
+            r = unreadable(Unreadable::Tls, pol, c);
+            break;
+        }
+        s.tls_left = rec;
+    }
+    return i;
+}
+
+namespace {
+
+// A message body: passed over to its end, a line of "." (RFC 5321 4.1.1.4). Any of CR, LF, CR LF ends a line
+// here, so that every end some server takes is taken. Returns the bytes used; *ended: the end was found, and
+// *cr_end: it was ".\r" (an LF right after belongs to it).
+uint32_t body_end(uint8_t& at, const uint8_t* p, uint32_t n, bool* ended, bool* cr_end) {
+    const auto eol = [](uint8_t ch) { return ch == '\r' || ch == '\n'; };
+    uint32_t i = 0;
+    while (i < n) {
+        if (at == 2) {  // after a line-start ".": a line end ends the message
+            const uint8_t ch = p[i++];
+            if (eol(ch)) {
+                *ended = true;
+                *cr_end = ch == '\r';
+                return i;
+            }
+            at = 0;
+            continue;
+        }
+        // Only a "." can start the end: memchr passes over the rest at memory speed.
+        const void* dot = std::memchr(p + i, '.', n - i);
+        if (!dot) {
+            at = eol(p[n - 1]) ? 1 : 0;
+            return n;
+        }
+        const auto j = static_cast<uint32_t>(static_cast<const uint8_t*>(dot) - p);
+        at = (j == i ? at == 1 : eol(p[j - 1])) ? 2 : 0;
+        i = j + 1;
+    }
+    return n;
+}
+
+}  // namespace
+
 InspectResult Inspector::feed(uint32_t slot, const uint8_t* payload, uint32_t len, uint32_t seq,
                               const InspectPolicy& pol, Counters& c) {
     State& s = states_[slot];
+    if (s.verdict.kind != InspectResult::Continue) return s.verdict;
     c.add(Ctr::inspect_segments);
     // The rule set changed (a reload) or this is the first segment: (re)open the stream with the current one.
     if (pol.db != s.db) {
@@ -222,59 +541,121 @@ InspectResult Inspector::feed(uint32_t slot, const uint8_t* payload, uint32_t le
             }
         }
     }
-    // In order only: a retransmission is read from its first new byte; a gap ends the inspection.
+    // In order only: a retransmission is read from its first new byte; a gap ends the reading.
     const auto ahead = static_cast<int32_t>(seq - s.next_seq);
-    if (ahead > 0) {
-        c.add(Ctr::inspect_ended_gap);
-        return {InspectResult::Ended, nullptr, 0};
-    }
+    if (ahead > 0) return s.verdict = unreadable(Unreadable::Gap, pol, c);
     const auto old = static_cast<uint32_t>(-ahead);
     if (old >= len) return {};
     payload += old;
     len -= old;
-    const uint32_t room = pol.budget > s.bytes ? pol.budget - s.bytes : 0;
-    const uint32_t take = std::min(len, room);
 
     InspectResult r;
-    uint32_t cut = take;
-    for (uint32_t i = 0; i < take; ++i) {
-        const uint8_t ch = payload[i];
-        if (ch == '\n') {
-            r = on_line(s, pol, c);
-            s.line_len = 0;
-            s.overlong = false;
-            if (r.kind != InspectResult::Continue) {
-                cut = i + 1;  // what follows DATA or STARTTLS is not read
+    uint32_t i = 0;
+    while (i < len && r.kind == InspectResult::Continue) {
+        const uint8_t* p = payload + i;
+        const uint32_t n = len - i;
+        switch (s.mode) {
+            case Mode::Probe:
+                i += probe(s, p, n, pol, c, r);
+                break;
+            case Mode::Commands:
+                if (s.skip_lf) {
+                    s.skip_lf = false;
+                    if (*p == '\n') {
+                        ++i;
+                        break;
+                    }
+                }
+                i += commands(s, p, n, pol, c, r);
+                break;
+            case Mode::Await:
+                r = unreadable(Unreadable::Protocol, pol, c);
+                break;
+            case Mode::Body: {
+                bool ended = false, cr_end = false;
+                i += body_end(s.body_at, p, n, &ended, &cr_end);
+                if (ended) {  // one reply to come; the next transaction's commands are read afresh
+                    s.mode = Mode::Commands;
+                    s.skip_lf = cr_end;
+                    ++s.cmds;
+                    s.bytes = 0;
+                }
                 break;
             }
-        } else if (s.line_len < kMaxLine) {
-            s.line[s.line_len++] = static_cast<char>(ch);
-        } else if (!s.overlong) {
-            s.overlong = true;
-            c.add(Ctr::inspect_overlong_lines);
+            case Mode::Chunk: {
+                const auto k = static_cast<uint32_t>(std::min<uint64_t>(s.chunk_left, n));
+                s.chunk_left -= k;
+                i += k;
+                if (!s.chunk_left) {
+                    s.mode = Mode::Commands;
+                    if (s.chunk_last) s.bytes = 0;
+                }
+                break;
+            }
+            case Mode::Tls:
+                i += tls_records(s, p, n, pol, c, r);
+                break;
         }
     }
-    if (s.stream && cut) {
-        s.hit = nullptr;
-        const uint32_t counted = s.counted;
-        const hs_error_t rc = hs_scan_stream(s.stream, reinterpret_cast<const char*>(payload), cut, 0,
-                                             pol.db->scratch[pol.worker], on_match, &s);
-        if (s.counted != counted) c.add(Ctr::inspect_rule_counted, s.counted - counted);
-        if (s.hit) {
-            r = {InspectResult::Violation, &s.hit->reply,
-                 s.hit->id};  // an operator's rule outranks the checks
-        } else if (rc != HS_SUCCESS) {
-            c.add(Ctr::inspect_no_stream);
-        }
-    }
-    s.bytes += cut;
-    s.next_seq = seq + old + cut;
+    s.next_seq = seq + old + i;
     r.messages = s.extra_messages;
     s.extra_messages = 0;
-    if (r.kind == InspectResult::Continue && (take < len || s.bytes >= pol.budget)) {
-        c.add(Ctr::inspect_ended_budget);
-        r.kind = InspectResult::Ended;
+    if (r.kind != InspectResult::Continue) {
+        s.verdict = r;
+        s.verdict.messages = 0;
     }
+    return r;
+}
+
+InspectResult Inspector::feed_server(uint32_t slot, const uint8_t* payload, uint32_t len, uint32_t seq,
+                                     const InspectPolicy& pol, Counters& c) {
+    State& s = states_[slot];
+    if (s.verdict.kind != InspectResult::Continue) return s.verdict;
+    c.add(Ctr::inspect_server_segments);
+    if (!s.srv_known) {  // a session found mid-way: its server's sequence starts here
+        s.srv_known = true;
+        s.srv_next = seq;
+    }
+    const auto ahead = static_cast<int32_t>(seq - s.srv_next);
+    if (ahead > 0) return s.verdict = unreadable(Unreadable::ServerGap, pol, c);
+    const auto old = static_cast<uint32_t>(-ahead);
+    if (old >= len) return {};
+    payload += old;
+    len -= old;
+    s.srv_next = seq + old + len;
+
+    InspectResult r;
+    if (s.mode == Mode::Tls) {
+        // The client opened with TLS: the server's first bytes must be a TLS record (a handshake or an
+        // alert).
+        for (uint32_t i = 0; i < len && s.srv_tls < 2; ++i) {
+            const uint8_t b = payload[i];
+            if (s.srv_tls == 0 ? (b != 22 && b != 21) : b != 3)
+                return s.verdict = unreadable(Unreadable::Tls, pol, c);
+            ++s.srv_tls;
+        }
+        if (s.srv_tls == 2) {
+            c.add(Ctr::inspect_ended_tls);
+            r.kind = InspectResult::Ended;
+            s.verdict = r;
+        }
+        return r;
+    }
+    s.srv_spoke = true;
+    for (uint32_t i = 0; i < len; ++i) {
+        const uint8_t ch = payload[i];
+        if (ch == '\n') {
+            r = on_reply(s, pol, c);
+            s.rl_len = 0;
+            s.rl_cut = false;
+            if (r.kind != InspectResult::Continue) break;
+        } else if (s.rl_len < kReplyKeep) {
+            s.rl[s.rl_len++] = static_cast<char>(ch);
+        } else {
+            s.rl_cut = true;
+        }
+    }
+    if (r.kind != InspectResult::Continue) s.verdict = r;
     return r;
 }
 

@@ -3,6 +3,7 @@
 // bitmaps (prefixes become run containers, so a /8 costs a few bytes); IPv6 sets are Prefix6Set.
 #pragma once
 
+#include <array>
 #include <bitset>
 #include <cstdint>
 #include <memory>
@@ -27,6 +28,13 @@ enum class Action : uint8_t {
     Smtp,  // complete the handshake statelessly and answer with an SMTP reply line, then close
 };
 
+// What a session that must be read but cannot be gets, per Unreadable cause (default: the cause's reply).
+inline constexpr std::array<Action, kUnreadableCauses> make_unreadable_actions() {
+    std::array<Action, kUnreadableCauses> a{};
+    a.fill(Action::Smtp);
+    return a;
+}
+
 struct Policy {
     ::Roaring managed4, approved4, relay4;
     Prefix6Set managed6, approved6, relay6;
@@ -43,6 +51,7 @@ struct Policy {
     // Inspection of SMTP sessions (dataplane/inspect.hpp).
     bool inspect = true;
     Action action_payload = Action::Smtp;  // a session whose commands break the policy
+    std::array<Action, kUnreadableCauses> action_unreadable = make_unreadable_actions();
     bool ehlo_allow_literal = false;
     uint32_t inspect_bytes = 4096;
     OtherPorts smtp_other_ports = OtherPorts::Limit;  // unapproved sources; approved ones are always limited

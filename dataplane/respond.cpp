@@ -152,6 +152,38 @@ uint32_t make_forward_rst(const uint8_t* data, const Parsed& p, uint8_t* out, ui
     return len;
 }
 
+uint32_t strip_payload_in_place(uint8_t* data, const Parsed& p) {
+    uint8_t* l3 = data + p.l3_off;
+    uint8_t* t = data + p.l4_off;
+    const uint32_t len = p.payload_off;  // everything up to the payload
+    if (p.ip_version == 4) {
+        auto* h = reinterpret_cast<rte_ipv4_hdr*>(l3);
+        h->total_length = rte_cpu_to_be_16(static_cast<uint16_t>(p.payload_off - p.l3_off));
+        h->hdr_checksum = 0;
+        h->hdr_checksum = rte_ipv4_cksum(h);
+    } else {
+        auto* h = reinterpret_cast<rte_ipv6_hdr*>(l3);
+        h->payload_len = rte_cpu_to_be_16(static_cast<uint16_t>(p.payload_off - p.l3_off - 40));
+    }
+    // The TCP checksum over the pseudo-header, header and options (extension headers between IPv6 and TCP
+    // are not in the pseudo-header, so it is summed here rather than by rte_ipv6_udptcp_cksum).
+    const uint32_t tcp_len = p.payload_off - p.l4_off;
+    auto* th = reinterpret_cast<rte_tcp_hdr*>(t);
+    th->cksum = 0;
+    uint32_t sum = rte_raw_cksum(t, tcp_len);
+    if (p.ip_version == 4) {
+        sum += rte_raw_cksum(l3 + 12, 8);
+    } else {
+        sum += rte_raw_cksum(l3 + 8, 32);
+    }
+    sum += rte_cpu_to_be_16(static_cast<uint16_t>(6)) + rte_cpu_to_be_16(static_cast<uint16_t>(tcp_len));
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    th->cksum = static_cast<uint16_t>(~sum & 0xffff);
+    if (th->cksum == 0) th->cksum = 0xffff;
+    return len;
+}
+
 SmtpAnswer smtp_answer_in_place(uint8_t* data, uint32_t capacity, const Parsed& p, const CookieKey& key,
                                 uint64_t slot, ReplyReason reason, const ReplyLines& lines) {
     const uint8_t* tcp = data + p.l4_off;

@@ -31,6 +31,10 @@ uint32_t smtp_close_in_place(uint8_t* data, uint32_t capacity, const Parsed& p, 
 uint32_t ack_fin_in_place(uint8_t* data, const Parsed& p);
 uint32_t make_forward_rst(const uint8_t* data, const Parsed& p, uint8_t* out, uint32_t out_capacity);
 
+// Removes the segment's payload in place (a SYN's TCP Fast Open data), fixing the IP length and both
+// checksums; TCP options stay. Returns the new frame length.
+uint32_t strip_payload_in_place(uint8_t* data, const Parsed& p);
+
 enum class SmtpStep : uint8_t {
     SynAck,  // answered a SYN
     Reply,   // completed handshake: sent the reply line and FIN

@@ -16,42 +16,107 @@ bool starts_with_ci(std::string_view s, std::string_view prefix) {
     return true;
 }
 
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+bool equals_ci(std::string_view s, std::string_view word) {
+    return s.size() == word.size() && starts_with_ci(s, word);
+}
+
+// s is a beginning of `word` (a line cut right after s may still go on as `word`).
+bool is_prefix_ci(std::string_view s, std::string_view word) {
+    return s.size() <= word.size() && starts_with_ci(s, word.substr(0, s.size()));
+}
+
+std::string_view skip_space(std::string_view s) {
+    while (!s.empty() && is_smtp_space(s.front())) s.remove_prefix(1);
     return s;
 }
 
-// The keyword alone on its line, or followed by a space.
-bool is_keyword(std::string_view line, std::string_view kw) {
-    return starts_with_ci(line, kw) &&
-           (line.size() == kw.size() || line[kw.size()] == ' ' || line[kw.size()] == '\t');
+size_t word_end(std::string_view s) {
+    size_t i = 0;
+    while (i < s.size() && !is_smtp_space(s[i])) ++i;
+    return i;
+}
+
+// "BDAT" arguments: a decimal size (digits only, 64 bits) and an optional LAST, nothing else.
+bool parse_bdat(std::string_view rest, CommandLine& c) {
+    rest = skip_space(rest);
+    uint64_t n = 0;
+    size_t i = 0;
+    for (; i < rest.size() && rest[i] >= '0' && rest[i] <= '9'; ++i) {
+        const auto d = static_cast<uint64_t>(rest[i] - '0');
+        if (n > (UINT64_MAX - d) / 10) return false;
+        n = n * 10 + d;
+    }
+    if (i == 0 || (i < rest.size() && !is_smtp_space(rest[i]))) return false;
+    rest = skip_space(rest.substr(i));
+    bool last = false;
+    if (!rest.empty()) {
+        const size_t w = word_end(rest);
+        if (!equals_ci(rest.substr(0, w), "last") || !skip_space(rest.substr(w)).empty()) return false;
+        last = true;
+    }
+    c.size = n;
+    c.last = last;
+    return true;
+}
+
+// MAIL FROM: the path after "MAIL". Sendmail skips white space before and after "FROM" and the colon,
+// Postfix after the colon: both are read.
+void parse_mail(std::string_view rest, bool truncated, CommandLine& c) {
+    rest = skip_space(rest);
+    if (!starts_with_ci(rest, "from")) {
+        if (truncated && is_prefix_ci(rest, "from")) c.whole = false;
+        return;
+    }
+    rest = skip_space(rest.substr(4));
+    if (rest.empty() || rest.front() != ':') {
+        if (truncated && rest.empty()) c.whole = false;
+        return;
+    }
+    c.cmd = SmtpCommand::MailFrom;
+    rest = skip_space(rest.substr(1));
+    if (!rest.empty() && rest.front() == '<') {
+        const size_t close = rest.find('>');
+        c.arg = rest.substr(1, close == std::string_view::npos ? std::string_view::npos : close - 1);
+        c.whole = !truncated || close != std::string_view::npos;
+    } else {
+        const size_t e = word_end(rest);
+        c.arg = rest.substr(0, e);
+        c.whole = !truncated || e < rest.size();
+    }
 }
 
 }  // namespace
 
-CommandLine parse_command(std::string_view line) {
+CommandLine parse_command(std::string_view line, bool truncated) {
     CommandLine c;
-    if (is_keyword(line, "ehlo") || is_keyword(line, "helo")) {
+    line = skip_space(line);
+    const size_t w = word_end(line);
+    // Cut inside the first word: what it is matters only when it may still become a verb read here (a SASL
+    // response line is one long word, harmless).
+    if (truncated && w == line.size() && !starts_with_ci(line, "mail")) {
+        for (std::string_view verb : {"ehlo", "helo", "mail", "starttls", "data", "bdat", "quit"})
+            if (is_prefix_ci(line, verb)) c.whole = false;
+        return c;
+    }
+    const std::string_view verb = line.substr(0, w);
+    const std::string_view rest = line.substr(w);
+    if (equals_ci(verb, "ehlo") || equals_ci(verb, "helo")) {
         c.cmd = SmtpCommand::Helo;
-        std::string_view rest = trim(line.substr(4));
-        c.arg = rest.substr(0, rest.find_first_of(" \t"));
+        const std::string_view name = skip_space(rest);
+        const size_t e = word_end(name);
+        c.arg = name.substr(0, e);
+        c.whole = !truncated || e < name.size();
     } else if (starts_with_ci(line, "mail")) {
-        std::string_view rest = trim(line.substr(4));
-        if (!starts_with_ci(rest, "from:")) return c;
-        c.cmd = SmtpCommand::MailFrom;
-        rest = trim(rest.substr(5));
-        if (!rest.empty() && rest.front() == '<') {
-            const size_t close = rest.find('>');
-            c.arg = rest.substr(1, close == std::string_view::npos ? std::string_view::npos : close - 1);
-        } else {
-            c.arg = rest.substr(0, rest.find_first_of(" \t"));
-        }
-    } else if (is_keyword(line, "starttls")) {
+        parse_mail(line.substr(4), truncated, c);
+    } else if (equals_ci(verb, "starttls")) {
         c.cmd = SmtpCommand::StartTls;
-    } else if (is_keyword(line, "data") || is_keyword(line, "bdat")) {
+    } else if (equals_ci(verb, "data")) {
         c.cmd = SmtpCommand::Data;
-    } else if (is_keyword(line, "quit")) {
+    } else if (equals_ci(verb, "bdat")) {
+        c.cmd = SmtpCommand::Bdat;
+        c.whole = !truncated;
+        c.chunk_ok = !truncated && parse_bdat(rest, c);
+    } else if (equals_ci(verb, "quit")) {
         c.cmd = SmtpCommand::Quit;
     }
     return c;

@@ -1,7 +1,9 @@
 // The client's SMTP command lines as the inspection reads them: which command a complete line is, its
 // argument, and the checks the policy makes on it (an EHLO name must be a fully qualified host name, a MAIL
 // FROM domain one of the approved ones). Pure functions over bytes already assembled into a line, without its
-// CR LF.
+// CR LF. Where servers differ in what they accept, the parser takes the wider reading (leading white space
+// before the verb, white space around MAIL FROM's colon), so that a line some server obeys is never read as
+// harmless.
 #pragma once
 
 #include <cstdint>
@@ -11,15 +13,28 @@
 
 namespace portcullis {
 
-enum class SmtpCommand : uint8_t { Other, Helo, MailFrom, StartTls, Data, Quit };
+enum class SmtpCommand : uint8_t { Other, Helo, MailFrom, StartTls, Data, Bdat, Quit };
 
 struct CommandLine {
     SmtpCommand cmd = SmtpCommand::Other;
-    std::string_view
-        arg;  // EHLO/HELO: the name; MAIL FROM: the reverse-path without <>, "" for the null sender
+    // EHLO/HELO: the name; MAIL FROM: the reverse-path without <>, "" for the null sender.
+    std::string_view arg;
+    // false: the line was cut (only a prefix of it is at hand) inside what the checks need: the verb, an
+    // EHLO/HELO name, a MAIL FROM path, BDAT's arguments.
+    bool whole = true;
+    // BDAT: its arguments parsed ("BDAT <decimal size> [LAST]"); size and last are valid only then.
+    bool chunk_ok = false;
+    bool last = false;
+    uint64_t size = 0;
 };
 
-CommandLine parse_command(std::string_view line);
+// truncated: `line` is only the first part of a longer line.
+CommandLine parse_command(std::string_view line, bool truncated = false);
+
+// White space as servers skip it between words (isspace() in the C locale).
+inline bool is_smtp_space(char c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
 
 // A fully qualified host name: at least two labels of letters, digits and hyphens (1-63 each, no hyphen at
 // either end), at most 253 characters, the last label not all digits; one trailing dot allowed.

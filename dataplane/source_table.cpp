@@ -20,7 +20,9 @@ uint64_t pack_daily(uint32_t day, uint32_t count) {
 SourceTable::SourceTable(uint32_t capacity, const CookieKey& key, uint8_t v6_prefix, uint32_t max_flows)
     : mask_(static_cast<uint32_t>(slots_for(capacity) - 1)),
       key_(key),
-      v6_prefix_(v6_prefix < 1 ? 1 : v6_prefix > 128 ? 128 : v6_prefix),
+      v6_prefix_(v6_prefix < 1     ? 1
+                 : v6_prefix > 128 ? 128
+                                   : v6_prefix),
       max_flows_(max_flows) {
     slots_ = std::make_unique<Slot[]>(size_t{mask_} + 1);
 }

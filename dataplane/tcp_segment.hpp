@@ -1,8 +1,8 @@
 // What a receiving TCP stack would make of one segment, read from the frame: sequence and acknowledgement
 // numbers, window, the TTL or hop limit it arrived with, the options that change acceptance (window scale,
 // timestamps, MD5/TCP-AO signatures), and whether its IPv4 header and TCP checksums are right. The flow
-// tracker uses this to keep the gateway's reading of a session identical to the server's: a segment the server
-// would discard (bad checksum, PAWS, signature it cannot check) is not read and not forwarded either.
+// tracker uses this to keep the gateway's reading of a session identical to the server's: a segment the
+// server would discard (bad checksum, PAWS, signature it cannot check) is not read and not forwarded either.
 // Pure functions over bytes parse_frame already bounded; no allocation, no system call.
 #pragma once
 
@@ -29,7 +29,8 @@ struct TcpSegment {
     TcpOptions opt;
     // Sequence space the segment occupies: payload, plus one each for SYN and FIN.
     uint32_t span(const Parsed& p) const {
-        return p.payload_len + ((p.tcp_flags & tcpflag::SYN) ? 1u : 0u) + ((p.tcp_flags & tcpflag::FIN) ? 1u : 0u);
+        return p.payload_len + ((p.tcp_flags & tcpflag::SYN) ? 1u : 0u) +
+               ((p.tcp_flags & tcpflag::FIN) ? 1u : 0u);
     }
 };
 

@@ -157,6 +157,15 @@ Dest end_session(Action action, rte_mbuf* m, const Parsed& p, const std::string&
     return Dest::Back;
 }
 
+// A SYN's data (TCP Fast Open) removed, in place: the client sends it again after the handshake, in order.
+Dest strip_syn_data(rte_mbuf* m, const Parsed& p) {
+    if (m->nb_segs != 1) return Dest::Drop;
+    const uint32_t len = strip_payload_in_place(rte_pktmbuf_mtod(m, uint8_t*), p);
+    rte_pktmbuf_trim(m, static_cast<uint16_t>(rte_pktmbuf_pkt_len(m) - len));
+    m->ol_flags = 0;
+    return Dest::Fwd;
+}
+
 // A client segment of a session ended mid-way: its FIN is acknowledged, data is reset, the rest dropped.
 Dest after_session(rte_mbuf* m, const Parsed& p, Counters& c) {
     if (m->nb_segs != 1 || (p.tcp_flags & tcpflag::RST)) return Dest::Drop;
@@ -184,14 +193,16 @@ Dest on_verdict(const TrackResult& t, const Policy& pol, rte_mbuf* m, const Pars
         case TrackVerdict::RefuseSession:
             *reported = true;
             note_refusal(*ev, p, t.reason);
-            return end_session(t.action, m, p, *t.reply, extra, c);
+            return end_session(t.action, m, p, t.reply ? *t.reply : std::string(), extra, c);
         case TrackVerdict::Refused:
             return after_session(m, p, c);
         case TrackVerdict::Refuse:
             *reported = true;
             return refuse(pol, m, p, now, pol.action_limit, t.reason, ev, c);
+        case TrackVerdict::Drop:
+            return Dest::Drop;
         default:
-            return Dest::Fwd;
+            return t.strip_payload ? strip_syn_data(m, p) : Dest::Fwd;
     }
 }
 
@@ -209,7 +220,7 @@ Dest track(const WorkerContext& ctx, const Policy& pol, rte_mbuf* m, const Parse
            LazyNow& now, RefusalEvent* ev, bool* reported, rte_mbuf** extra, Counters& c) {
     const TrackResult t =
         ctx.flows->outbound(p, rte_pktmbuf_mtod(m, const uint8_t*), pol, to_relay, now.get(), c);
-    if (t.verdict == TrackVerdict::Forward) [[likely]]
+    if (t.verdict == TrackVerdict::Forward && !t.strip_payload) [[likely]]
         return Dest::Fwd;
     if (t.verdict != TrackVerdict::Untracked) return on_verdict(t, pol, m, p, now, ev, reported, extra, c);
     // A segment of no connection this worker knows: maybe the next step of a stateless limit refusal.
@@ -223,8 +234,8 @@ Dest track(const WorkerContext& ctx, const Policy& pol, rte_mbuf* m, const Parse
             return Dest::Back;
         }
     }
-    ctx.flows->pick_up(p, now.get(), c);
-    return Dest::Fwd;
+    // A segment of a connection this worker has no record of: it cannot be vouched for, so it is reset.
+    return on_verdict(ctx.flows->unknown(p, pol, c), pol, m, p, now, ev, reported, extra, c);
 }
 
 }  // namespace
@@ -240,7 +251,7 @@ void process_inbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pkt
             const Parsed p = parse_frame(rte_pktmbuf_mtod(pkts[i], uint8_t*), rte_pktmbuf_data_len(pkts[i]));
             if (p.kind == L3Kind::Tcp &&
                 (pol.smtp_ports.test(p.sport) || ctx.flows->other_server_port(p.sport)))
-                ctx.flows->inbound(p, now.get(), c);
+                ctx.flows->inbound(p, rte_pktmbuf_mtod(pkts[i], const uint8_t*), pol, now.get(), c);
         }
     }
     c.add(Ctr::fwd_inbound, send_or_free(ctx.inside_port, ctx.queue, pkts, n, c, Ctr::tx_full_inside));

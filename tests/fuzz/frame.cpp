@@ -8,7 +8,11 @@
 //   the worker calls them: the RST, the stateless SMTP answer (also with the acknowledgement numbers a client
 //   that completed the cookie handshake would send), the SMTP close, the FIN's ACK, and the RST forwarded to
 //   the server in a separate buffer; each answer must parse again as a TCP segment of the same flow;
-// - the payload's command lines through the SMTP command parser and name checks (dataplane/smtp_command.hpp).
+// - the payload's command lines through the SMTP command parser and name checks (dataplane/smtp_command.hpp),
+//   whole and as a line cut short;
+// - the payload through an Inspector (dataplane/inspect.hpp) as a session read from its start: its first half
+//   as the client's bytes, then all of it as the server's, then its second half as the client's again; every
+//   verdict must be one of the kinds, with a reply where one is due.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -125,6 +129,12 @@ void read_commands(const uint8_t* payload, uint16_t len) {
         if (c.arg.data() && !c.arg.empty() &&
             (c.arg.data() < line.data() || c.arg.data() + c.arg.size() > line.data() + line.size()))
             fuzz::fail("parse_command: the argument lies outside its line");
+        const CommandLine cut = parse_command(line, true);
+        if (cut.arg.data() && !cut.arg.empty() &&
+            (cut.arg.data() < line.data() || cut.arg.data() + cut.arg.size() > line.data() + line.size()))
+            fuzz::fail("parse_command (cut): the argument lies outside its line");
+        if (cut.whole && cut.cmd != c.cmd)
+            fuzz::fail("parse_command: a cut line read whole is another command");
         if (c.cmd == SmtpCommand::Helo) {
             (void)is_fqdn(c.arg);
             (void)is_address_literal(c.arg);
@@ -136,6 +146,30 @@ void read_commands(const uint8_t* payload, uint16_t len) {
             (void)same_name(domain, "example.com.");
         }
     }
+}
+
+void check_verdict(const InspectResult& r, const char* what) {
+    if (r.kind > InspectResult::Unreadable) fuzz::fail("%s: verdict kind %d", what, int(r.kind));
+    if ((r.kind == InspectResult::Violation || r.kind == InspectResult::Unreadable) && !r.reply)
+        fuzz::fail("%s: a refusal without a reply", what);
+    if (r.kind == InspectResult::Unreadable && static_cast<size_t>(r.cause) >= kUnreadableCauses)
+        fuzz::fail("%s: cause %d", what, int(r.cause));
+}
+
+void inspect(const uint8_t* payload, uint16_t len) {
+    static Inspector insp(1, 512);
+    static const ApprovalNames names{"mail.example.com", {"example.com"}};
+    Counters c;
+    InspectPolicy ip;
+    ip.names = &names;
+    ip.budget = 1024;
+    const uint32_t slot = insp.open(1000, 5000);
+    if (slot == Inspector::kNone) fuzz::fail("Inspector::open: the pool leaks");
+    const uint32_t half = len / 2u;
+    check_verdict(insp.feed(slot, payload, half, 1000, ip, c), "feed");
+    check_verdict(insp.feed_server(slot, payload, len, 5000, ip, c), "feed_server");
+    check_verdict(insp.feed(slot, payload + half, len - half, 1000 + half, ip, c), "feed again");
+    insp.close(slot);
 }
 
 }  // namespace
@@ -159,5 +193,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
     run_responders(frame.get(), len, p, pol);
     read_commands(frame.get() + p.payload_off, p.payload_len);
+    inspect(frame.get() + p.payload_off, p.payload_len);
     return 0;
 }

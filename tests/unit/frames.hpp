@@ -31,8 +31,36 @@ struct FrameSpec {
     std::vector<Ext6> ext6;
     uint16_t frag = 0;  // IPv4 flags+offset field
     std::string payload;
-    size_t pad = 0;  // Ethernet trailer bytes after the IP packet
+    size_t pad = 0;                      // Ethernet trailer bytes after the IP packet
+    std::vector<uint8_t> tcp_opt_bytes;  // TCP options, after the NOPs (padded with NOPs to 4 bytes)
+    uint8_t ttl = 64;
+    uint16_t window = 65535;
+    bool bad_checksum = false;  // the TCP checksum is left wrong (by one)
 };
+
+// The TCP checksum of a segment (pseudo-header from the IP addresses).
+inline uint16_t tcp_checksum(const IpAddr& src, const IpAddr& dst, const std::vector<uint8_t>& seg) {
+    uint64_t acc = 0;
+    const auto add = [&](const uint8_t* p, size_t n) {
+        for (size_t i = 0; i + 1 < n; i += 2) acc += (uint32_t{p[i]} << 8) | p[i + 1];
+        if (n % 2) acc += uint32_t{p[n - 1]} << 8;
+    };
+    if (src.v6) {
+        const auto a = v6_to_bytes(src.v6addr), b = v6_to_bytes(dst.v6addr);
+        add(a.data(), 16);
+        add(b.data(), 16);
+    } else {
+        const uint8_t a[8] = {static_cast<uint8_t>(src.v4 >> 24), static_cast<uint8_t>(src.v4 >> 16),
+                              static_cast<uint8_t>(src.v4 >> 8),  static_cast<uint8_t>(src.v4),
+                              static_cast<uint8_t>(dst.v4 >> 24), static_cast<uint8_t>(dst.v4 >> 16),
+                              static_cast<uint8_t>(dst.v4 >> 8),  static_cast<uint8_t>(dst.v4)};
+        add(a, 8);
+    }
+    acc += 6 + seg.size();
+    add(seg.data(), seg.size());
+    while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
+    return static_cast<uint16_t>(~acc);
+}
 
 inline void put16(std::vector<uint8_t>& v, uint16_t x) {
     v.push_back(static_cast<uint8_t>(x >> 8));
@@ -60,12 +88,15 @@ inline std::vector<uint8_t> build_frame(const FrameSpec& s) {
         put16(l4, s.dport);
         put32(l4, s.seq);
         put32(l4, s.ack);
-        l4.push_back(static_cast<uint8_t>(((20 + s.tcp_options) / 4) << 4));
+        std::vector<uint8_t> opts(s.tcp_options, 1);  // NOPs
+        opts.insert(opts.end(), s.tcp_opt_bytes.begin(), s.tcp_opt_bytes.end());
+        while (opts.size() % 4) opts.push_back(1);
+        l4.push_back(static_cast<uint8_t>(((20 + opts.size()) / 4) << 4));
         l4.push_back(s.flags);
-        put16(l4, 65535);
+        put16(l4, s.window);
         put16(l4, 0);
         put16(l4, 0);
-        l4.insert(l4.end(), s.tcp_options, 1);  // NOPs
+        l4.insert(l4.end(), opts.begin(), opts.end());
     } else {
         put16(l4, s.sport);
         put16(l4, s.dport);
@@ -73,6 +104,11 @@ inline std::vector<uint8_t> build_frame(const FrameSpec& s) {
         put16(l4, 0);
     }
     l4.insert(l4.end(), s.payload.begin(), s.payload.end());
+    if (s.l4_proto == 6) {
+        const uint16_t sum = static_cast<uint16_t>(tcp_checksum(src, dst, l4) + (s.bad_checksum ? 1 : 0));
+        l4[16] = static_cast<uint8_t>(sum >> 8);
+        l4[17] = static_cast<uint8_t>(sum);
+    }
 
     if (!src.v6) {
         const size_t ihl = 20 + s.ip_options;
@@ -81,12 +117,20 @@ inline std::vector<uint8_t> build_frame(const FrameSpec& s) {
         put16(f, static_cast<uint16_t>(ihl + l4.size()));
         put16(f, 1);
         put16(f, s.frag);
-        f.push_back(64);
+        f.push_back(s.ttl);
         f.push_back(s.l4_proto);
         put16(f, 0);
         put32(f, src.v4);
         put32(f, dst.v4);
         f.insert(f.end(), s.ip_options, 1);  // NOP options
+        {                                    // the header checksum
+            const size_t h = f.size() - ihl;
+            uint32_t acc = 0;
+            for (size_t i = 0; i < ihl; i += 2) acc += (uint32_t{f[h + i]} << 8) | f[h + i + 1];
+            while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
+            f[h + 10] = static_cast<uint8_t>(~acc >> 8);
+            f[h + 11] = static_cast<uint8_t>(~acc);
+        }
     } else {
         std::vector<uint8_t> ext;
         uint8_t first = s.ext6.empty() ? s.l4_proto : s.ext6[0].type;
@@ -111,7 +155,7 @@ inline std::vector<uint8_t> build_frame(const FrameSpec& s) {
         put32(f, 0x60000000);
         put16(f, static_cast<uint16_t>(ext.size() + l4.size()));
         f.push_back(first);
-        f.push_back(64);
+        f.push_back(s.ttl);
         auto sb = v6_to_bytes(src.v6addr);
         auto db = v6_to_bytes(dst.v6addr);
         f.insert(f.end(), sb.begin(), sb.end());

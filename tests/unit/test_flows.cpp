@@ -86,52 +86,7 @@ TEST(FlowTable, HashIsKeyedPerStart) {
     EXPECT_NE(a.hash(k), b.hash(k));
 }
 
-// ---- the state machine
-
-struct Step {
-    bool out;
-    uint8_t flags;
-    uint16_t payload;
-    FlowState expect;
-};
-
-void walk(const std::vector<Step>& steps) {
-    FlowState s = FlowState::SynSent;
-    uint8_t fins = 0;
-    int i = 0;
-    for (const auto& st : steps) {
-        s = next_flow_state(s, fins, st.out, st.flags, st.payload);
-        EXPECT_EQ(s, st.expect) << "step " << i << ": got " << flow_state_name(s);
-        ++i;
-    }
-}
-
 using namespace tcpflag;
-
-TEST(FlowState, HandshakeDataAndCloseFromEitherSide) {
-    walk({{false, SYN | ACK, 0, FlowState::SynRecv},
-          {true, ACK, 0, FlowState::Established},
-          {false, ACK | PSH, 30, FlowState::Established},  // the 220 greeting
-          {true, ACK | FIN, 0, FlowState::Closing},
-          {false, ACK, 0, FlowState::Closing},
-          {false, ACK | FIN, 0, FlowState::Closed},
-          {true, ACK, 0, FlowState::Closed}});
-    walk({{false, SYN | ACK, 0, FlowState::SynRecv},
-          {true, ACK, 0, FlowState::Established},
-          {false, FIN | ACK, 0, FlowState::Closing},
-          {false, FIN | ACK, 0, FlowState::Closing},  // a retransmitted FIN is still one side
-          {true, FIN | ACK, 0, FlowState::Closed}});
-}
-
-TEST(FlowState, ResetFromEitherSideClosesAtOnce) {
-    walk({{false, RST | ACK, 0, FlowState::Closed}});  // the server refused the connection
-    walk({{false, SYN | ACK, 0, FlowState::SynRecv}, {true, RST, 0, FlowState::Closed}});
-}
-
-TEST(FlowState, DataWithoutAHandshakeSeenIsEstablished) {
-    walk({{true, ACK | PSH, 20, FlowState::Established}});
-    walk({{true, SYN, 0, FlowState::SynSent}, {true, SYN, 0, FlowState::SynSent}});  // SYN retransmitted
-}
 
 // ---- the shared source table
 
@@ -200,7 +155,7 @@ TEST(SourceTable, MonitorCountsEverythingAndNamesTheLimit) {
 
 TEST(SourceTable, FullGroupReusesOnlyIdleSlots) {
     SourceTable t(8, kKey);  // one group of 8 ways
-    const Limits l{5, 0, 0};
+    const Limits l{5, 0, 100};
     std::vector<uint32_t> slots;
     for (int i = 0; i < 8; ++i) {
         const auto a = IpAddr::from_v4(0xc6336400u + static_cast<uint32_t>(i));
@@ -213,7 +168,11 @@ TEST(SourceTable, FullGroupReusesOnlyIdleSlots) {
     const auto newcomer = IpAddr::from_v4(0xc6336464u);
     EXPECT_EQ(t.acquire(t.id_of(newcomer), 0, kDay), SourceTable::kNone) << "every way holds a connection";
     t.release(slots[3]);
-    EXPECT_EQ(t.acquire(t.id_of(newcomer), 0, kDay), SourceTable::kNone) << "it still counted today";
+    bool reclaimed = false;
+    EXPECT_EQ(t.acquire(t.id_of(newcomer), 0, kDay, &reclaimed), slots[3])
+        << "only a daily count left: reclaimed rather than refuse a sender who is here now";
+    EXPECT_TRUE(reclaimed);
+    t.release(slots[3]);
     const uint32_t s = t.acquire(t.id_of(newcomer), 0, kDay + 1);
     EXPECT_EQ(s, slots[3]) << "idle and counted yesterday: reused";
     EXPECT_EQ(t.view(newcomer, l, 0, kDay + 1).daily, 0u);
@@ -245,22 +204,46 @@ TEST(SourceTable, ConcurrentAdmissionsNeverExceedTheLimit) {
 
 // ---- the tracker
 
+// A client (198.51.100.20) talking to a server (203.0.113.25:25) through the tracker, with real sequence
+// numbers: the client's ISN 1000, the server's 5000.
 class Tracker : public ::testing::Test {
   protected:
     Tracker() : sources(1024, kKey), tracker(100, kKey, &sources, FlowTimeouts{3000, 60000, 5000}) {
         pol.default_limits = {2, 0, 0};
         pol.relay_limits = {};
     }
-    TrackResult out(const FrameSpec& s, uint64_t ms) {
-        return tracker.outbound(parsed(s), g_frame.data(), pol, false, clock.after_us(ms * 1000), c);
+    TrackResult out(const FrameSpec& s, uint64_t ms, bool to_relay = false) {
+        const Parsed p = parsed(s);  // before g_frame.data() is taken
+        return tracker.outbound(p, g_frame.data(), pol, to_relay, clock.after_us(ms * 1000), c);
     }
     void in(FrameSpec s, uint64_t ms) {
         std::swap(s.src, s.dst);
         std::swap(s.sport, s.dport);
-        tracker.inbound(parsed(s), clock.after_us(ms * 1000), c);
+        const Parsed p = parsed(s);
+        tracker.inbound(p, g_frame.data(), pol, clock.after_us(ms * 1000), c);
     }
     uint32_t open() {
         return sources.view(*parse_addr("198.51.100.20"), pol.default_limits, 0, 0).concurrent;
+    }
+    // A client segment of connection `port` at client sequence `seq` (ACKing the server's `ack`).
+    static FrameSpec seg(uint16_t port, uint8_t flags, uint32_t seq, uint32_t ack, std::string payload = {}) {
+        FrameSpec s;
+        s.sport = port;
+        s.flags = flags;
+        s.seq = seq;
+        s.ack = ack;
+        s.payload = std::move(payload);
+        return s;
+    }
+    // The server's segment of connection `port` (as seen on the wire: in() swaps the ends).
+    static FrameSpec from_server(uint16_t port, uint8_t flags, uint32_t seq, uint32_t ack) {
+        return seg(port, flags, seq, ack);
+    }
+    // SYN, SYN-ACK, ACK: the client's next sequence number is 1001, the server's 5001.
+    TrackResult handshake(uint16_t port, uint64_t ms = 0) {
+        EXPECT_EQ(out(seg(port, SYN, 1000, 0), ms).verdict, TrackVerdict::Forward);
+        in(from_server(port, SYN | ACK, 5000, 1001), ms);
+        return out(seg(port, ACK, 1001, 5001), ms);
     }
 
     Policy pol;
@@ -270,61 +253,154 @@ class Tracker : public ::testing::Test {
     Counters c;
 };
 
-FrameSpec syn_from(uint16_t sport) {
-    FrameSpec s;
-    s.sport = sport;
-    return s;
-}
-
-TEST_F(Tracker, ConcurrencyHeldUntilCloseThenFreed) {
-    EXPECT_EQ(out(syn_from(1001), 0).verdict, TrackVerdict::Forward);
-    EXPECT_EQ(out(syn_from(1002), 0).verdict, TrackVerdict::Forward);
-    const auto third = out(syn_from(1003), 0);
-    EXPECT_EQ(third.verdict, TrackVerdict::Refuse);
-    EXPECT_EQ(third.reason, ReplyReason::Concurrency);
-    EXPECT_EQ(c.get(Ctr::refused_concurrency), 1u);
-    EXPECT_EQ(out(syn_from(1001), 10).verdict, TrackVerdict::Forward)
-        << "a retransmitted SYN is no new connection";
+TEST_F(Tracker, ConcurrencyIsCountedAtTheHandshakeAndHeldUntilClose) {
+    EXPECT_EQ(handshake(1001).verdict, TrackVerdict::Forward);
+    EXPECT_EQ(handshake(1002).verdict, TrackVerdict::Forward);
     EXPECT_EQ(open(), 2u);
+    const auto third = out(seg(1003, SYN, 1000, 0), 0);
+    EXPECT_EQ(third.verdict, TrackVerdict::Refuse) << "the source's slot is full: refused at its SYN";
+    EXPECT_EQ(third.reason, ReplyReason::Concurrency);
+    EXPECT_EQ(out(seg(1001, SYN, 1000, 0), 10).verdict, TrackVerdict::Forward) << "inside the connection";
 
-    // Connection 1001 completes and closes: FIN both ways.
-    FrameSpec s = syn_from(1001);
-    s.flags = SYN | ACK;
-    in(s, 20);
-    s.flags = ACK;
-    out(s, 21);
-    s.flags = FIN | ACK;
-    out(s, 30);
+    // Connection 1001 closes: FIN both ways, each at its next sequence number.
+    EXPECT_EQ(out(seg(1001, FIN | ACK, 1001, 5001), 30).verdict, TrackVerdict::Forward);
     EXPECT_EQ(open(), 2u) << "half-closed still counts";
-    in(s, 31);
+    in(from_server(1001, FIN | ACK, 5001, 1002), 31);
     EXPECT_EQ(open(), 1u);
     EXPECT_EQ(c.get(Ctr::flows_closed), 1u);
-    EXPECT_EQ(out(syn_from(1003), 40).verdict, TrackVerdict::Forward);
+    EXPECT_EQ(handshake(1003, 40).verdict, TrackVerdict::Forward);
 }
 
-TEST_F(Tracker, HalfOpenFlowsAreReleasedByTheirTimeout) {
-    out(syn_from(1001), 0);
-    out(syn_from(1002), 0);
-    EXPECT_EQ(out(syn_from(1003), 0).verdict, TrackVerdict::Refuse);
-    tracker.sweep(clock.after_us(2'999'000), 1024, c);
-    EXPECT_EQ(open(), 2u) << "not yet";
-    tracker.sweep(clock.after_us(3'000'000), 1024, c);
+TEST_F(Tracker, SynsThatNeverCompleteAHandshakeClaimNoSourceState) {
+    // A flood of spoofed SYNs: none is answered by the server's SYN-ACK acknowledged by the client.
+    for (uint16_t p = 1; p <= 90; ++p) {
+        FrameSpec s = seg(p, SYN, 1000, 0);
+        s.src = "198.51.100." + std::to_string(p);
+        EXPECT_EQ(out(s, 0).verdict, TrackVerdict::Forward);
+    }
+    EXPECT_EQ(sources.in_use(), 0u);
+    EXPECT_EQ(c.get(Ctr::flows_half_open), 90u);
+    EXPECT_EQ(c.get(Ctr::flows_opened), 0u);
+    // A forged ACK without the server's SYN-ACK (the attacker cannot know its sequence number) is dropped.
+    FrameSpec forged = seg(5, ACK, 1001, 777);
+    forged.src = "198.51.100.5";
+    EXPECT_EQ(out(forged, 1).verdict, TrackVerdict::Drop);
+    EXPECT_EQ(sources.in_use(), 0u);
+}
+
+TEST_F(Tracker, WhenTheTableIsFullTheOldestHalfOpenEntryMakesRoom) {
+    FlowTracker small(8, kKey, &sources, FlowTimeouts{30000, 60000, 5000});
+    const auto syn = [&](const std::string& src, uint16_t port, uint64_t ms) {
+        FrameSpec s = seg(port, SYN, 1000, 0);
+        s.src = src;
+        const Parsed p = parsed(s);
+        return small.outbound(p, g_frame.data(), pol, false, clock.after_us(ms * 1000), c);
+    };
+    for (uint16_t p = 1; p <= 8; ++p) EXPECT_EQ(syn("198.51.100.1", p, p).verdict, TrackVerdict::Forward);
+    EXPECT_EQ(small.table().size(), 8u);
+    // An honest client's SYN still gets in (the oldest unconfirmed entry goes), and completes its handshake.
+    EXPECT_EQ(syn("198.51.100.20", 4000, 100).verdict, TrackVerdict::Forward);
+    EXPECT_EQ(c.get(Ctr::flows_early_dropped), 1u);
+    FrameSpec sa = seg(4000, SYN | ACK, 5000, 1001);
+    std::swap(sa.src, sa.dst);
+    std::swap(sa.sport, sa.dport);
+    const Parsed psa = parsed(sa);
+    small.inbound(psa, g_frame.data(), pol, clock.after_us(101'000), c);
+    const Parsed pa = parsed(seg(4000, ACK, 1001, 5001));
+    EXPECT_EQ(small.outbound(pa, g_frame.data(), pol, false, clock.after_us(102'000), c).verdict,
+              TrackVerdict::Forward);
+    EXPECT_EQ(open(), 1u);
+}
+
+TEST_F(Tracker, ARstOutsideTheWindowKeepsTheConnectionAndItsUnit) {
+    handshake(1001);
+    out(seg(1001, ACK | PSH, 1001, 5001, "EHLO a.example\r\n"), 1);
+    // RFC 5961: only a RST at exactly the next sequence number (1017) resets the server's connection.
+    EXPECT_EQ(out(seg(1001, RST, 1001 + 100000, 0), 2).verdict, TrackVerdict::Forward);
+    EXPECT_EQ(out(seg(1001, RST, 1016, 0), 2).verdict, TrackVerdict::Forward);
+    EXPECT_EQ(c.get(Ctr::tcp_rst_ignored), 2u);
+    EXPECT_EQ(open(), 1u) << "the session lives on at the server: its unit stays";
+    out(seg(1001, RST, 1017, 0), 3);
     EXPECT_EQ(open(), 0u);
-    EXPECT_EQ(c.get(Ctr::flows_expired_half_open), 2u);
+}
+
+TEST_F(Tracker, SegmentsTheServerWouldDiscardAreDroppedNotRead) {
+    handshake(1001);
+    FrameSpec bad = seg(1001, ACK | PSH, 1001, 5001, "EHLO good.example\r\n");
+    bad.bad_checksum = true;
+    EXPECT_EQ(out(bad, 1).verdict, TrackVerdict::Drop);
+    EXPECT_EQ(c.get(Ctr::tcp_bad_checksum), 1u);
+    FrameSpec low = seg(1001, ACK | PSH, 1001, 5001, "EHLO good.example\r\n");
+    low.ttl = 3;  // might expire between the gateway and the server
+    EXPECT_EQ(out(low, 1).verdict, TrackVerdict::Drop);
+    EXPECT_EQ(c.get(Ctr::tcp_ttl_low), 1u);
+    FrameSpec md5 = seg(1001, ACK | PSH, 1001, 5001, "EHLO good.example\r\n");
+    md5.tcp_opt_bytes = {19, 18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    EXPECT_EQ(out(md5, 1).verdict, TrackVerdict::Drop);
+    EXPECT_EQ(c.get(Ctr::tcp_signed), 1u);
+    // Ahead of the next in-order byte: dropped; the client sends it again in order.
+    EXPECT_EQ(out(seg(1001, ACK | PSH, 1001 + 100000, 5001, "NOOP\r\n"), 1).verdict, TrackVerdict::Drop);
+    EXPECT_EQ(c.get(Ctr::tcp_out_of_order), 1u);
+    // Past the server's window (65535 from its SYN-ACK).
+    EXPECT_EQ(out(seg(1001, ACK | PSH, 1001 + 65530, 5001, "NOOP\r\n"), 1).verdict, TrackVerdict::Drop);
+    // In order: forwarded.
+    EXPECT_EQ(out(seg(1001, ACK | PSH, 1001, 5001, "NOOP\r\n"), 1).verdict, TrackVerdict::Forward);
+}
+
+TEST_F(Tracker, AnOldTimestampIsDroppedAsTheServersPawsCheckWould) {
+    const std::vector<uint8_t> ts100 = {8, 10, 0, 0, 0, 100, 0, 0, 0, 0};
+    FrameSpec syn = seg(1001, SYN, 1000, 0);
+    syn.tcp_opt_bytes = ts100;
+    out(syn, 0);
+    FrameSpec sa = from_server(1001, SYN | ACK, 5000, 1001);
+    sa.tcp_opt_bytes = {8, 10, 0, 0, 0, 9, 0, 0, 0, 100};
+    in(sa, 0);
+    FrameSpec ack = seg(1001, ACK, 1001, 5001);
+    ack.tcp_opt_bytes = ts100;
+    out(ack, 0);
+    FrameSpec old = seg(1001, ACK | PSH, 1001, 5001, "EHLO good.example\r\n");
+    old.tcp_opt_bytes = {8, 10, 0, 0, 0, 50, 0, 0, 0, 9};
+    EXPECT_EQ(out(old, 1).verdict, TrackVerdict::Drop);
+    EXPECT_EQ(c.get(Ctr::tcp_paws), 1u);
+}
+
+TEST_F(Tracker, DataOnASynIsStripped) {
+    const auto r = out(seg(1001, SYN, 1000, 0, "EHLO evil.example\r\n"), 0);
+    EXPECT_EQ(r.verdict, TrackVerdict::Forward);
+    EXPECT_TRUE(r.strip_payload);
+    EXPECT_EQ(c.get(Ctr::tcp_syn_data_stripped), 1u);
+    // The server acknowledges the SYN alone; the client's data comes again at 1001, in order.
+    in(from_server(1001, SYN | ACK, 5000, 1001), 0);
+    EXPECT_EQ(out(seg(1001, ACK | PSH, 1001, 5001, "EHLO evil.example\r\n"), 1).verdict,
+              TrackVerdict::Forward);
+}
+
+TEST_F(Tracker, HalfOpenFlowsExpireAndHoldNothing) {
+    out(seg(1001, SYN, 1000, 0), 0);
+    out(seg(1002, SYN, 1000, 0), 0);
+    EXPECT_EQ(out(seg(1003, SYN, 1000, 0), 0).verdict, TrackVerdict::Forward) << "SYNs hold no unit";
+    tracker.sweep(clock.after_us(3'000'000), 1024, c);
+    EXPECT_EQ(c.get(Ctr::flows_expired_half_open), 3u);
     EXPECT_EQ(tracker.table().size(), 0u);
-    EXPECT_EQ(out(syn_from(1003), 3001).verdict, TrackVerdict::Forward);
+}
+
+TEST_F(Tracker, ConnectionsOverTheLimitAtTheHandshakeAreEndedThere) {
+    // Three SYNs at once: none finds anything against it, but the third handshake is one too many.
+    for (uint16_t p = 1; p <= 3; ++p) out(seg(p, SYN, 1000, 0), 0);
+    for (uint16_t p = 1; p <= 3; ++p) in(from_server(p, SYN | ACK, 5000, 1001), 0);
+    EXPECT_EQ(out(seg(1, ACK, 1001, 5001), 0).verdict, TrackVerdict::Forward);
+    EXPECT_EQ(out(seg(2, ACK, 1001, 5001), 0).verdict, TrackVerdict::Forward);
+    const auto r = out(seg(3, ACK, 1001, 5001), 0);
+    EXPECT_EQ(r.verdict, TrackVerdict::RefuseSession);
+    EXPECT_EQ(r.reason, ReplyReason::Concurrency);
+    EXPECT_EQ(c.get(Ctr::refused_at_handshake), 1u);
+    EXPECT_EQ(open(), 2u);
 }
 
 TEST_F(Tracker, EstablishedFlowsUseTheIdleTimeoutAndActivityRenewsIt) {
-    out(syn_from(1001), 0);
-    FrameSpec s = syn_from(1001);
-    s.flags = SYN | ACK;
-    in(s, 1);
-    s.flags = ACK;
-    out(s, 2);
+    handshake(1001);
     tracker.sweep(clock.after_us(50'000'000), 1024, c);
-    s.payload = "NOOP\r\n";
-    out(s, 50'000);  // activity at 50 s
+    out(seg(1001, ACK | PSH, 1001, 5001, "NOOP\r\n"), 50'000);  // activity at 50 s
     tracker.sweep(clock.after_us(100'000'000), 1024, c);
     EXPECT_EQ(open(), 1u) << "idle for 50 s of 60";
     tracker.sweep(clock.after_us(110'000'000), 1024, c);
@@ -333,55 +409,63 @@ TEST_F(Tracker, EstablishedFlowsUseTheIdleTimeoutAndActivityRenewsIt) {
 }
 
 TEST_F(Tracker, ReusedPortsAfterCloseAreANewConnection) {
-    out(syn_from(1001), 0);
-    FrameSpec s = syn_from(1001);
-    s.flags = RST | ACK;
-    in(s, 1);  // the server refused
-    EXPECT_EQ(open(), 0u);
-    EXPECT_EQ(out(syn_from(1001), 2).verdict, TrackVerdict::Forward);
+    out(seg(1001, SYN, 1000, 0), 0);
+    in(from_server(1001, RST | ACK, 0, 1001), 1);  // the server refused
+    EXPECT_EQ(tracker.table().size(), 1u);
+    EXPECT_EQ(handshake(1001, 2).verdict, TrackVerdict::Forward);
     EXPECT_EQ(open(), 1u);
     EXPECT_EQ(tracker.table().size(), 1u);
 }
 
-TEST_F(Tracker, UnknownSegmentsArePickedUpNeverRefused) {
-    FrameSpec s = syn_from(1001);
-    s.flags = ACK | PSH;
-    s.payload = "MAIL FROM:<a@example.com>\r\n";
+TEST_F(Tracker, UnknownSegmentsAreResetNotPickedUp) {
+    const FrameSpec s = seg(1001, ACK | PSH, 1001, 5001, "MAIL FROM:<a@example.com>\r\n");
     EXPECT_EQ(out(s, 0).verdict, TrackVerdict::Untracked);
-    tracker.pick_up(parsed(s), clock.after_us(0), c);
-    EXPECT_EQ(c.get(Ctr::flows_picked_up), 1u);
-    EXPECT_EQ(open(), 1u);
-    EXPECT_EQ(out(s, 1).verdict, TrackVerdict::Forward) << "tracked from now on";
-    s.flags = RST;
-    EXPECT_EQ(out(s, 2).verdict, TrackVerdict::Forward);
-    EXPECT_EQ(open(), 0u);
+    const auto r = tracker.unknown(parsed(s), pol, c);
+    EXPECT_EQ(r.verdict, TrackVerdict::RefuseSession);
+    EXPECT_EQ(r.action, Action::Rst);
+    EXPECT_EQ(c.get(Ctr::flows_unknown_reset), 1u);
+    EXPECT_EQ(tracker.table().size(), 0u) << "no state for what nobody vouched for";
+    EXPECT_EQ(sources.in_use(), 0u);
+    pol.monitor = true;
+    EXPECT_EQ(tracker.unknown(parsed(s), pol, c).verdict, TrackVerdict::Forward);
 }
 
-TEST_F(Tracker, FullTableRefusesNewConnectionsKeepsOpenOnesAndRecovers) {
+TEST_F(Tracker, FullTableOfConfirmedFlowsRefusesNewConnectionsAndRecovers) {
     pol.default_limits = {};
     FlowTracker small(4, kKey, &sources, FlowTimeouts{1000, 60000, 1000});
     const auto now = clock.after_us(0);
-    for (uint16_t p = 1; p <= 4; ++p)
-        EXPECT_EQ(small.outbound(parsed(syn_from(p)), g_frame.data(), pol, false, now, c).verdict,
-                  TrackVerdict::Forward);
-    const auto r = small.outbound(parsed(syn_from(5)), g_frame.data(), pol, false, now, c);
+    const auto go = [&](const FrameSpec& s, bool outbound) {
+        FrameSpec w = s;
+        if (!outbound) {
+            std::swap(w.src, w.dst);
+            std::swap(w.sport, w.dport);
+        }
+        const Parsed p = parsed(w);
+        if (outbound) return small.outbound(p, g_frame.data(), pol, false, now, c).verdict;
+        small.inbound(p, g_frame.data(), pol, now, c);
+        return TrackVerdict::Forward;
+    };
+    for (uint16_t p = 1; p <= 4; ++p) {
+        go(seg(p, SYN, 1000, 0), true);
+        go(from_server(p, SYN | ACK, 5000, 1001), false);
+        EXPECT_EQ(go(seg(p, ACK, 1001, 5001), true), TrackVerdict::Forward);
+    }
+    const Parsed p5 = parsed(seg(5, SYN, 1000, 0));
+    const auto r = small.outbound(p5, g_frame.data(), pol, false, now, c);
     EXPECT_EQ(r.verdict, TrackVerdict::Refuse);
     EXPECT_EQ(r.reason, ReplyReason::Busy);
     EXPECT_EQ(c.get(Ctr::flow_table_full), 1u);
-    FrameSpec data = syn_from(2);
-    data.flags = ACK | PSH;
-    data.payload = "DATA\r\n";
-    EXPECT_EQ(small.outbound(parsed(data), g_frame.data(), pol, false, now, c).verdict, TrackVerdict::Forward)
+    EXPECT_EQ(go(seg(2, ACK | PSH, 1001, 5001, "DATA\r\n"), true), TrackVerdict::Forward)
         << "an open connection is never refused";
-    small.sweep(clock.after_us(1'000'000), 64, c);
-    EXPECT_EQ(
-        small.outbound(parsed(syn_from(5)), g_frame.data(), pol, false, clock.after_us(1'000'000), c).verdict,
-        TrackVerdict::Forward);
+    small.sweep(clock.after_us(60'000'000), 64, c);
+    const Parsed p5b = parsed(seg(5, SYN, 1000, 0));
+    EXPECT_EQ(small.outbound(p5b, g_frame.data(), pol, false, clock.after_us(60'000'000), c).verdict,
+              TrackVerdict::Forward);
 }
 
 TEST_F(Tracker, MonitorModeForwardsAndCountsWhatItWouldRefuse) {
     pol.monitor = true;
-    for (uint16_t p = 1; p <= 3; ++p) EXPECT_EQ(out(syn_from(p), 0).verdict, TrackVerdict::Forward);
+    for (uint16_t p = 1; p <= 3; ++p) EXPECT_EQ(handshake(p).verdict, TrackVerdict::Forward);
     EXPECT_EQ(c.get(Ctr::refused_concurrency), 1u);
     EXPECT_EQ(c.get(Ctr::monitor_passed), 1u);
     EXPECT_EQ(open(), 3u);
@@ -389,11 +473,57 @@ TEST_F(Tracker, MonitorModeForwardsAndCountsWhatItWouldRefuse) {
 
 TEST_F(Tracker, PerApprovalOverridesAndRelayLimitsApply) {
     pol.limit_overrides.assign(false, {{u128{0xc6336414u}, u128{0xc6336414u}, Limits{1, 0, 0}}});  // .20
-    EXPECT_EQ(out(syn_from(1), 0).verdict, TrackVerdict::Forward);
-    EXPECT_EQ(out(syn_from(2), 0).verdict, TrackVerdict::Refuse);
+    EXPECT_EQ(handshake(1).verdict, TrackVerdict::Forward);
+    EXPECT_EQ(out(seg(2, SYN, 1000, 0), 0).verdict, TrackVerdict::Refuse);
     // To a relay: the relay limits (unlimited here), same source counters.
-    EXPECT_EQ(tracker.outbound(parsed(syn_from(3)), g_frame.data(), pol, true, clock.after_us(0), c).verdict,
-              TrackVerdict::Forward);
+    EXPECT_EQ(out(seg(3, SYN, 1000, 0), 0, true).verdict, TrackVerdict::Forward);
+}
+
+TEST(SourceTable, AnIpv6SourceIsItsSlash64) {
+    SourceTable t(1024, kKey, 64);
+    EXPECT_EQ(t.id_of(*parse_addr("2001:db8:1:2::1")), t.id_of(*parse_addr("2001:db8:1:2:ffff::9")));
+    EXPECT_NE(t.id_of(*parse_addr("2001:db8:1:2::1")), t.id_of(*parse_addr("2001:db8:1:3::1")));
+    SourceTable each(1024, kKey, 128);
+    EXPECT_NE(each.id_of(*parse_addr("2001:db8:1:2::1")), each.id_of(*parse_addr("2001:db8:1:2::2")));
+}
+
+TEST(SourceTable, NoDailyLimitKeepsNoDailyStateAndIdleSlotsAreReused) {
+    SourceTable t(8, kKey);  // one group of 8 ways
+    const Limits none{};
+    for (uint32_t i = 1; i <= 8; ++i) {
+        const uint64_t id = t.id_of(IpAddr::from_v4(i));
+        const uint32_t slot = t.acquire(id, 0, kDay);
+        ASSERT_NE(slot, SourceTable::kNone);
+        EXPECT_EQ(t.admit(slot, id, none, 0, kDay, true), Admit::Ok);
+        t.release(slot);
+    }
+    // Each connected and closed today: with no daily limit, none keeps the slot.
+    const uint64_t fresh = t.id_of(IpAddr::from_v4(100));
+    EXPECT_NE(t.acquire(fresh, 1, kDay), SourceTable::kNone);
+}
+
+TEST(SourceTable, ASlotHoldingOnlyADailyCountIsReclaimedWhenTheGroupIsFull) {
+    SourceTable t(8, kKey);
+    const Limits daily{0, 0, 100};
+    for (uint32_t i = 1; i <= 8; ++i) {
+        const uint64_t id = t.id_of(IpAddr::from_v4(i));
+        const uint32_t slot = t.acquire(id, i, kDay);
+        EXPECT_EQ(t.admit(slot, id, daily, i, kDay, true), Admit::Ok);
+        t.release(slot);
+    }
+    bool reclaimed = false;
+    EXPECT_NE(t.acquire(t.id_of(IpAddr::from_v4(100)), 50, kDay, &reclaimed), SourceTable::kNone);
+    EXPECT_TRUE(reclaimed);
+    EXPECT_FALSE(t.view(IpAddr::from_v4(1), daily, 50, kDay).found) << "the one idle longest went";
+}
+
+TEST(SourceTable, WithoutAConcurrencyLimitTheFlowCapHolds) {
+    SourceTable t(64, kKey, 64, 3);
+    const uint64_t id = t.id_of(IpAddr::from_v4(7));
+    const uint32_t slot = t.acquire(id, 0, kDay);
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(t.admit(slot, id, Limits{}, 0, kDay, true), Admit::Ok);
+    EXPECT_EQ(t.admit(slot, id, Limits{}, 0, kDay, true), Admit::Concurrency);
+    EXPECT_EQ(t.peek(id, Limits{}, 0, kDay), Admit::Concurrency);
 }
 
 }  // namespace

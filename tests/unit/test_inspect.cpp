@@ -1,7 +1,8 @@
-// SMTP session inspection: the built-in checks and the operator's Hyperscan rules give the same verdict
-// however the client's bytes are cut into segments (whole, at every split point, one byte at a time), over
-// pipelined commands, bare LF line ends, NUL bytes, over-long lines, retransmissions, gaps and STARTTLS; and
-// rule files are parsed and compiled with file:line errors.
+// SMTP session inspection, the client's side: the built-in checks and the operator's Hyperscan rules give the
+// same verdict however the client's bytes are cut into segments (whole, at every split point, one byte at a
+// time), over pipelined commands, bare LF line ends, NUL bytes, over-long lines, retransmissions, gaps and
+// STARTTLS; and rule files are parsed and compiled with file:line errors. What the server's replies change is
+// in test_inspect_server.cpp.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -75,12 +76,15 @@ class Inspect : public ::testing::Test {
     }
 };
 
-TEST_F(Inspect, CleanSessionEndsAtData) {
-    const auto o = same_every_way(
+TEST_F(Inspect, DataWaitsForItsReply) {
+    const std::string session =
         "EHLO mail.customer.example\r\nMAIL FROM:<billing@customer.example> SIZE=1200\r\n"
-        "RCPT TO:<someone@example.net>\r\nDATA\r\nSubject: EHLO localhost\r\n");
-    EXPECT_EQ(o.kind, InspectResult::Ended) << "what follows DATA is not read";
-    EXPECT_GT(c.get(Ctr::inspect_ended_data), 0u);
+        "RCPT TO:<someone@example.net>\r\nDATA\r\n";
+    EXPECT_EQ(same_every_way(session).kind, InspectResult::Continue) << "DATA alone ends nothing";
+    const auto o = same_every_way(session + "Subject: EHLO localhost\r\n");
+    EXPECT_EQ(o.kind, InspectResult::Ended)
+        << "bytes before DATA's reply: no longer readable, no need to read";
+    EXPECT_GT(c.get(Ctr::inspect_ended_unreadable), 0u);
 }
 
 TEST_F(Inspect, EhloMustBeAnFqdn) {
@@ -102,12 +106,12 @@ TEST_F(Inspect, ApprovalNamesItsHostAndDomains) {
               "550 5.7.1 EHLO name is not the host name approved for this address");
     EXPECT_EQ(
         same_every_way("EHLO MAIL.Customer.Example.\r\nMAIL FROM:<a@customer.example.org>\r\nDATA\r\n").kind,
-        InspectResult::Ended)
+        InspectResult::Continue)
         << "names compare without case, a trailing dot ignored";
     EXPECT_EQ(same_every_way("EHLO mail.customer.example\r\nMAIL FROM:<a@elsewhere.example>\r\n").reply,
               "550 5.7.1 Sender domain is not approved for this address");
     EXPECT_EQ(same_every_way("EHLO mail.customer.example\r\nMAIL FROM:<>\r\nDATA\r\n").kind,
-              InspectResult::Ended)
+              InspectResult::Continue)
         << "the null sender (bounces) always may";
 }
 
@@ -122,11 +126,11 @@ TEST_F(Inspect, PipelinedCommandsAreReadInOrder) {
 
 TEST_F(Inspect, BareLfAndNulBytes) {
     EXPECT_EQ(same_every_way("EHLO localhost\n").kind, InspectResult::Violation);
-    EXPECT_EQ(same_every_way("NOOP\n\nEHLO mail.customer.example\nDATA\n").kind, InspectResult::Ended);
+    EXPECT_EQ(same_every_way("NOOP\n\nEHLO mail.customer.example\nDATA\n").kind, InspectResult::Continue);
     EXPECT_EQ(same_every_way("EHLO mail.cust\0omer.example\r\n"s).kind, InspectResult::Violation)
         << "a NUL inside the name";
     EXPECT_EQ(same_every_way("NOOP \0\0\r\nEHLO mail.customer.example\r\nDATA\r\n"s).kind,
-              InspectResult::Ended);
+              InspectResult::Continue);
 }
 
 TEST_F(Inspect, OverlongLinesAreSkippedInBoundedMemory) {
@@ -136,15 +140,21 @@ TEST_F(Inspect, OverlongLinesAreSkippedInBoundedMemory) {
     EXPECT_EQ(o.kind, InspectResult::Violation) << "the next line is read normally";
     EXPECT_EQ(c.get(Ctr::inspect_overlong_lines), 1u);
     // An EHLO whose line is too long to hold is not judged by the built-in check (the server refuses it
-    // anyway).
-    EXPECT_EQ(run("EHLO " + junk + "\r\nDATA\r\n", {}).kind, InspectResult::Ended);
+    // anyway), in a session that need not be read.
+    EXPECT_EQ(run("EHLO " + junk + "\r\nDATA\r\n", {}).kind, InspectResult::Continue);
 }
 
-TEST_F(Inspect, StartTlsEndsInspection) {
-    const auto o =
-        same_every_way("EHLO mail.customer.example\r\nSTARTTLS\r\n\x16\x03\x01 EHLO localhost\r\n");
-    EXPECT_EQ(o.kind, InspectResult::Ended);
-    EXPECT_GT(c.get(Ctr::inspect_ended_starttls), 0u);
+TEST_F(Inspect, StartTlsWithoutItsReplyIsNotTheEnd) {
+    // Without the server's 220 the bytes after STARTTLS are a protocol break: a session that need not be read
+    // ends there, unread; one that must be read is unreadable.
+    const std::string session = "EHLO mail.customer.example\r\nSTARTTLS\r\n\x16\x03\x01 EHLO localhost\r\n";
+    EXPECT_EQ(same_every_way(session).kind, InspectResult::Ended);
+    EXPECT_EQ(c.get(Ctr::inspect_ended_starttls), 0u);
+    ApprovalNames names{"mail.customer.example", {}};
+    pol.names = &names;
+    const auto o = same_every_way(session);
+    EXPECT_EQ(o.kind, InspectResult::Unreadable);
+    EXPECT_EQ(o.reply, "503 5.5.1 Commands sent before the reply to STARTTLS or DATA (RFC 2920, RFC 3207)");
 }
 
 TEST_F(Inspect, RetransmissionsReadOnceAndGapsEnd) {
@@ -185,9 +195,9 @@ TEST_F(Inspect, RulesMatchAcrossAnySegmentation) {
     o = same_every_way("EHLO laptop\r\nMAIL FROM:<news@Bulk-Mailer.example> BODY=8BITMIME\r\n");
     EXPECT_EQ(o.rule, 2001u);
     EXPECT_EQ(same_every_way("EHLO laptop\r\nXCLIENT ADDR=1\r\nMAIL FROM:<a@ok.example>\r\nDATA\r\n").kind,
-              InspectResult::Ended);
+              InspectResult::Continue);
     EXPECT_GT(c.get(Ctr::inspect_rule_counted), 0u);
-    EXPECT_EQ(same_every_way("EHLO localhost.example.com\r\nDATA\r\n").kind, InspectResult::Ended)
+    EXPECT_EQ(same_every_way("EHLO localhost.example.com\r\nDATA\r\n").kind, InspectResult::Continue)
         << "$ is the end of the line: localhost.example.com is not localhost";
 }
 

@@ -39,8 +39,8 @@ TEST(MemoryBudget, BytesAreWhatTheTablesAllocate) {
     EXPECT_EQ(FlowTable::slots_for(262144), 524288u) << "a power of two at most 3/4 full";
     EXPECT_EQ(flows.bytes, 2 * FlowTracker::bytes_for(262144));
     EXPECT_EQ(flows.workers, 2u);
-    EXPECT_GE(FlowTracker::bytes_for(262144), 524288u * 64);
-    EXPECT_LT(FlowTracker::bytes_for(262144), 524288u * 64 + MiB);
+    EXPECT_GE(FlowTracker::bytes_for(262144), 524288u * 128);
+    EXPECT_LT(FlowTracker::bytes_for(262144), 524288u * 128 + MiB);
     EXPECT_EQ(item(need, "max_sources").bytes, 262144u * 64);
     EXPECT_EQ(item(need, "max_inspected").bytes, 2 * Inspector::bytes_for(16384, 512));
     const auto& mbufs = item(need, "mbufs");
@@ -65,18 +65,18 @@ TEST(MemoryBudget, HugeMaxFlowsIsOneLineNamingTheKey) {
     cfg.max_flows = 4000000000u;  // past the configuration's own bound: the computation holds anyway
     const auto need = memory_needed(cfg, 1);
     EXPECT_EQ(check_memory(need, machine_with(20 * GiB)),
-              "max_flows: 4000000000 flows per worker need 512 GiB; this machine has 20 GiB available");
+              "max_flows: 4000000000 flows per worker need 1 TiB; this machine has 20 GiB available");
     cfg.max_flows = 64u << 20;
     EXPECT_EQ(
         check_memory(memory_needed(cfg, 2), machine_with(12 * GiB)),
-        "max_flows: 67108864 flows per worker need 16 GiB (2 workers, 8 GiB each); this machine has 12 GiB "
+        "max_flows: 67108864 flows per worker need 32 GiB (2 workers, 16 GiB each); this machine has 12 GiB "
         "available");
     EXPECT_EQ(check_memory(memory_needed(Config{}, 2), machine_with(12 * GiB)), "") << "the defaults fit";
 }
 
 TEST(MemoryBudget, TablesThatFitAloneButNotTogether) {
     Config cfg;
-    cfg.max_flows = 16u << 20;    // 2 GiB
+    cfg.max_flows = 8u << 20;     // 2 GiB
     cfg.max_sources = 16u << 20;  // 1 GiB
     const auto need = memory_needed(cfg, 1);
     uint64_t heap = 0;
@@ -84,7 +84,7 @@ TEST(MemoryBudget, TablesThatFitAloneButNotTogether) {
         if (!i.eal) heap += i.bytes;
     auto avail = machine_with(heap - MiB);
     EXPECT_EQ(check_memory(need, avail),
-              "max_flows: 16777216 flows per worker need 2 GiB, " + format_bytes(heap) +
+              "max_flows: 8388608 flows per worker need 2 GiB, " + format_bytes(heap) +
                   " with the other tables; this machine has " + format_bytes(heap - MiB) + " available");
     avail.process.bytes = heap;
     EXPECT_EQ(check_memory(need, avail), "");
@@ -160,8 +160,9 @@ TEST(MemoryBudget, LimitsFromMeminfoAndCgroupV1) {
     a = memory_available(GiB, true, f.paths);  // the packet buffers in hugepages
     EXPECT_EQ(a.process.bytes, 64 * MiB);
     Config cfg;
+    cfg.max_flows = 131072;
     EXPECT_EQ(check_memory(memory_needed(cfg, 1), a),
-              "max_flows: 262144 flows per worker need 32.3 MiB, " + format_bytes([&] {
+              "max_flows: 131072 flows per worker need 32.4 MiB, " + format_bytes([&] {
                   uint64_t s = 0;
                   for (const auto& i : memory_needed(cfg, 1)) s += i.eal ? 0 : i.bytes;
                   return s;

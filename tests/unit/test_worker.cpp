@@ -241,6 +241,26 @@ class TrackedWorkers : public Worker {
         ctx.flows = trackers[0].get();
     }
     void on_worker(int w) { ctx.flows = trackers[w].get(); }
+    // A whole handshake through the current worker (the server's ISN 777000): the connection is admitted at
+    // the client's ACK. The frames it forwards are left in the queues; the SYN-ACK to the rack is drained.
+    void connect(FrameSpec s) {
+        s.flags = tcpflag::SYN;
+        s.seq = 1000;
+        s.ack = 0;
+        outbound({build_frame(s)}, *pol);
+        FrameSpec sa = s;
+        std::swap(sa.src, sa.dst);
+        std::swap(sa.sport, sa.dport);
+        sa.flags = tcpflag::SYN | tcpflag::ACK;
+        sa.seq = 777000;
+        sa.ack = 1001;
+        inbound({build_frame(sa)}, *pol);
+        inside->drain();
+        s.flags = tcpflag::ACK;
+        s.seq = 1001;
+        s.ack = 777001;
+        outbound({build_frame(s)}, *pol);
+    }
 
     SourceTable sources{1024, CookieKey{5, 6}};
     std::unique_ptr<FlowTracker> trackers[2];
@@ -256,10 +276,10 @@ FrameSpec approved_syn(uint16_t sport) {
 
 TEST_F(TrackedWorkers, LimitHoldsAcrossWorkersAndTheRefusalIsA421) {
     on_worker(0);
-    outbound({build_frame(approved_syn(1001))}, *pol);
+    connect(approved_syn(1001));
     on_worker(1);
-    outbound({build_frame(approved_syn(1002))}, *pol);
-    EXPECT_EQ(outside->drain().size(), 2u);
+    connect(approved_syn(1002));
+    EXPECT_EQ(outside->drain().size(), 4u) << "SYN and ACK of each";
     EXPECT_EQ(counters.get(Ctr::flows_opened), 2u);
 
     outbound({build_frame(approved_syn(1003))}, *pol);  // the third, on either worker: over the limit of 2
@@ -284,13 +304,14 @@ TEST_F(TrackedWorkers, LimitHoldsAcrossWorkersAndTheRefusalIsA421) {
     EXPECT_EQ(std::string(back[0].begin() + r.payload_off, back[0].end()),
               "421 4.7.0 Too many concurrent\r\n");
     EXPECT_TRUE(outside->drain().empty());
-    EXPECT_EQ(counters.get(Ctr::flows_picked_up), 0u) << "a refusal's ACK is not a connection";
+    EXPECT_EQ(counters.get(Ctr::flows_unknown_reset), 0u) << "a refusal's ACK is no unknown connection";
 
     // Worker 1's connection ends (server RST on the inbound path): the next attempt passes on worker 0.
     FrameSpec rst = approved_syn(1002);
     std::swap(rst.src, rst.dst);
     std::swap(rst.sport, rst.dport);
     rst.flags = tcpflag::RST | tcpflag::ACK;
+    rst.seq = 777001;
     on_worker(1);
     inbound({build_frame(rst)}, *pol);
     EXPECT_EQ(inside->drain().size(), 1u);
@@ -299,22 +320,31 @@ TEST_F(TrackedWorkers, LimitHoldsAcrossWorkersAndTheRefusalIsA421) {
     EXPECT_EQ(outside->drain().size(), 1u);
 }
 
-TEST_F(TrackedWorkers, ForgedAckOfNoFlowIsPickedUpAndForwarded) {
+TEST_F(TrackedWorkers, ASegmentOfNoKnownConnectionIsResetBothWays) {
     FrameSpec ack = approved_syn(1005);
-    ack.flags = tcpflag::ACK;
-    ack.ack = 12345;  // acknowledges no cookie: an ordinary connection seen mid-stream
+    ack.flags = tcpflag::ACK | tcpflag::PSH;
+    ack.seq = 1001;
+    ack.ack = 12345;  // acknowledges no cookie: a connection nobody saw open (or a forgery)
+    ack.payload = "MAIL FROM:<spam@evil.example>\r\n";
     outbound({build_frame(ack)}, *pol);
-    EXPECT_EQ(outside->drain().size(), 1u);
-    EXPECT_TRUE(inside->drain().empty());
-    EXPECT_EQ(counters.get(Ctr::flows_picked_up), 1u);
+    const auto out = outside->drain();
+    ASSERT_EQ(out.size(), 1u);
+    const auto to_server = parse_frame(out[0].data(), static_cast<uint32_t>(out[0].size()));
+    EXPECT_EQ(to_server.tcp_flags, tcpflag::RST | tcpflag::ACK);
+    EXPECT_EQ(to_server.payload_len, 0) << "its bytes never reach the server";
+    const auto back = inside->drain();
+    ASSERT_EQ(back.size(), 1u);
+    EXPECT_TRUE(parse_frame(back[0].data(), static_cast<uint32_t>(back[0].size())).tcp_flags & tcpflag::RST);
+    EXPECT_EQ(counters.get(Ctr::flows_unknown_reset), 1u);
+    EXPECT_EQ(trackers[0]->table().size(), 0u);
 }
 
 TEST_F(TrackedWorkers, SessionSayingWhatThePolicyRefusesIsEndedOnBothSides) {
     Inspector inspector(16, 2048);
     FlowTracker tracker(64, CookieKey{1, 2}, &sources, FlowTimeouts{}, &inspector, 0);
     ctx.flows = &tracker;
-    outbound({build_frame(approved_syn(2001))}, *pol);
-    EXPECT_EQ(outside->drain().size(), 1u);
+    connect(approved_syn(2001));
+    EXPECT_EQ(outside->drain().size(), 2u);
 
     FrameSpec ehlo = approved_syn(2001);
     ehlo.flags = tcpflag::ACK | tcpflag::PSH;
@@ -365,16 +395,17 @@ TEST_F(TrackedWorkers, EveryMessageOfACleartextSessionCountsAgainstTheDailyVolum
     ctx.flows = &tracker;
     pol->default_limits = {0, 0, 2};  // two messages a day
     pol->replies[static_cast<size_t>(ReplyReason::Daily)] = "421 4.7.0 daily";
-    outbound({build_frame(approved_syn(3001))}, *pol);  // the connection: the first message
+    connect(approved_syn(3001));  // the connection: the first message
+    outside->drain();
     FrameSpec s = approved_syn(3001);
     s.flags = tcpflag::ACK | tcpflag::PSH;
     s.seq = 1001;
-    s.ack = 9000;
+    s.ack = 777001;
     s.payload =
         "EHLO mail.customer.example\r\nMAIL FROM:<a@customer.example>\r\nRSET\r\n"
         "MAIL FROM:<b@customer.example>\r\n";
     outbound({build_frame(s)}, *pol);  // the second MAIL FROM: the second message
-    EXPECT_EQ(outside->drain().size(), 2u);
+    EXPECT_EQ(outside->drain().size(), 1u);
     s.seq += static_cast<uint32_t>(s.payload.size());
     s.payload = "RSET\r\nMAIL FROM:<c@customer.example>\r\n";  // the third: over
     outbound({build_frame(s)}, *pol);
@@ -392,15 +423,16 @@ TEST_F(TrackedWorkers, SubmissionPortIsLimitedToo) {
     pol->action_limit = Action::Rst;
     FrameSpec s;  // unapproved source, port 587: open, but limited
     s.dport = 587;
-    outbound({build_frame(s)}, *pol);
+    connect(s);
     s.sport = 40001;
+    s.flags = tcpflag::SYN;
     outbound({build_frame(s)}, *pol);
-    EXPECT_EQ(outside->drain().size(), 1u);
+    EXPECT_EQ(outside->drain().size(), 2u) << "the first connection's SYN and ACK";
     const auto back = inside->drain();
     ASSERT_EQ(back.size(), 1u);
     EXPECT_EQ(parse_frame(back[0].data(), static_cast<uint32_t>(back[0].size())).tcp_flags,
               tcpflag::RST | tcpflag::ACK);
-    EXPECT_EQ(counters.get(Ctr::pass_open), 2u);
+    EXPECT_EQ(counters.get(Ctr::pass_open), 3u);
 }
 
 }  // namespace
