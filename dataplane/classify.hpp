@@ -30,6 +30,13 @@ inline Decision classify_outbound(const Parsed& p, const Policy& pol) {
     if (!pol.smtp_ports.test(p.dport)) [[likely]]
         return {Verdict::Forward, Ctr::fwd_outbound};
     if (!pol.managed(p.src)) return {Verdict::Forward, Ctr::pass_unmanaged};
+    // A first fragment (a non-first one is IpOther: it has no port). Honest SMTP uses PMTU discovery and
+    // never fragments; fragments can overlap, and a receiver that lets the later one win sees flags or bytes
+    // this gateway never saw (a RST rewritten to a SYN). Without its first fragment nothing reassembles.
+    // Approved and relay-bound sources too: their flows are tracked and inspected on what the first fragment
+    // says.
+    if (p.fragment != Fragment::None) [[unlikely]]
+        return {Verdict::Drop, Ctr::dropped_fragment_policed};
     if (pol.relay(p.dst)) return {Verdict::Track, Ctr::pass_relay};
     if (!pol.blocked_ports.test(p.dport)) return {Verdict::Track, Ctr::pass_open};
     if (pol.approved(p.src)) return {Verdict::Track, Ctr::pass_approved};

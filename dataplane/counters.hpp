@@ -29,6 +29,7 @@ namespace portcullis {
     X(smtp_quiet, "action smtp: valid segments needing no answer (ACK of our FIN)")                          \
     X(smtp_forged, "action smtp: segments acknowledging no valid cookie, ignored")                           \
     X(dropped_refused, "refused segments dropped (action drop, or no room to answer)")                       \
+    X(dropped_fragment_policed, "fragmented TCP to an SMTP port from a managed source, dropped")             \
     X(flows_opened, "SMTP connections admitted and tracked")                                                 \
     X(flows_half_open, "SYNs to SMTP ports tracked as half-open connections (no source state yet)")          \
     X(flows_closed, "tracked SMTP connections closed by FINs or a RST")                                      \
@@ -97,6 +98,7 @@ namespace portcullis {
     X(malformed_ipv6_ext_too_many, "dropped: IPv6 extension header chain longer than 8")                     \
     X(malformed_tcp_truncated, "dropped: TCP header cut short (incl. tiny first fragments)")                 \
     X(malformed_tcp_bad_offset, "dropped: TCP data offset < 5 or past the segment")                          \
+    X(malformed_fragment_offset_one, "dropped: non-first fragment at offset 8 (RFC 1858/3128)")              \
     X(multi_segment, "dropped: refused frame spread over chained mbufs (cannot answer in place)")            \
     X(tx_full_outside, "dropped: outside port TX queue full")                                                \
     X(tx_full_inside, "dropped: inside port TX queue full")                                                  \
@@ -124,9 +126,13 @@ inline constexpr std::array<CounterInfo, kCounterCount> kCounterInfo = {{
 
 // The counter that records a given malformation; Malformation and the malformed_* counters share an order.
 inline Ctr malformed_counter(Malformation m) {
+    static_assert(static_cast<int>(Ctr::malformed_fragment_offset_one) -
+                      static_cast<int>(Ctr::malformed_eth_truncated) ==
+                  static_cast<int>(Malformation::FragmentOffsetOne) -
+                      static_cast<int>(Malformation::EthTruncated));
     static_assert(
-        static_cast<int>(Ctr::malformed_tcp_bad_offset) - static_cast<int>(Ctr::malformed_eth_truncated) ==
-        static_cast<int>(Malformation::TcpBadOffset) - static_cast<int>(Malformation::EthTruncated));
+        static_cast<int>(Malformation::FragmentOffsetOne) + 1 == static_cast<int>(Malformation::Count),
+        "the last malformation must have the last malformed_* counter");
     return static_cast<Ctr>(static_cast<int>(Ctr::malformed_eth_truncated) + static_cast<int>(m) -
                             static_cast<int>(Malformation::EthTruncated));
 }

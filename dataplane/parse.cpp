@@ -49,7 +49,15 @@ Parsed parse_ipv4(Parsed p, const uint8_t* data, uint32_t len) {
     p.dst = IpAddr::from_v4(load_be32(ip + 16));
     p.kind = L3Kind::IpOther;
     const uint16_t frag = load_be16(ip + 6);
-    if ((frag & 0x1fff) != 0) return p;  // non-first fragment: no L4 header to classify
+    const uint16_t frag_offset = frag & 0x1fff;
+    if (frag_offset != 0) {  // non-first fragment: no L4 header to classify
+        p.fragment = Fragment::NonFirst;
+        p.frag_offset = frag_offset;
+        // The protocol is part of IPv4's reassembly key: only a TCP fragment can rewrite a TCP header.
+        if (frag_offset == 1 && p.l4_proto == kProtoTcp) return malformed(p, Malformation::FragmentOffsetOne);
+        return p;
+    }
+    if (frag & 0x2000) p.fragment = Fragment::First;  // MF
     if (p.l4_proto != kProtoTcp) return p;
     return parse_tcp(p, data, off + ihl, total - ihl);
 }
@@ -99,18 +107,32 @@ Parsed parse_ipv6(Parsed p, const uint8_t* data, uint32_t len) {
             case 44: {  // fragment
                 if (n >= kMaxIpv6Ext) return malformed(p, Malformation::Ipv6ExtTooMany);
                 if (end - cur < 8) return malformed(p, Malformation::Ipv6ExtTruncated);
+                // The first fragment header met decides (a nested one is a fragment of what it carries).
                 const uint16_t offlg = load_be16(data + cur + 2);
+                const uint16_t frag_offset = offlg >> 3;
                 next = data[cur];
                 cur += 8;
-                if ((offlg & 0xfff8) != 0) {  // non-first fragment
+                if (frag_offset != 0) {  // non-first fragment
+                    if (p.fragment == Fragment::None) {
+                        p.fragment = Fragment::NonFirst;
+                        p.frag_offset = frag_offset;
+                    }
                     p.l4_proto = next;
+                    // Reassembly takes the next header from the first fragment, whatever this one says: at
+                    // 8 bytes any fragment can overwrite a TCP header's flags, and none is honest (RFC 8200
+                    // fragments fill the path MTU, 1280 bytes or more).
+                    if (frag_offset == 1) return malformed(p, Malformation::FragmentOffsetOne);
                     return p;
                 }
+                // Offset 0 with M clear is an atomic fragment (RFC 6946): a whole packet.
+                if ((offlg & 1) && p.fragment == Fragment::None) p.fragment = Fragment::First;
                 break;
             }
             default:  // upper layer, ESP (50) or no next header (59)
                 p.l4_proto = next;
                 if (next != kProtoTcp) return p;
+                // A first fragment must hold the whole header chain and the TCP header (RFC 7112): one that
+                // ends before them is malformed (Ipv6ExtTruncated above, TcpTruncated/TcpBadOffset here).
                 return parse_tcp(p, data, cur, end - cur);
         }
     }

@@ -13,7 +13,7 @@ namespace portcullis {
 enum class L3Kind : uint8_t {
     NonIp,      // ARP, LLDP, anything that is not IPv4/IPv6: forwarded untouched
     IpOther,    // IP, but not TCP we can classify: UDP, ICMP, ESP, non-first fragments ...
-    Tcp,        // IP + a complete TCP header: src/dst/ports/flags are valid
+    Tcp,        // IP + a complete TCP header: src/dst/ports/flags are valid (also in a first fragment)
     Malformed,  // see Parsed::malformation
 };
 
@@ -33,6 +33,9 @@ enum class Malformation : uint8_t {
     Ipv6ExtTooMany,    // a chain longer than kMaxIpv6Ext
     TcpTruncated,  // fewer than 20 bytes of TCP header (also the first fragment of a tiny-fragment attack)
     TcpBadOffset,  // data offset < 5 or past the end of the IP payload
+    // A non-first fragment at offset 1 (8 bytes), IPv4 TCP or IPv6 any next header: it can only be there to
+    // overwrite a TCP header's flags (RFC 1858/3128). IPv6 reassembly does not key on the next header.
+    FragmentOffsetOne,
     Count
 };
 
@@ -43,6 +46,14 @@ namespace tcpflag {
 inline constexpr uint8_t FIN = 0x01, SYN = 0x02, RST = 0x04, PSH = 0x08, ACK = 0x10;
 }
 
+// Where a packet stands in IP fragmentation. An IPv4 datagram with MF clear and offset 0, and an IPv6 atomic
+// fragment (a fragment header with offset 0 and M clear, RFC 6946), are not fragmented.
+enum class Fragment : uint8_t {
+    None,      // a whole datagram
+    First,     // offset 0, more fragments follow: L4 is parsed as usual (a TCP header must be whole)
+    NonFirst,  // offset > 0: no L4 header, kind is IpOther (l4_proto as the header says)
+};
+
 struct Parsed {
     L3Kind kind = L3Kind::NonIp;
     Malformation malformation = Malformation::None;
@@ -50,11 +61,13 @@ struct Parsed {
     uint8_t ip_version = 0;  // 4 or 6 when kind is IpOther/Tcp
     uint8_t l4_proto = 0;
     uint8_t tcp_flags = 0;
+    Fragment fragment = Fragment::None;
     uint16_t l3_off = 0;       // offset of the IP header
     uint16_t l4_off = 0;       // offset of the TCP header
     uint16_t payload_off = 0;  // offset of the TCP payload
     uint16_t payload_len = 0;  // TCP payload bytes (IP length, not frame length: Ethernet padding excluded)
     uint16_t sport = 0, dport = 0;
+    uint16_t frag_offset = 0;  // fragment offset in 8-byte units (NonFirst; 0 otherwise)
     IpAddr src, dst;
 };
 

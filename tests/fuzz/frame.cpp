@@ -3,7 +3,8 @@
 // It goes through what the per-packet path does with it:
 // - parse_frame() (dataplane/parse.hpp) over exactly the input's bytes, so that a read past the frame is
 //   caught by AddressSanitizer; every offset it reports must lie inside the frame;
-// - classify_outbound() against a policy built from a small configuration;
+// - classify_outbound() against a policy built from a small configuration (a first fragment of TCP to an SMTP
+//   port from a managed source is never forwarded);
 // - for a TCP segment, every responder (dataplane/respond.hpp) on a copy in a buffer of one mbuf's room, as
 //   the worker calls them: the RST, the stateless SMTP answer (also with the acknowledgement numbers a client
 //   that completed the cookie handshake would send), the SMTP close, the FIN's ACK, and the RST forwarded to
@@ -188,7 +189,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         fuzz::fail("malformed without a reason");
     if (p.kind != L3Kind::Malformed && p.malformation != Malformation::None)
         fuzz::fail("a reason without malformed");
-    (void)classify_outbound(p, pol);
+    if ((p.fragment == Fragment::NonFirst) != (p.frag_offset != 0))
+        fuzz::fail("fragment offset %u for a fragment kind %d", p.frag_offset, static_cast<int>(p.fragment));
+    if (p.kind == L3Kind::Tcp && p.fragment == Fragment::NonFirst)
+        fuzz::fail("a non-first fragment parsed as TCP");
+    const Decision d = classify_outbound(p, pol);
+    // No first fragment of TCP to an SMTP port from a managed source is forwarded (docs/security.md).
+    if (p.kind == L3Kind::Tcp && p.fragment != Fragment::None && pol.smtp_ports.test(p.dport) &&
+        pol.managed(p.src) && d.verdict != Verdict::Drop)
+        fuzz::fail("a first fragment to SMTP port %u from a managed source was not dropped", p.dport);
     if (p.kind != L3Kind::Tcp) return 0;
 
     run_responders(frame.get(), len, p, pol);

@@ -95,6 +95,29 @@ int main(int argc, char** argv) {
     s = {};
     s.frag = 0x2000;
     specs.emplace_back("v4_first_fragment", s);
+    // The overlapping-fragment attack (docs/security.md, "Fragments"): a RST first fragment, a fragment at
+    // offset 8 bytes rewriting its flags; and the same shapes whole or for other protocols.
+    s = {};
+    s.frag = 0x2000;
+    s.flags = RST;
+    specs.emplace_back("v4_rst_first_fragment", s);
+    s = {};
+    s.frag = 1;
+    specs.emplace_back("v4_offset_one_fragment", s);
+    s = {};
+    s.frag = 0x2000;
+    s.flags = ACK | PSH;
+    s.src = "198.51.100.70";
+    s.payload = "MAIL FROM:<a@example.com>\r\n";
+    specs.emplace_back("v4_approved_first_fragment", s);
+    s = {};
+    s.frag = 0x4000;  // DF
+    specs.emplace_back("v4_dont_fragment", s);
+    s = {};
+    s.l4_proto = 17;
+    s.frag = 0x2000;
+    s.payload = "dns";
+    specs.emplace_back("v4_udp_first_fragment", s);
     specs.emplace_back("v6_syn", v6({}));
     s = v6({});
     s.ext6 = {{0, 6}, {43, 14}, {51, 10}, {60, 6}, {44, 0, 0}};
@@ -102,6 +125,22 @@ int main(int argc, char** argv) {
     s = v6({});
     s.ext6 = {{44, 0, 185}};
     specs.emplace_back("v6_later_fragment", s);
+    s = v6({});
+    s.ext6 = {{44, 0, 0, true}};
+    s.flags = RST;
+    specs.emplace_back("v6_rst_first_fragment", s);
+    s = v6({});
+    s.ext6 = {{44, 0, 1}};
+    specs.emplace_back("v6_offset_one_fragment", s);
+    s = v6({});
+    s.ext6 = {{44, 0, 0, false}};
+    specs.emplace_back("v6_atomic_fragment", s);
+    s = v6({});
+    s.ext6 = {{0, 6}, {44, 0, 0, true}, {60, 14}};
+    specs.emplace_back("v6_first_fragment_dest_options", s);
+    s = v6({});
+    s.ext6 = {{44, 0, 0, true}, {44, 0, 5}};
+    specs.emplace_back("v6_nested_fragment", s);
     s = v6({});
     for (int i = 0; i < 9; ++i) s.ext6.push_back({60, 6});
     specs.emplace_back("v6_too_many_ext", s);
@@ -143,6 +182,17 @@ int main(int argc, char** argv) {
     auto g = build_frame(v6({}));
     g[18] = 0xff;  // payload length past the frame
     write(dir, "v6_bad_length", g);
-    std::printf("wrote %zu frames to %s\n", specs.size() + 9, dir.c_str());
+    // A tiny IPv6 first fragment: the fragment header and 8 bytes of TCP (RFC 7112).
+    auto t = build_frame(v6([] {
+        FrameSpec s;
+        s.ext6 = {{44, 0, 0, true}};
+        s.flags = RST;
+        return s;
+    }()));
+    t.resize(14 + 40 + 8 + 8);
+    t[18] = 0;
+    t[19] = 16;
+    write(dir, "v6_tiny_first_fragment", t);
+    std::printf("wrote %zu frames to %s\n", specs.size() + 10, dir.c_str());
     return 0;
 }

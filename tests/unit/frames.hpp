@@ -16,6 +16,7 @@ struct Ext6 {
     uint8_t type;           // 0, 43, 60, 44, 51 ...
     size_t body_len;        // bytes after the 2-byte next/len for generic headers (total = body_len + 2)
     uint16_t frag_off = 0;  // for type 44: fragment offset in 8-byte units
+    bool more = false;      // for type 44: the M flag (more fragments follow)
 };
 
 struct FrameSpec {
@@ -29,7 +30,7 @@ struct FrameSpec {
     size_t ip_options = 0;   // IPv4 option bytes (multiple of 4)
     size_t tcp_options = 0;  // TCP option bytes (multiple of 4)
     std::vector<Ext6> ext6;
-    uint16_t frag = 0;  // IPv4 flags+offset field
+    uint16_t frag = 0;  // IPv4 flags+offset field (0x2000 MF, 0x4000 DF, offset in 8-byte units)
     std::string payload;
     size_t pad = 0;                      // Ethernet trailer bytes after the IP packet
     std::vector<uint8_t> tcp_opt_bytes;  // TCP options, after the NOPs (padded with NOPs to 4 bytes)
@@ -140,7 +141,7 @@ inline std::vector<uint8_t> build_frame(const FrameSpec& s) {
             ext.push_back(next);
             if (e.type == 44) {
                 ext.push_back(0);
-                put16(ext, static_cast<uint16_t>(e.frag_off << 3));
+                put16(ext, static_cast<uint16_t>(e.frag_off << 3 | (e.more ? 1 : 0)));
                 put32(ext, 1);
             } else if (e.type == 51) {
                 const size_t total = e.body_len + 2;

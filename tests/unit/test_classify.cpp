@@ -131,10 +131,135 @@ TEST(Classify, UdpToPort25Passes) {
     EXPECT_EQ(decide(s, *pol).verdict, Verdict::Forward);
 }
 
+// The red team's attack: a first fragment with RST (passed as a client's reset, were it whole) and an
+// overlapping fragment at offset 8 bytes that rewrites the flags to SYN. Both are dropped.
+FrameSpec first_fragment(const char* src, const char* dst, uint16_t dport, uint8_t flags) {
+    auto s = syn(src, dst, dport);
+    s.flags = flags;
+    if (s.src.find(':') == std::string::npos)
+        s.frag = 0x2000;  // MF, offset 0
+    else
+        s.ext6 = {{44, 0, 0, true}};
+    return s;
+}
+
+FrameSpec later_fragment(const char* src, const char* dst, uint16_t offset) {
+    auto s = syn(src, dst, 25);  // the bytes say SYN to 25; a later fragment's "TCP header" is just data
+    if (s.src.find(':') == std::string::npos)
+        s.frag = offset;
+    else
+        s.ext6 = {{44, 0, offset}};
+    return s;
+}
+
+TEST(Classify, OverlappingFragmentAttackIsDroppedIpv4AndIpv6) {
+    const auto pol = demo_policy();
+    for (auto [src, dst] :
+         {std::pair{"198.51.100.20", "203.0.113.25"}, {"2001:db8:100::20", "2001:db8:25::25"}}) {
+        auto d = decide(first_fragment(src, dst, 25, tcpflag::RST), *pol);
+        EXPECT_EQ(d.verdict, Verdict::Drop) << src;
+        EXPECT_EQ(d.reason, Ctr::dropped_fragment_policed) << src;
+        d = decide(later_fragment(src, dst, 1), *pol);
+        EXPECT_EQ(d.verdict, Verdict::Drop) << src;
+        EXPECT_EQ(d.reason, Ctr::malformed_fragment_offset_one) << src;
+        // A later fragment further in cannot touch the header; without the first fragment it reassembles
+        // into nothing, and a non-first fragment has no port to police: forwarded.
+        d = decide(later_fragment(src, dst, 3), *pol);
+        EXPECT_EQ(d.verdict, Verdict::Forward) << src;
+        EXPECT_EQ(d.reason, Ctr::fwd_outbound) << src;
+    }
+}
+
+TEST(Classify, FirstFragmentsToSmtpPortsFromManagedSourcesAreDroppedWhateverTheirFlags) {
+    const auto pol = demo_policy();
+    for (uint8_t flags : {tcpflag::SYN, tcpflag::RST, uint8_t(tcpflag::ACK | tcpflag::PSH), tcpflag::ACK}) {
+        // unapproved; approved (address and prefix); to a relay host; to a submission port
+        for (auto s : {first_fragment("198.51.100.20", "203.0.113.25", 25, flags),
+                       first_fragment("198.51.100.10", "203.0.113.25", 25, flags),
+                       first_fragment("198.51.100.70", "203.0.113.25", 25, flags),
+                       first_fragment("198.51.100.20", "203.0.113.53", 25, flags),
+                       first_fragment("198.51.100.20", "203.0.113.25", 587, flags),
+                       first_fragment("2001:db8:100::10", "2001:db8:25::25", 25, flags),
+                       first_fragment("2001:db8:100::20", "2001:db8:25::53", 25, flags)}) {
+            const auto d = decide(s, *pol);
+            EXPECT_EQ(d.verdict, Verdict::Drop) << s.src << " -> " << s.dst << ":" << s.dport;
+            EXPECT_EQ(d.reason, Ctr::dropped_fragment_policed);
+        }
+    }
+}
+
+TEST(Classify, ApprovedSourcesDataInAFirstFragmentIsDropped) {
+    const auto pol = demo_policy();
+    auto s = first_fragment("198.51.100.10", "203.0.113.25", 25, tcpflag::ACK | tcpflag::PSH);
+    s.payload = "MAIL FROM:<a@example.com>\r\n";
+    EXPECT_EQ(decide(s, *pol).reason, Ctr::dropped_fragment_policed);
+    s.frag = 0;  // the same segment whole is passed
+    EXPECT_EQ(decide(s, *pol).reason, Ctr::pass_approved);
+}
+
+TEST(Classify, FragmentsToOtherPortsAreUntouched) {
+    const auto pol = demo_policy();
+    for (auto [src, dst] :
+         {std::pair{"198.51.100.20", "203.0.113.25"}, {"2001:db8:100::20", "2001:db8:25::25"}}) {
+        for (uint8_t flags : {tcpflag::SYN, tcpflag::RST}) {
+            const auto d = decide(first_fragment(src, dst, 80, flags), *pol);
+            EXPECT_EQ(d.verdict, Verdict::Forward) << src;
+            EXPECT_EQ(d.reason, Ctr::fwd_outbound) << src;
+        }
+        EXPECT_EQ(decide(later_fragment(src, dst, 185), *pol).verdict, Verdict::Forward);
+    }
+    // A fragmented UDP datagram to port 25 (not TCP) is not SMTP.
+    auto udp = first_fragment("198.51.100.20", "203.0.113.25", 25, 0);
+    udp.l4_proto = 17;
+    EXPECT_EQ(decide(udp, *pol).reason, Ctr::fwd_outbound);
+}
+
+TEST(Classify, FragmentsFromUnmanagedSourcesAreUntouched) {
+    const auto pol = demo_policy();
+    for (auto [src, dst] :
+         {std::pair{"198.51.100.200", "203.0.113.25"}, {"2001:db8:200::1", "2001:db8:25::25"}}) {
+        auto d = decide(first_fragment(src, dst, 25, tcpflag::RST), *pol);
+        EXPECT_EQ(d.verdict, Verdict::Forward) << src;
+        EXPECT_EQ(d.reason, Ctr::pass_unmanaged) << src;
+        d = decide(later_fragment(src, dst, 185), *pol);
+        EXPECT_EQ(d.verdict, Verdict::Forward) << src;
+        EXPECT_EQ(d.reason, Ctr::fwd_outbound) << src;
+    }
+}
+
+TEST(Classify, AtomicFragmentIsClassifiedAsAWholeSegment) {
+    const auto pol = demo_policy();
+    auto s = syn("2001:db8:100::20", "2001:db8:25::25", 25);
+    s.ext6 = {{44, 0, 0, false}};
+    EXPECT_EQ(decide(s, *pol).reason, Ctr::refused_unapproved);
+    s.flags = tcpflag::RST;
+    EXPECT_EQ(decide(s, *pol).reason, Ctr::pass_client_rst);
+    s.src = "2001:db8:100::10";
+    s.flags = tcpflag::SYN;
+    EXPECT_EQ(decide(s, *pol).reason, Ctr::pass_approved);
+}
+
+TEST(Classify, TinyFirstFragmentsAreDroppedAsTruncatedTcp) {
+    const auto pol = demo_policy();
+    auto f = build_frame(first_fragment("198.51.100.20", "203.0.113.25", 25, tcpflag::RST));
+    f.resize(14 + 20 + 8);
+    f[17] = 28;  // IPv4 total length: 8 bytes of TCP
+    auto d = classify_outbound(parse_frame(f.data(), static_cast<uint32_t>(f.size())), *pol);
+    EXPECT_EQ(d.verdict, Verdict::Drop);
+    EXPECT_EQ(d.reason, Ctr::malformed_tcp_truncated);
+    auto g = build_frame(first_fragment("2001:db8:100::20", "2001:db8:25::25", 25, tcpflag::RST));
+    g.resize(14 + 40 + 8 + 8);
+    g[19] = 16;  // IPv6 payload length: the fragment header and 8 bytes of TCP
+    d = classify_outbound(parse_frame(g.data(), static_cast<uint32_t>(g.size())), *pol);
+    EXPECT_EQ(d.verdict, Verdict::Drop);
+    EXPECT_EQ(d.reason, Ctr::malformed_tcp_truncated);
+}
+
 TEST(Counters, MalformedCounterMapping) {
     EXPECT_EQ(malformed_counter(Malformation::EthTruncated), Ctr::malformed_eth_truncated);
     EXPECT_EQ(malformed_counter(Malformation::Ipv6ExtTooMany), Ctr::malformed_ipv6_ext_too_many);
     EXPECT_EQ(malformed_counter(Malformation::TcpBadOffset), Ctr::malformed_tcp_bad_offset);
+    EXPECT_EQ(malformed_counter(Malformation::FragmentOffsetOne), Ctr::malformed_fragment_offset_one);
 }
 
 }  // namespace

@@ -110,6 +110,9 @@ TEST(Parse, Ipv6NonFirstFragmentIsNotClassified) {
     s.ext6 = {{44, 0, 185}};
     const auto p = parse(s);
     EXPECT_EQ(p.kind, L3Kind::IpOther);
+    EXPECT_EQ(p.fragment, Fragment::NonFirst);
+    EXPECT_EQ(p.frag_offset, 185);
+    EXPECT_EQ(p.l4_proto, 6);
 }
 
 TEST(Parse, Ipv6ChainTooLong) {
@@ -140,6 +143,111 @@ TEST(Parse, UdpIsIpOther) {
 TEST(Parse, Ipv4NonFirstFragmentIsIpOther) {
     FrameSpec s;
     s.frag = 100;  // offset 800 bytes
+    const auto p = parse(s);
+    EXPECT_EQ(p.kind, L3Kind::IpOther);
+    EXPECT_EQ(p.fragment, Fragment::NonFirst);
+    EXPECT_EQ(p.frag_offset, 100);
+    EXPECT_EQ(p.l4_proto, 6);
+    s.frag = 0x2000 | 100;  // MF too: a middle fragment
+    EXPECT_EQ(parse(s).fragment, Fragment::NonFirst);
+}
+
+TEST(Parse, WholeDatagramsAreNotFragments) {
+    FrameSpec s;
+    EXPECT_EQ(parse(s).fragment, Fragment::None);
+    s.frag = 0x4000;  // DF, as every PMTU-discovering TCP sends
+    const auto p = parse(s);
+    ASSERT_EQ(p.kind, L3Kind::Tcp);
+    EXPECT_EQ(p.fragment, Fragment::None);
+    EXPECT_EQ(p.frag_offset, 0);
+}
+
+TEST(Parse, Ipv4FirstFragmentIsParsedAndFlagged) {
+    FrameSpec s;
+    s.frag = 0x2000;  // MF, offset 0
+    s.flags = tcpflag::RST;
+    const auto p = parse(s);
+    ASSERT_EQ(p.kind, L3Kind::Tcp);
+    EXPECT_EQ(p.fragment, Fragment::First);
+    EXPECT_EQ(p.frag_offset, 0);
+    EXPECT_EQ(p.dport, 25);
+    EXPECT_EQ(p.tcp_flags, tcpflag::RST);
+}
+
+TEST(Parse, Ipv6FirstFragmentIsParsedAndFlagged) {
+    FrameSpec s;
+    s.src = "2001:db8:100::20";
+    s.dst = "2001:db8:25::25";
+    s.ext6 = {{0, 6}, {44, 0, 0, true}, {60, 6}};  // hop-by-hop, fragment, destination options (fragmentable)
+    s.flags = tcpflag::RST;
+    const auto p = parse(s);
+    ASSERT_EQ(p.kind, L3Kind::Tcp);
+    EXPECT_EQ(p.fragment, Fragment::First);
+    EXPECT_EQ(p.dport, 25);
+    EXPECT_EQ(p.tcp_flags, tcpflag::RST);
+    EXPECT_EQ(p.l4_off, 54 + 8 + 8 + 8);
+}
+
+TEST(Parse, Ipv6AtomicFragmentIsAWholePacket) {
+    // RFC 6946: offset 0 and M clear; reassembly processes it on its own, so it is a whole packet.
+    FrameSpec s;
+    s.src = "2001:db8:100::20";
+    s.dst = "2001:db8:25::25";
+    s.ext6 = {{44, 0, 0, false}};
+    const auto p = parse(s);
+    ASSERT_EQ(p.kind, L3Kind::Tcp);
+    EXPECT_EQ(p.fragment, Fragment::None);
+    EXPECT_EQ(p.dport, 25);
+}
+
+TEST(Parse, Ipv6NestedFragmentHeaderKeepsTheOuterOne) {
+    // A first fragment carrying a later fragment of another packet: no L4 header to classify.
+    FrameSpec s;
+    s.src = "2001:db8:100::20";
+    s.dst = "2001:db8:25::25";
+    s.ext6 = {{44, 0, 0, true}, {44, 0, 5}};
+    const auto p = parse(s);
+    EXPECT_EQ(p.kind, L3Kind::IpOther);
+    EXPECT_EQ(p.fragment, Fragment::First);
+}
+
+// RFC 1858 / RFC 3128: 8 bytes into the TCP header, a fragment overwrites the data offset and the flags.
+TEST(Parse, Ipv4TcpFragmentAtOffsetOneIsMalformed) {
+    FrameSpec s;
+    s.frag = 1;
+    s.flags = tcpflag::SYN;
+    auto p = parse(s);
+    EXPECT_EQ(p.kind, L3Kind::Malformed);
+    EXPECT_EQ(p.malformation, Malformation::FragmentOffsetOne);
+    EXPECT_EQ(p.fragment, Fragment::NonFirst);
+    s.frag = 0x2000 | 1;  // with MF as well
+    EXPECT_EQ(parse(s).malformation, Malformation::FragmentOffsetOne);
+    s.frag = 2;  // 16 bytes in: past the flags, an ordinary later fragment
+    EXPECT_EQ(parse(s).kind, L3Kind::IpOther);
+    // The protocol is part of IPv4's reassembly key: a UDP fragment cannot rewrite a TCP header.
+    s.frag = 1;
+    s.l4_proto = 17;
+    p = parse(s);
+    EXPECT_EQ(p.kind, L3Kind::IpOther);
+    EXPECT_EQ(p.fragment, Fragment::NonFirst);
+}
+
+TEST(Parse, Ipv6FragmentAtOffsetOneIsMalformedWhateverItsNextHeader) {
+    // IPv6 reassembly takes the next header from the first fragment: this one's says nothing.
+    for (uint8_t proto : {6, 17, 59}) {
+        FrameSpec s;
+        s.src = "2001:db8:100::20";
+        s.dst = "2001:db8:25::25";
+        s.l4_proto = proto;
+        s.ext6 = {{44, 0, 1, true}};
+        const auto p = parse(s);
+        EXPECT_EQ(p.kind, L3Kind::Malformed) << int(proto);
+        EXPECT_EQ(p.malformation, Malformation::FragmentOffsetOne) << int(proto);
+    }
+    FrameSpec s;
+    s.src = "2001:db8:100::20";
+    s.dst = "2001:db8:25::25";
+    s.ext6 = {{44, 0, 2}};
     EXPECT_EQ(parse(s).kind, L3Kind::IpOther);
 }
 
@@ -152,6 +260,52 @@ TEST(Parse, TinyFirstFragmentIsMalformed) {
     f[16] = 0;
     f[17] = 28;
     EXPECT_EQ(parse(f).malformation, Malformation::TcpTruncated);
+}
+
+TEST(Parse, Ipv4FirstFragmentCuttingTheTcpOptionsIsMalformed) {
+    FrameSpec s;
+    s.frag = 0x2000;
+    s.tcp_options = 20;  // a 40-byte TCP header, of which the fragment holds 24 bytes
+    auto f = build_frame(s);
+    f.resize(14 + 20 + 24);
+    f[16] = 0;
+    f[17] = 44;
+    EXPECT_EQ(parse(f).malformation, Malformation::TcpBadOffset);
+}
+
+// IPv6 first fragments that do not hold the whole header chain and TCP header (RFC 7112).
+FrameSpec v6_first_fragment() {
+    FrameSpec s;
+    s.src = "2001:db8:100::20";
+    s.dst = "2001:db8:25::25";
+    s.ext6 = {{44, 0, 0, true}};
+    return s;
+}
+
+// Cuts a built IPv6 frame (no VLAN tags) to `payload` bytes after the IPv6 header.
+std::vector<uint8_t> v6_cut(std::vector<uint8_t> f, size_t payload) {
+    f.resize(14 + 40 + payload);
+    f[18] = static_cast<uint8_t>(payload >> 8);
+    f[19] = static_cast<uint8_t>(payload);
+    return f;
+}
+
+TEST(Parse, Ipv6TinyFirstFragmentIsMalformed) {
+    // 8 bytes of TCP (ports and sequence number) after the fragment header.
+    EXPECT_EQ(parse(v6_cut(build_frame(v6_first_fragment()), 8 + 8)).malformation,
+              Malformation::TcpTruncated);
+    // Nothing after the fragment header: the TCP header is all in a later fragment.
+    EXPECT_EQ(parse(v6_cut(build_frame(v6_first_fragment()), 8)).malformation, Malformation::TcpTruncated);
+}
+
+TEST(Parse, Ipv6FirstFragmentEndingInsideTheHeaderChainIsMalformed) {
+    auto s = v6_first_fragment();
+    s.ext6.push_back({60, 14});  // 16 bytes of destination options after the fragment header
+    const auto f = build_frame(s);
+    ASSERT_EQ(parse(f).kind, L3Kind::Tcp);
+    EXPECT_EQ(parse(v6_cut(f, 8 + 8)).malformation, Malformation::Ipv6ExtTruncated);
+    EXPECT_EQ(parse(v6_cut(f, 8)).malformation, Malformation::Ipv6ExtTruncated);
+    EXPECT_EQ(parse(v6_cut(f, 8 + 16 + 12)).malformation, Malformation::TcpTruncated);
 }
 
 struct Truncation {

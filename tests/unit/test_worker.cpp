@@ -199,6 +199,42 @@ TEST_F(Worker, MonitorModeForwardsWhatItWouldRefuseAndCountsIt) {
     EXPECT_EQ(counters.get(Ctr::rst_sent), 0u);
 }
 
+// The overlapping-fragment attack (RST first fragment, SYN-writing fragment at offset 8 bytes) leaves no
+// fragment of it on the wire, also in monitor mode (the drop is no refusal); other fragments pass unchanged.
+TEST_F(Worker, OverlappingFragmentAttackLeavesNothingOtherFragmentsPass) {
+    auto pol = lab_policy(Action::Rst);
+    pol->monitor = true;
+    FrameSpec rst_first;
+    rst_first.frag = 0x2000;
+    rst_first.flags = tcpflag::RST;
+    FrameSpec syn_overlap;
+    syn_overlap.frag = 1;
+    FrameSpec web_first = rst_first;
+    web_first.dport = 80;
+    web_first.flags = tcpflag::ACK | tcpflag::PSH;
+    web_first.payload = "GET / HTTP/1.1\r\n";
+    FrameSpec web_later;
+    web_later.frag = 3;
+    FrameSpec v6_first;
+    v6_first.src = "2001:db8:100::20";
+    v6_first.dst = "2001:db8:25::25";
+    v6_first.flags = tcpflag::RST;
+    v6_first.ext6 = {{44, 0, 0, true}};
+    FrameSpec v6_overlap = v6_first;
+    v6_overlap.ext6 = {{44, 0, 1}};
+    const std::vector<std::vector<uint8_t>> in = {build_frame(rst_first), build_frame(syn_overlap),
+                                                  build_frame(web_first), build_frame(web_later),
+                                                  build_frame(v6_first),  build_frame(v6_overlap)};
+    outbound(in, *pol);
+    EXPECT_EQ(outside->drain(), (std::vector<std::vector<uint8_t>>{in[2], in[3]}));
+    EXPECT_TRUE(inside->drain().empty());
+    EXPECT_EQ(counters.get(Ctr::dropped_fragment_policed), 2u);
+    EXPECT_EQ(counters.get(Ctr::malformed_fragment_offset_one), 2u);
+    EXPECT_EQ(counters.get(Ctr::fwd_outbound), 2u);
+    EXPECT_EQ(counters.get(Ctr::pass_client_rst), 0u);
+    EXPECT_EQ(counters.get(Ctr::monitor_passed), 0u);
+}
+
 TEST_F(Worker, InboundPort25IsForwardedUntouched) {
     FrameSpec s;  // from the internet to an unapproved rack address, port 25: inbound mail
     s.src = "203.0.113.25";
