@@ -123,9 +123,9 @@ def established_at(lab, server, port, client):
 
 
 def is_refusal(code, text):
-    """What the gateway answers a refused session with: a 550 5.7.1 or 421 4.7.0 line, or the end of the
-    connection (RST, or its FIN after the line). The servers here never send those lines themselves."""
-    return code is None or text.startswith("550 5.7.1") or text.startswith("421 4.7.0")
+    """What the gateway answers a refused session with: a 550 5.7.1 or 421 line, or the end of the connection
+    (RST, or its FIN after the line). The servers here never send those lines themselves."""
+    return code is None or text.startswith("550 5.7.1") or code == 421
 
 
 def converse(c, lines, pending=0):
@@ -172,6 +172,19 @@ def real_attack(lab, server, lines):
     assert_refused_and_not_delivered(lab, before, refused, transcript)
 
 
+def crafted_attack(lab, wire, server, steps):
+    """A crafted session from CRAFT: connect, banner, then steps(session) -> (refused, transcript)."""
+    before = len(lab.delivered())
+    s = wire.session(CRAFT, server, 25)
+    try:
+        assert s.connect(), "no handshake"
+        refused, transcript = steps(s)
+    finally:
+        s.close()
+    assert_refused_and_not_delivered(lab, before, refused, transcript)
+    return s
+
+
 # ---- honest mail ------------------------------------------------------------------------------------------
 def test_honest_session_with_starttls_and_pipelining_delivers(lab):
     before = len(lab.delivered())
@@ -199,10 +212,13 @@ def test_honest_session_on_the_plain_server_delivers(lab):
     assert len(lab.delivered()) == before + 1
 
 
-def test_the_attack_is_refused_when_nothing_evades(lab):
-    # The baseline every attack below evades: the same foreign commands, plainly sent, are refused.
+def test_the_attack_is_refused_when_nothing_evades(lab, wire):
+    # The baseline every attack below evades: the same foreign commands, plainly sent, are refused, from a
+    # kernel socket and from the crafted client alike.
     real_attack(lab, MX_PLAIN, [f"EHLO {EVIL_HOST}", *FOREIGN_TAIL])
     real_attack(lab, MX_PLAIN, [f"EHLO {GOOD_HOST}", *FOREIGN_TAIL])
+    for server, ehlo in ((MX_PLAIN, EVIL_HOST), (MX_V4, GOOD_HOST)):
+        crafted_attack(lab, wire, server, lambda s: converse(s, [f"EHLO {ehlo}", *FOREIGN_TAIL], pending=1))
 
 
 # ---- 1: reading stops on the client's word ----------------------------------------------------------------
@@ -236,24 +252,11 @@ def test_2a_a_byte_budget_used_up_by_noops_does_not_end_reading(lab):
 @pytest.mark.parametrize("which", ["ehlo", "mail_from"])
 def test_2b_a_command_line_longer_than_512_bytes_is_read(lab, which):
     pad = " " * LONG_PAD
-    if which == "ehlo":
-        lines = [f"EHLO {EVIL_HOST}{pad}", *FOREIGN_TAIL]
+    if which == "ehlo":  # the rest of the session is as approved: only the long line breaks the approval
+        lines = [f"EHLO {EVIL_HOST}{pad}", f"MAIL FROM:<{GOOD_FROM}>", *FOREIGN_TAIL[1:]]
     else:
         lines = [f"EHLO {GOOD_HOST}", f"MAIL FROM:<{EVIL_FROM}>{pad}", *FOREIGN_TAIL[1:]]
     real_attack(lab, MX_PLAIN, lines)
-
-
-def crafted_attack(lab, wire, server, steps):
-    """A crafted session from CRAFT: connect, banner, then steps(session) -> (refused, transcript)."""
-    before = len(lab.delivered())
-    s = wire.session(CRAFT, server, 25)
-    try:
-        assert s.connect(), "no handshake"
-        refused, transcript = steps(s)
-    finally:
-        s.close()
-    assert_refused_and_not_delivered(lab, before, refused, transcript)
-    return s
 
 
 @pytest.mark.parametrize("where", ["after_ehlo", "first"])
@@ -327,6 +330,11 @@ def test_4_a_rst_the_server_ignores_does_not_free_a_slot(lab, wire):
             code, text = s.read_reply()
             assert code == 220, f"session {len(sessions)} was not admitted: {code} {text!r}"
         portcullis_lab.wait_for("the sessions at the server", lambda: at_mx() == MAX_CONCURRENT, timeout=5)
+        # The limit holds for crafted sessions: one more is refused.
+        extra = wire.session(CRAFT, MX_V4, 25)
+        sessions.append(extra)
+        code, text = extra.read_reply() if extra.connect() else (None, "no handshake")
+        assert code == 421 and LINE_421_CONCURRENT in text, (code, text)
         for s in sessions:
             s.rst(seq=s.snd_nxt + 2**31)  # half the sequence space away: outside any window
         wire.pump(0.3)
@@ -442,6 +450,7 @@ def test_6b_one_segment_flows_to_high_ports_leave_room_to_read_and_to_deliver(fr
     refused, transcript = converse(c, [f"EHLO {EVIL_HOST}"], pending=1)
     c.close()
     assert refused and "550 5.7.1" in transcript[-1], transcript
+    delivered = len(lab.delivered())
 
     frames = [tcp_craft.frame(lab.rack_mac, lab.net_mac, spoofed(i), MX_V6, 1024 + i % 60000,
                               10000 + i % 50000, seq=i * 7919, ack=1, flags=tcp_craft.PSH | tcp_craft.ACK,
@@ -454,7 +463,6 @@ def test_6b_one_segment_flows_to_high_ports_leave_room_to_read_and_to_deliver(fr
                "inspect_pool_empty")}
     what = f"flood of {FLOOD_SOURCES} one-segment flows in {took:.1f} s ({effect})"
 
-    delivered = len(lab.delivered())
     c = tcp_craft.SmtpConn(lab.ns_rack, SENDER, MX_V4, 2525)
     refused, transcript = converse(c, [f"EHLO {EVIL_HOST}", *FOREIGN_TAIL], pending=1)
     c.close()

@@ -37,6 +37,7 @@ from contextlib import contextmanager
 CLONE_NEWNET = 0x40000000
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
+SOL_PACKET, PACKET_IGNORE_OUTGOING = 263, 23
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -146,6 +147,10 @@ class Wire:
         with netns(ns):
             self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        try:  # our own frames (floods among them) need not come back to us
+            self.sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        except OSError:
+            pass  # an older kernel: pump() skips them
         self.sock.bind((iface, 0))
         self.sessions = {}
         self._ports = iter(range(20000 + random.randrange(0, 5000), 65000))
