@@ -1,9 +1,15 @@
 #!/usr/bin/python3
 """A real SMTP server for the lab's "internet" namespace (aiosmtpd), listening on every address of the
-namespace on the given ports, both IPv4 and IPv6. Each accepted message is appended as one JSON line to
---log (peer, local address and port, envelope); --ready is written once every port listens."""
+namespace on the given ports, both IPv4 and IPv6 (or only on --addresses). Each accepted message is appended as
+one JSON line to --log (peer, local address and port, envelope); --ready is written once every port listens.
+
+Variants for the evasion tests (tests/integration/test_evasion.py): without --tls-cert it offers no STARTTLS
+(and answers it 454); --command-size-limit accepts command lines longer than RFC 5321's 512 octets;
+--pipelining advertises PIPELINING (aiosmtpd reads pipelined commands either way). aiosmtpd never offers
+CHUNKING: BDAT is answered 500."""
 import argparse
 import asyncio
+import collections
 import json
 import os
 import socket
@@ -13,8 +19,15 @@ from aiosmtpd.smtp import SMTP
 
 
 class Recorder:
-    def __init__(self, path):
+    def __init__(self, path, pipelining=False):
         self.path = path
+        self.pipelining = pipelining
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname  # what aiosmtpd does itself when no handler hook is given
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
 
     async def handle_DATA(self, server, session, envelope):
         local = server.transport.get_extra_info("sockname")
@@ -40,19 +53,37 @@ async def main():
     ap.add_argument("--hostname", default="mx.example.net")
     ap.add_argument("--tls-cert", help="PEM certificate: offer STARTTLS (with --tls-key)")
     ap.add_argument("--tls-key")
+    ap.add_argument("--addresses", help="comma-separated addresses to listen on (default: all, IPv4 and IPv6)")
+    ap.add_argument("--command-size-limit", type=int, default=0,
+                    help="longest command line accepted (default aiosmtpd's 512)")
+    ap.add_argument("--pipelining", action="store_true", help="advertise PIPELINING in the EHLO reply")
     args = ap.parse_args()
-    handler = Recorder(args.log)
+    handler = Recorder(args.log, args.pipelining)
+    server_class = SMTP
+    if args.command_size_limit:
+        limit = args.command_size_limit
+
+        class LongLines(SMTP):
+            command_size_limit = limit
+            command_size_limits = collections.defaultdict(lambda: limit)
+            line_length_limit = max(SMTP.line_length_limit, limit + 2)
+
+        server_class = LongLines
     tls = None
     if args.tls_cert:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(args.tls_cert, args.tls_key)
     loop = asyncio.get_running_loop()
     servers = []
+    if args.addresses:
+        hosts = [(socket.AF_INET6 if ":" in a else socket.AF_INET, a) for a in args.addresses.split(",")]
+    else:
+        hosts = [(socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")]
     for port in [int(p) for p in args.ports.split(",")]:
-        for family, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        for family, host in hosts:
             servers.append(await loop.create_server(
-                lambda: SMTP(handler, hostname=args.hostname, tls_context=tls), host=host, port=port, family=family,
-                reuse_address=True))
+                lambda: server_class(handler, hostname=args.hostname, tls_context=tls), host=host, port=port,
+                family=family, reuse_address=True))
     tmp = args.ready + ".tmp"
     with open(tmp, "w", encoding="utf-8") as out:
         out.write(f"{os.getpid()}\n")

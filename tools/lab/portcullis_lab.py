@@ -179,18 +179,27 @@ class Lab:
     def wait_file(self, path, proc, timeout=20.0):
         wait_for(f"{path.name}", path.exists, timeout=timeout, proc=proc, log=self.workdir / proc.logname)
 
-    def start_mx(self, ports="25,587,2525", tls=False):
-        """The lab's SMTP server; tls: it offers STARTTLS with a self-signed certificate made here."""
-        ready = self.workdir / "mx.ready"
-        extra = []
+    def start_mx(self, ports="25,587,2525", tls=False, addresses=None, name="mx", extra=()):
+        """The lab's SMTP server; tls: it offers STARTTLS with a self-signed certificate made here. addresses:
+        listen on these only (default every address); name: a second server beside the first (its own ready
+        file and output; it logs to the same mx_log, so delivered() sees both); extra: more tools/lab/mx.py
+        options (--command-size-limit, --pipelining)."""
+        ready = self.workdir / f"{name}.ready"
+        args = list(extra)
+        if addresses:
+            args += ["--addresses", ",".join(addresses)]
         if tls:
             cert, key = self.workdir / "mx-cert.pem", self.workdir / "mx-key.pem"
-            run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                 "-days", "1", "-subj", "/CN=mx.example.net"])
-            extra = ["--tls-cert", str(cert), "--tls-key", str(key)]
-        self.mx = self.spawn_in(self.ns_net, ["/usr/bin/python3", str(REPO / "tools/lab/mx.py"), "--ports", ports,
-                                              "--log", str(self.mx_log), "--ready", str(ready), *extra], "mx.out")
-        self.wait_file(ready, self.mx)
+            if not cert.exists():
+                run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                     str(cert), "-days", "1", "-subj", "/CN=mx.example.net"])
+            args += ["--tls-cert", str(cert), "--tls-key", str(key)]
+        proc = self.spawn_in(self.ns_net, ["/usr/bin/python3", str(REPO / "tools/lab/mx.py"), "--ports", ports,
+                                           "--log", str(self.mx_log), "--ready", str(ready), *args], f"{name}.out")
+        if name == "mx":
+            self.mx = proc
+        self.wait_file(ready, proc)
+        return proc
 
     def gateway_command(self, config=None, extra=()):
         exe = self.build_dir / "control" / "portcullis"
