@@ -37,6 +37,8 @@ namespace portcullis {
     X(flows_expired_established, "tracked SMTP connections released by the idle timeout")                    \
     X(flows_expired_closing, "tracked SMTP connections released by the closing timeout")                     \
     X(flows_unknown_reset, "segments of SMTP connections with no record (mid-stream), reset both ways")      \
+    X(candidates_evicted,                                                                                    \
+      "SMTP sessions found on other ports ended unconfirmed: more than a quarter of the inspector pool")     \
     X(flows_early_dropped, "unconfirmed entries (half-open, candidates) dropped to make room (table full)")  \
     X(half_open_capped, "dropped: SYNs from a source over max_half_open_per_source, table under pressure")   \
     X(refused_at_handshake, "connections ended at the handshake: over a limit by then (counted by reason)")  \

@@ -1,6 +1,7 @@
 // SMTP connection tracking, TCP normalisation and limit admission (see flow_tracker.hpp).
 #include "dataplane/flow_tracker.hpp"
 
+#include <algorithm>
 #include <optional>
 
 namespace portcullis {
@@ -68,7 +69,28 @@ FlowTracker::FlowTracker(uint32_t max_flows, const CookieKey& hash_key, SourceTa
       worker_(worker),
       half_open_cap_(half_open_cap),
       port_refs_(new uint32_t[65536]()),
-      half_open_(new uint16_t[65536]()) {}
+      half_open_(new uint16_t[65536]()) {
+    if (inspector_) {
+        candidate_cap_ = std::max<uint32_t>(1, inspector_->capacity() / 4);
+        candidates_ = std::make_unique<FlowKey[]>(candidate_cap_);
+    }
+}
+
+void FlowTracker::evict_candidate(const Now& now, Counters& c) {
+    while (candidate_count_) {
+        const FlowKey k = candidates_[candidate_head_];
+        candidate_head_ = (candidate_head_ + 1) % candidate_cap_;
+        --candidate_count_;
+        Flow* f = table_.find(k, table_.hash(k));
+        if (!f || f->state != FlowState::Candidate || f->inspect == Inspector::kNone) continue;  // moved on
+        // Its reading cannot go on: the session is ended (its next client segment is reset), fail closed.
+        release(*f);
+        f->ctl |= flowctl::kRefused;
+        f->expire_ms = now.ms + timeouts_.closing_ms;
+        c.add(Ctr::candidates_evicted);
+        return;
+    }
+}
 
 uint64_t FlowTracker::bytes_for(uint32_t max_flows) {
     return sizeof(FlowTracker) + FlowTable::slots_for(max_flows) * sizeof(Flow) + 65536 * sizeof(uint32_t) +
@@ -467,6 +489,10 @@ TrackResult FlowTracker::outbound_other(const Parsed& p, const uint8_t* frame, c
     f->ttl = seg.ttl;
     f->ctl |= flowctl::kOtherPort;
     if (port_refs_[p.dport]++ == 0) dyn_ports_.set(p.dport);
+    if (inspector_ && pol.inspect) {
+        if (candidate_count_ == candidate_cap_) evict_candidate(now, c);
+        candidates_[(candidate_head_ + candidate_count_++) % candidate_cap_] = k;
+    }
     if (auto r = open_inspection(*f, p.src, pol, std::nullopt, c)) return *r;  // found mid-way: no greeting
     return known(*f, p, frame, pol, now, c);
 }

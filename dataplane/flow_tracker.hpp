@@ -136,6 +136,12 @@ class FlowTracker {
     std::bitset<65536> dyn_ports_;           // server ports with sessions found by their commands
     std::unique_ptr<uint32_t[]> port_refs_;  // how many such sessions each port has
     std::unique_ptr<uint16_t[]> half_open_;  // half-open connections per source hash cell (65536 cells)
+    // Candidates reading with an inspector slot, oldest first (a ring of keys; entries of candidates since
+    // confirmed or gone are skipped). They may hold at most a quarter of the pool: a flood of one-segment
+    // "sessions" pushes out its own oldest, never the sessions whose handshakes were seen.
+    void evict_candidate(const Now& now, Counters& c);
+    std::unique_ptr<FlowKey[]> candidates_;
+    uint32_t candidate_cap_ = 0, candidate_head_ = 0, candidate_count_ = 0;
 };
 
 }  // namespace portcullis
