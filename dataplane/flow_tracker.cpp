@@ -189,13 +189,13 @@ TrackResult FlowTracker::end_session(Flow& f, uint32_t seq, ReplyReason reason, 
     return {TrackVerdict::RefuseSession, reason, reply, action};
 }
 
-std::optional<TrackResult> FlowTracker::confirm(Flow& f, const Parsed& p, const Policy& pol, const Now& now,
-                                                Counters& c) {
+std::optional<TrackResult> FlowTracker::confirm(Flow& f, const IpAddr& client, const Policy& pol,
+                                                const Now& now, Counters& c) {
     leave_half_open(f);
     f.state = FlowState::Established;
     f.expire_ms = now.ms + timeouts_.established_ms;
     uint32_t slot = SourceTable::kNone;
-    if (const auto refused = admit(p.src, limits_for(f, p.src, pol), pol, now, c, &slot)) {
+    if (const auto refused = admit(client, limits_for(f, client, pol), pol, now, c, &slot)) {
         // Over a limit at the handshake (its SYN found nothing against it, but others got here first).
         const TrackResult r = end_session(f, f.client_next, *refused,
                                           &pol.replies[static_cast<size_t>(*refused)], pol.action_limit);
@@ -205,7 +205,7 @@ std::optional<TrackResult> FlowTracker::confirm(Flow& f, const Parsed& p, const 
     f.src_slot = slot;
     c.add(Ctr::flows_opened);
     // Read from the start: the server's greeting, next, is its reply 0.
-    if (!(f.ctl & flowctl::kOtherPort)) return open_inspection(f, p.src, pol, f.server_next, c);
+    if (!(f.ctl & flowctl::kOtherPort)) return open_inspection(f, client, pol, f.server_next, c);
     return std::nullopt;
 }
 
@@ -296,7 +296,7 @@ TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, c
             c.add(Ctr::tcp_unconfirmed);
             return kDrop;
         }
-        if (auto r = confirm(f, p, pol, now, c)) return *r;
+        if (auto r = confirm(f, p.src, pol, now, c)) return *r;
     }
     const uint32_t span = p.payload_len + ((fl & tcpflag::FIN) ? 1u : 0u);
     const uint32_t end = seg.seq + span;
@@ -554,7 +554,7 @@ void FlowTracker::inbound(const Parsed& p, const uint8_t* frame, const Policy& p
         if (f.state == FlowState::Candidate && seq_lt(f.first_seq, seg.ack) &&
             seq_le(seg.ack, f.client_next)) {
             // A refusal here cannot be answered on this (inbound) segment: the client's next segment is.
-            if (confirm(f, p, pol, now, c)) f.ctl |= flowctl::kRefused;
+            if (confirm(f, p.dst, pol, now, c)) f.ctl |= flowctl::kRefused;
         }
     }
     if (p.payload_len && f.inspect != Inspector::kNone) {

@@ -105,7 +105,7 @@ class FlowTracker {
     // The client segment's checks against what the server would accept; Forward when it may go on.
     TrackResult normalise(Flow& f, const Parsed& p, const uint8_t* frame, const TcpSegment& seg, Counters& c);
     // The handshake (or, for a Candidate, the server's acknowledgement) is seen: admit the connection.
-    std::optional<TrackResult> confirm(Flow& f, const Parsed& p, const Policy& pol, const Now& now,
+    std::optional<TrackResult> confirm(Flow& f, const IpAddr& client, const Policy& pol, const Now& now,
                                        Counters& c);
     void forget(Flow& f);              // before an entry is erased
     void close(Flow& f, Counters& c);  // a FIN pair or an accepted RST: holds nothing from now on

@@ -141,7 +141,7 @@ def test_tables_bigger_than_the_memory_stop_the_start(env):
     assert res.returncode == 2, res.stderr
     lines = error_lines(res)
     assert len(lines) == 1, res.stderr
-    assert lines[0].startswith("portcullis: error: max_flows: 16777216 flows per worker need 2 GiB; "
+    assert lines[0].startswith("portcullis: error: max_flows: 16777216 flows per worker need 4 GiB; "
                                "RLIMIT_DATA leaves the process "), lines[0]
     assert not ready.exists()
     res = run(env, GOOD + ["--max_flows", "4000000000"])

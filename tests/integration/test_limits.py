@@ -96,26 +96,24 @@ def test_an_approvals_own_limit_wins(lab):
     wait_released(lab, EXTRA_SENDER)
 
 
-def test_half_open_syns_hold_slots_only_until_the_timeout(lab):
+def test_half_open_syns_hold_no_slots_and_expire(lab):
+    """SYNs cost their sender nothing, so they claim nothing: a source's slot (and its concurrency units) is taken
+    only when a handshake completes. Ten SYNs nobody answers leave the sender free to deliver at once."""
     sender = RACK_V4["approved"]
     wait_released(lab, sender)
     before = counters(lab)
-    # Ten SYNs to an address nobody answers for: ten half-open connections, all of the sender's slots.
     syns = [Ether(src="02:00:00:00:0a:01", dst="02:00:00:00:0a:02") / IP(src=sender, dst="203.0.113.99") /
             TCP(sport=50000 + i, dport=25, flags="S", seq=1000) for i in range(10)]
     lab.ns(lab.ns_rack, "/usr/bin/python3", str(lab.repo / "tools/lab/l2.py"), "rack0",
            *[bytes(f).hex() for f in syns])
-    sent_at = time.monotonic()
-    assert live(lab, sender)["live"]["concurrent"] == 10
-    rc, _, out = lab.swaks(sender, MX_V4, 25)
-    assert rc != 0 and LINE_421 in out, out
-    portcullis_lab.wait_for("the half-open slots to be released",
-                            lambda: live(lab, sender)["live"]["concurrent"] == 0, timeout=HALF_OPEN_S + 10)
-    held = time.monotonic() - sent_at
-    assert held >= HALF_OPEN_S - 0.5, f"released after {held:.1f} s, before the timeout"
+    portcullis_lab.wait_for("the SYNs to be tracked as half-open",
+                            lambda: counters(lab)["flows_half_open"] >= before["flows_half_open"] + 10)
+    assert live(lab, sender)["live"]["concurrent"] == 0
     rc, _, out = lab.swaks(sender, MX_V4, 25)
     assert rc == 0, out
-    assert counters(lab)["flows_expired_half_open"] >= before["flows_expired_half_open"] + 10
+    portcullis_lab.wait_for("the half-open entries to expire",
+                            lambda: counters(lab)["flows_expired_half_open"] >= before["flows_expired_half_open"] + 10,
+                            timeout=HALF_OPEN_S + 10)
 
 
 def test_default_limits_change_live_and_survive_a_restart(lab):
