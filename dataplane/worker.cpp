@@ -199,8 +199,10 @@ Dest on_verdict(const TrackResult& t, const Policy& pol, rte_mbuf* m, const Pars
         case TrackVerdict::Refuse:
             *reported = true;
             return refuse(pol, m, p, now, pol.action_limit, t.reason, ev, c);
-        case TrackVerdict::Drop:
-            return Dest::Drop;
+        case TrackVerdict::Drop:  // the normaliser's (counted): in monitor mode nothing is refused
+            if (!pol.monitor) return Dest::Drop;
+            c.add(Ctr::monitor_passed);
+            return Dest::Fwd;
         default:
             return t.strip_payload ? strip_syn_data(m, p) : Dest::Fwd;
     }

@@ -472,3 +472,26 @@ TEST_F(TrackedWorkers, SubmissionPortIsLimitedToo) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(TrackedWorkers, TheNormaliserDropsWhatTheServerWouldDiscardButMonitorModeRefusesNothing) {
+    connect(approved_syn(4001));
+    outside->drain();
+    FrameSpec bad = approved_syn(4001);
+    bad.flags = tcpflag::ACK | tcpflag::PSH;
+    bad.seq = 1001;
+    bad.ack = 777001;
+    bad.payload = "EHLO good.example\r\n";
+    bad.bad_checksum = true;
+    outbound({build_frame(bad)}, *pol);
+    EXPECT_TRUE(outside->drain().empty()) << "a segment the server would drop is not forwarded, nor read";
+    EXPECT_EQ(counters.get(Ctr::tcp_bad_checksum), 1u);
+    pol->monitor = true;
+    outbound({build_frame(bad)}, *pol);
+    EXPECT_EQ(outside->drain().size(), 1u) << "monitor mode: counted, forwarded";
+    EXPECT_EQ(counters.get(Ctr::tcp_bad_checksum), 2u);
+    EXPECT_EQ(counters.get(Ctr::monitor_passed), 1u);
+}
+
+}  // namespace
