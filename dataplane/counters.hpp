@@ -32,6 +32,9 @@ namespace portcullis {
     X(dropped_fragment_policed, "fragmented TCP to an SMTP port from a managed source, dropped")             \
     X(flows_opened, "SMTP connections admitted and tracked")                                                 \
     X(flows_half_open, "SYNs to SMTP ports tracked as half-open connections (no source state yet)")          \
+    X(syn_stateless,                                                                                         \
+      "SYNs to SMTP ports forwarded with no entry: the table is 3/4 full (entry made at the SYN-ACK)")       \
+    X(flows_half_open_at_synack, "half-open connections whose entry was made at the server's SYN-ACK")       \
     X(flows_closed, "tracked SMTP connections closed by FINs or a RST")                                      \
     X(flows_expired_half_open, "tracked SMTP connections released by the half-open timeout")                 \
     X(flows_expired_established, "tracked SMTP connections released by the idle timeout")                    \
@@ -50,6 +53,8 @@ namespace portcullis {
     X(tcp_out_of_order, "dropped: client data ahead of the next in-order byte (resent, then read)")          \
     X(tcp_beyond_window, "dropped: client data past the server's receive window")                            \
     X(tcp_unconfirmed, "dropped: client segments of no handshake the gateway saw the server answer")         \
+    X(tcp_server_out_of_order,                                                                               \
+      "dropped: server data ahead of the next in-order byte of a session being read")                        \
     X(tcp_rst_ignored, "client RSTs not at the next sequence number: forwarded, connection kept (RFC 5961)") \
     X(tcp_syn_data_stripped, "SYNs to SMTP ports with data (TCP Fast Open): data removed, sent again later") \
     X(refused_concurrency, "new SMTP connections refused: over the source's concurrency limit")              \

@@ -111,18 +111,23 @@ class FlowTable {
     // A new entry for k (absent), state Empty for the caller to fill; nullptr when max_flows are held.
     Flow* insert(const FlowKey& k, uint32_t h);
     // Early drop (as Linux conntrack does): with max_flows held, the unconfirmed entry closest to expiry (the
-    // oldest: unconfirmed entries all have the half-open timeout) among the kEarlyDropScan after k's home slot
-    // is passed to on_drop, removed, and k inserted in its place. nullptr when there is none (the table is full
-    // of confirmed flows). The scan reads only the entries' first cache lines, contiguous in memory.
+    // oldest: unconfirmed entries all have the half-open timeout) among the kEarlyDropScan after k's home
+    // slot is passed to on_drop, removed, and k inserted in its place. nullptr when there is none (the table
+    // is full of confirmed flows). The scan reads only the entries' first cache lines, contiguous in memory.
     static constexpr uint32_t kEarlyDropScan = 16;
     template <class F>
     Flow* insert_early_drop(const FlowKey& k, uint32_t h, F&& on_drop) {
         if (size() < max_) return insert(k, h);
+        // Entries whose server never answered (SYN sent) go first, the oldest of them; then any unconfirmed.
         Flow* victim = nullptr;
         for (uint32_t n = 0, i = h & mask_; n < kEarlyDropScan; ++n, i = (i + 1) & mask_) {
             Flow& f = slots_[i];
             if (f.state == FlowState::Empty || !unconfirmed(f.state)) continue;
-            if (!victim || static_cast<int32_t>(f.expire_ms - victim->expire_ms) < 0) victim = &f;
+            const bool silent = f.state == FlowState::SynSent;
+            const bool victim_silent = victim && victim->state == FlowState::SynSent;
+            if (!victim || (silent && !victim_silent) ||
+                (silent == victim_silent && static_cast<int32_t>(f.expire_ms - victim->expire_ms) < 0))
+                victim = &f;
         }
         if (!victim) return nullptr;
         on_drop(*victim);

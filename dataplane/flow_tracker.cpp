@@ -296,6 +296,7 @@ TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, c
             c.add(Ctr::tcp_unconfirmed);
             return kDrop;
         }
+        if (!f.ttl) f.ttl = seg.ttl;  // an entry made at the SYN-ACK: the handshake's ACK sets the TTL
         if (auto r = confirm(f, p.src, pol, now, c)) return *r;
     }
     const uint32_t span = p.payload_len + ((fl & tcpflag::FIN) ? 1u : 0u);
@@ -358,6 +359,18 @@ TrackResult FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const P
     const FlowKey k = flow_key(p, true);
     const uint32_t h = table_.hash(k);
     const bool syn = (p.tcp_flags & (tcpflag::SYN | tcpflag::ACK | tcpflag::RST)) == tcpflag::SYN;
+    if (syn && table_.under_pressure()) {
+        // A flood's worth of SYNs (or a busy table): a SYN keeps nothing and touches no table; its entry is
+        // made when the server answers it (inbound), and its source is admitted when the client completes the
+        // handshake. Its data, if any, is removed as always.
+        c.add(Ctr::syn_stateless);
+        TrackResult r = kPass;
+        if (p.payload_len) {
+            r.strip_payload = true;
+            c.add(Ctr::tcp_syn_data_stripped);
+        }
+        return r;
+    }
     if (Flow* f = table_.find(k, h)) {
         if (!(syn && (f->state == FlowState::Closing || f->state == FlowState::Closed)))
             return known(*f, p, frame, pol, now, c);
@@ -507,47 +520,93 @@ TrackResult FlowTracker::unknown(const Parsed& p, const Policy& pol, Counters& c
     return {TrackVerdict::RefuseSession, ReplyReason::Busy, nullptr, Action::Rst};
 }
 
-void FlowTracker::inbound(const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
+void FlowTracker::learn_synack(Flow& f, const TcpSegment& seg, const Now& now) {
+    f.server_next = seg.seq + 1;
+    f.server_ack = seg.ack;
+    // The server answers window scaling and timestamps only when the client's SYN offered them.
+    if (seg.opt.has_ws) {
+        f.tcp |= tcpctl::kWs;
+        f.server_ws = seg.opt.ws;
+    }
+    if (seg.opt.has_ts) f.tcp |= tcpctl::kTs;
+    f.server_edge = seg.ack + seg.window;  // a SYN-ACK's window is never scaled
+    f.tcp |= tcpctl::kServerSeq;
+    f.state = FlowState::SynRecv;
+    f.expire_ms = now.ms + timeouts_.half_open_ms;
+}
+
+bool FlowTracker::inbound(const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
                           Counters& c) {
-    if (table_.size() == 0) return;
-    const FlowKey k = flow_key(p, false);
-    Flow* fp = table_.find(k, table_.hash(k));
-    if (!fp) return;
-    Flow& f = *fp;
     const uint8_t fl = p.tcp_flags;
+    const bool synack = (fl & (tcpflag::SYN | tcpflag::ACK | tcpflag::RST)) == (tcpflag::SYN | tcpflag::ACK);
+    if (table_.size() == 0 && !synack) return true;
+    const FlowKey k = flow_key(p, false);
+    const uint32_t h = table_.hash(k);
+    Flow* fp = table_.find(k, h);
     const TcpSegment seg = read_tcp_segment(frame, p);
-    if (f.state == FlowState::Closed) return;
+    if (synack && (!fp || fp->state == FlowState::Closing || fp->state == FlowState::Closed)) {
+        // The server answers a SYN the tracker kept no entry for (the table was under pressure: SYNs then
+        // make none), or one reusing a finished connection's ports: the half-open entry is made now, from
+        // what the server acknowledges. Spoofed SYNs to hosts that never answer make none at all.
+        const IpAddr& client = p.dst;
+        if (!pol.smtp_ports.test(p.sport) || !pol.managed(client)) return true;
+        const bool relay = pol.relay(p.src);
+        if (!relay && pol.blocked_ports.test(p.sport) && !pol.approved(client))
+            return true;  // refused at its SYN
+        if (fp) {
+            forget(*fp);
+            table_.erase(fp);
+        }
+        fp = table_.insert_early_drop(k, h, [&](Flow& victim) {
+            c.add(Ctr::flows_early_dropped);
+            forget(victim);
+        });
+        if (!fp) {
+            c.add(Ctr::flow_table_full);
+            return true;  // the client's ACK will find no record: reset then
+        }
+        fp->opened_ms = now.ms;
+        fp->client_next = seg.ack;
+        if (relay) fp->ctl |= flowctl::kRelay;
+        if (!relay && pol.blocked_ports.test(p.sport)) fp->ctl |= flowctl::kDirect;
+        learn_synack(*fp, seg, now);
+        c.add(Ctr::flows_half_open_at_synack);
+        return true;
+    }
+    if (!fp) return true;
+    Flow& f = *fp;
+    if (f.state == FlowState::Closed) return true;
     if (f.state == FlowState::SynSent) {
-        if ((fl & tcpflag::SYN) && (fl & tcpflag::ACK) && seg.ack == f.client_next) {
-            f.server_next = seg.seq + 1;
-            f.server_ack = seg.ack;
-            if ((f.tcp & tcpctl::kClientWs) && seg.opt.has_ws) {
-                f.tcp |= tcpctl::kWs;
-                f.server_ws = seg.opt.ws;
-            }
-            if ((f.tcp & tcpctl::kClientTs) && seg.opt.has_ts) f.tcp |= tcpctl::kTs;
-            f.server_edge = seg.ack + seg.window;  // a SYN-ACK's window is never scaled
-            f.tcp |= tcpctl::kServerSeq;
-            f.state = FlowState::SynRecv;
-            f.expire_ms = now.ms + timeouts_.half_open_ms;
+        if (synack && seg.ack == f.client_next) {
+            learn_synack(f, seg, now);
+            if (!(f.tcp & tcpctl::kClientWs)) f.tcp &= static_cast<uint8_t>(~tcpctl::kWs);
+            if (!(f.tcp & tcpctl::kClientTs)) f.tcp &= static_cast<uint8_t>(~tcpctl::kTs);
         } else if ((fl & tcpflag::RST) && (fl & tcpflag::ACK) && seg.ack == f.client_next) {
             close(f, c);  // connection refused by the server
             f.expire_ms = now.ms + timeouts_.closing_ms;
         }
-        return;
+        return true;
     }
     // The server's segments come from outside the racks, where the policed senders are not: trusted for
     // state (an RST, a FIN), read for its window and acknowledgements.
     if (fl & tcpflag::RST) {
         close(f, c);
         f.expire_ms = now.ms + timeouts_.closing_ms;
-        return;
+        return true;
+    }
+    const uint32_t end = seg.seq + p.payload_len + ((fl & tcpflag::FIN) ? 1u : 0u);
+    if (f.inspect != Inspector::kNone && (f.tcp & tcpctl::kServerSeq) && p.payload_len &&
+        seq_lt(f.server_next, seg.seq)) {
+        // A server segment ahead of the next in-order byte of a session being read: the replies must be
+        // paired in order, so it waits for its retransmission (the server sends it again once the gap is
+        // filled).
+        c.add(Ctr::tcp_server_out_of_order);
+        return false;
     }
     if (fl & tcpflag::ACK) {
         if (!(f.tcp & tcpctl::kServerSeq) || seq_lt(f.server_ack, seg.ack)) f.server_ack = seg.ack;
         const uint32_t edge = seg.ack + (uint32_t{seg.window} << ((f.tcp & tcpctl::kWs) ? f.server_ws : 0));
         if (!(f.tcp & tcpctl::kServerSeq) || seq_lt(f.server_edge, edge)) f.server_edge = edge;
-        const uint32_t end = seg.seq + p.payload_len + ((fl & tcpflag::FIN) ? 1u : 0u);
         if (!(f.tcp & tcpctl::kServerSeq) || seq_lt(f.server_next, end)) f.server_next = end;
         f.tcp |= tcpctl::kServerSeq;
         // A Candidate whose bytes the server acknowledges is a session someone really opened: admitted now.
@@ -574,6 +633,7 @@ void FlowTracker::inbound(const Parsed& p, const uint8_t* frame, const Policy& p
             f.state = FlowState::Closing;
     }
     if (f.state != FlowState::Closed) f.expire_ms = now.ms + timeout_ms(f.state);
+    return true;
 }
 
 void FlowTracker::prefill(uint32_t n, const Now& now) {

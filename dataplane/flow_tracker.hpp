@@ -86,8 +86,9 @@ class FlowTracker {
     // An outbound segment of no known flow that is no stateless refusal's either. Returns what to do: reset
     // both ways (RefuseSession with Action::Rst), or Forward (a RST; monitor mode).
     TrackResult unknown(const Parsed& p, const Policy& pol, Counters& c);
-    // An inbound segment from an SMTP port: moves its flow's state, if it has one.
-    void inbound(const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now, Counters& c);
+    // An inbound segment from an SMTP port: moves its flow's state, if it has one (a SYN-ACK makes one when
+    // the SYN made none). False: drop it (a server segment out of order in a session being read; counted).
+    bool inbound(const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now, Counters& c);
     // Expires flows past their timeout; examines `budget` table entries.
     void sweep(const Now& now, uint32_t budget, Counters& c);
 
@@ -107,7 +108,8 @@ class FlowTracker {
     // The handshake (or, for a Candidate, the server's acknowledgement) is seen: admit the connection.
     std::optional<TrackResult> confirm(Flow& f, const IpAddr& client, const Policy& pol, const Now& now,
                                        Counters& c);
-    void forget(Flow& f);              // before an entry is erased
+    void forget(Flow& f);  // before an entry is erased
+    void learn_synack(Flow& f, const TcpSegment& seg, const Now& now);
     void close(Flow& f, Counters& c);  // a FIN pair or an accepted RST: holds nothing from now on
     void leave_half_open(Flow& f);
     std::optional<ReplyReason> admit(const IpAddr& src, const Limits& limits, const Policy& pol,

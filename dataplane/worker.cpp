@@ -244,17 +244,24 @@ Dest track(const WorkerContext& ctx, const Policy& pol, rte_mbuf* m, const Parse
 
 void process_inbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pkts, uint16_t n, LazyNow& now) {
     // Inbound traffic, port 25 included, is never policed: the burst is forwarded as it came. Replies from
-    // SMTP ports only move their flow's state (a server's SYN-ACK, FIN or RST).
+    // SMTP ports move their flow's state (a server's SYN-ACK, FIN or RST) and are read in sessions being
+    // inspected, where a segment out of order is held back for its retransmission.
     Counters& c = *ctx.counters;
     c.add(Ctr::rx_outside, n);
-    if (ctx.flows && ctx.flows->table().size()) {
+    if (ctx.flows) {
+        uint16_t kept = 0;
         for (uint16_t i = 0; i < n; ++i) {
             if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
             const Parsed p = parse_frame(rte_pktmbuf_mtod(pkts[i], uint8_t*), rte_pktmbuf_data_len(pkts[i]));
             if (p.kind == L3Kind::Tcp &&
-                (pol.smtp_ports.test(p.sport) || ctx.flows->other_server_port(p.sport)))
-                ctx.flows->inbound(p, rte_pktmbuf_mtod(pkts[i], const uint8_t*), pol, now.get(), c);
+                (pol.smtp_ports.test(p.sport) || ctx.flows->other_server_port(p.sport)) &&
+                !ctx.flows->inbound(p, rte_pktmbuf_mtod(pkts[i], const uint8_t*), pol, now.get(), c)) {
+                rte_pktmbuf_free(pkts[i]);  // out of order in a session being read: it comes again
+                continue;
+            }
+            pkts[kept++] = pkts[i];
         }
+        n = kept;
     }
     c.add(Ctr::fwd_inbound, send_or_free(ctx.inside_port, ctx.queue, pkts, n, c, Ctr::tx_full_inside));
 }

@@ -209,6 +209,10 @@ TEST(SourceTable, ConcurrentAdmissionsNeverExceedTheLimit) {
 class Tracker : public ::testing::Test {
   protected:
     Tracker() : sources(1024, kKey), tracker(100, kKey, &sources, FlowTimeouts{3000, 60000, 5000}) {
+        pol.smtp_ports.set(25);
+        pol.blocked_ports.set(25);
+        pol.managed4.addRange(0xc6336400u, 0xc6336500u);  // 198.51.100.0/24, approved
+        pol.approved4.addRange(0xc6336400u, 0xc6336500u);
         pol.default_limits = {2, 0, 0};
         pol.relay_limits = {};
     }
@@ -279,7 +283,8 @@ TEST_F(Tracker, SynsThatNeverCompleteAHandshakeClaimNoSourceState) {
         EXPECT_EQ(out(s, 0).verdict, TrackVerdict::Forward);
     }
     EXPECT_EQ(sources.in_use(), 0u);
-    EXPECT_EQ(c.get(Ctr::flows_half_open), 90u);
+    EXPECT_EQ(c.get(Ctr::flows_half_open), 75u) << "up to 3/4 of the table";
+    EXPECT_EQ(c.get(Ctr::syn_stateless), 15u) << "then SYNs keep nothing (their entry waits for a SYN-ACK)";
     EXPECT_EQ(c.get(Ctr::flows_opened), 0u);
     // A forged ACK without the server's SYN-ACK (the attacker cannot know its sequence number) is dropped.
     FrameSpec forged = seg(5, ACK, 1001, 777);
@@ -288,28 +293,39 @@ TEST_F(Tracker, SynsThatNeverCompleteAHandshakeClaimNoSourceState) {
     EXPECT_EQ(sources.in_use(), 0u);
 }
 
-TEST_F(Tracker, WhenTheTableIsFullTheOldestHalfOpenEntryMakesRoom) {
+TEST_F(Tracker, UnderPressureSynsKeepNothingAndTheServersAnswerMakesRoom) {
     FlowTracker small(8, kKey, &sources, FlowTimeouts{30000, 60000, 5000});
-    const auto syn = [&](const std::string& src, uint16_t port, uint64_t ms) {
-        FrameSpec s = seg(port, SYN, 1000, 0);
-        s.src = src;
+    const auto go = [&](FrameSpec s, bool outbound, uint64_t ms) {
+        if (!outbound) {
+            std::swap(s.src, s.dst);
+            std::swap(s.sport, s.dport);
+        }
         const Parsed p = parsed(s);
-        return small.outbound(p, g_frame.data(), pol, false, clock.after_us(ms * 1000), c);
+        if (outbound)
+            return small.outbound(p, g_frame.data(), pol, false, clock.after_us(ms * 1000), c).verdict;
+        small.inbound(p, g_frame.data(), pol, clock.after_us(ms * 1000), c);
+        return TrackVerdict::Forward;
     };
-    for (uint16_t p = 1; p <= 8; ++p) EXPECT_EQ(syn("198.51.100.1", p, p).verdict, TrackVerdict::Forward);
-    EXPECT_EQ(small.table().size(), 8u);
-    // An honest client's SYN still gets in (the oldest unconfirmed entry goes), and completes its handshake.
-    EXPECT_EQ(syn("198.51.100.20", 4000, 100).verdict, TrackVerdict::Forward);
+    // A flood from spoofed sources that nobody answers: entries up to 3/4 of the table, then none.
+    for (uint16_t p = 1; p <= 20; ++p) {
+        FrameSpec syn = seg(p, SYN, 1000, 0);
+        syn.src = "198.51.100.1";
+        EXPECT_EQ(go(syn, true, p), TrackVerdict::Forward);
+    }
+    EXPECT_EQ(small.table().size(), 6u);
+    EXPECT_EQ(c.get(Ctr::syn_stateless), 14u);
+    // Three honest clients: their SYNs keep nothing, the servers' SYN-ACKs make their entries; the third
+    // finds the table full and pushes out the oldest entry whose server never answered.
+    for (uint16_t p = 4001; p <= 4003; ++p) {
+        EXPECT_EQ(go(seg(p, SYN, 1000, 0), true, 100), TrackVerdict::Forward);
+        go(from_server(p, SYN | ACK, 5000, 1001), false, 101);
+    }
+    EXPECT_EQ(c.get(Ctr::flows_half_open_at_synack), 3u);
     EXPECT_EQ(c.get(Ctr::flows_early_dropped), 1u);
-    FrameSpec sa = seg(4000, SYN | ACK, 5000, 1001);
-    std::swap(sa.src, sa.dst);
-    std::swap(sa.sport, sa.dport);
-    const Parsed psa = parsed(sa);
-    small.inbound(psa, g_frame.data(), pol, clock.after_us(101'000), c);
-    const Parsed pa = parsed(seg(4000, ACK, 1001, 5001));
-    EXPECT_EQ(small.outbound(pa, g_frame.data(), pol, false, clock.after_us(102'000), c).verdict,
-              TrackVerdict::Forward);
-    EXPECT_EQ(open(), 1u);
+    for (uint16_t p = 4001; p <= 4002; ++p)
+        EXPECT_EQ(go(seg(p, ACK, 1001, 5001), true, 102), TrackVerdict::Forward);
+    EXPECT_EQ(open(), 2u) << "admitted at their handshakes";
+    EXPECT_EQ(go(seg(4003, ACK, 1001, 5001), true, 102), TrackVerdict::RefuseSession) << "the limit of 2";
 }
 
 TEST_F(Tracker, ARstOutsideTheWindowKeepsTheConnectionAndItsUnit) {
@@ -430,37 +446,38 @@ TEST_F(Tracker, UnknownSegmentsAreResetNotPickedUp) {
     EXPECT_EQ(tracker.unknown(parsed(s), pol, c).verdict, TrackVerdict::Forward);
 }
 
-TEST_F(Tracker, FullTableOfConfirmedFlowsRefusesNewConnectionsAndRecovers) {
+TEST_F(Tracker, AFullTableOfConfirmedFlowsKeepsThemAndResetsNewOnesUntilRoomComes) {
     pol.default_limits = {};
     FlowTracker small(4, kKey, &sources, FlowTimeouts{1000, 60000, 1000});
-    const auto now = clock.after_us(0);
-    const auto go = [&](const FrameSpec& s, bool outbound) {
+    const auto go = [&](const FrameSpec& s, bool outbound, uint64_t ms) {
         FrameSpec w = s;
         if (!outbound) {
             std::swap(w.src, w.dst);
             std::swap(w.sport, w.dport);
         }
         const Parsed p = parsed(w);
+        const Now now = clock.after_us(ms * 1000);
         if (outbound) return small.outbound(p, g_frame.data(), pol, false, now, c).verdict;
         small.inbound(p, g_frame.data(), pol, now, c);
         return TrackVerdict::Forward;
     };
-    for (uint16_t p = 1; p <= 4; ++p) {
-        go(seg(p, SYN, 1000, 0), true);
-        go(from_server(p, SYN | ACK, 5000, 1001), false);
-        EXPECT_EQ(go(seg(p, ACK, 1001, 5001), true), TrackVerdict::Forward);
+    for (uint16_t p = 1; p <= 5; ++p) {
+        EXPECT_EQ(go(seg(p, SYN, 1000, 0), true, 0), TrackVerdict::Forward)
+            << "a SYN is never refused for room";
+        go(from_server(p, SYN | ACK, 5000, 1001), false, 0);
+        if (p < 5) {
+            EXPECT_EQ(go(seg(p, ACK, 1001, 5001), true, 0), TrackVerdict::Forward);
+        }
     }
-    const Parsed p5 = parsed(seg(5, SYN, 1000, 0));
-    const auto r = small.outbound(p5, g_frame.data(), pol, false, now, c);
-    EXPECT_EQ(r.verdict, TrackVerdict::Refuse);
-    EXPECT_EQ(r.reason, ReplyReason::Busy);
-    EXPECT_EQ(c.get(Ctr::flow_table_full), 1u);
-    EXPECT_EQ(go(seg(2, ACK | PSH, 1001, 5001, "DATA\r\n"), true), TrackVerdict::Forward)
+    EXPECT_EQ(c.get(Ctr::flow_table_full), 1u) << "the fifth server's answer found no room";
+    EXPECT_EQ(go(seg(5, ACK, 1001, 5001), true, 0), TrackVerdict::Untracked)
+        << "no record: the worker resets it";
+    EXPECT_EQ(go(seg(2, ACK | PSH, 1001, 5001, "NOOP\r\n"), true, 0), TrackVerdict::Forward)
         << "an open connection is never refused";
     small.sweep(clock.after_us(60'000'000), 64, c);
-    const Parsed p5b = parsed(seg(5, SYN, 1000, 0));
-    EXPECT_EQ(small.outbound(p5b, g_frame.data(), pol, false, clock.after_us(60'000'000), c).verdict,
-              TrackVerdict::Forward);
+    EXPECT_EQ(small.table().size(), 0u);
+    EXPECT_EQ(go(seg(5, SYN, 1000, 0), true, 60'000), TrackVerdict::Forward);
+    EXPECT_EQ(small.table().size(), 1u);
 }
 
 TEST_F(Tracker, MonitorModeForwardsAndCountsWhatItWouldRefuse) {
