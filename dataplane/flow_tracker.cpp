@@ -258,6 +258,10 @@ TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, c
         return kPass;
     }
     if (fl & tcpflag::SYN) {
+        if (!tcp_checksums_ok(frame, p)) {  // the server never takes it: no new ISN either
+            c.add(Ctr::tcp_bad_checksum);
+            return kDrop;
+        }
         if ((fl & tcpflag::ACK) || f.state != FlowState::SynSent) {
             c.add(Ctr::tcp_unconfirmed);  // a SYN inside a connection: the server answers it with an ACK only
             return (fl & tcpflag::ACK) ? kDrop : kPass;
@@ -272,11 +276,16 @@ TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, c
         return r;
     }
     if (f.state == FlowState::SynSent) {
-        if ((fl & tcpflag::RST) && seg.seq == f.client_next)
-            close(f, c);
-        else if (!(fl & tcpflag::RST))
+        if (!(fl & tcpflag::RST)) {
             c.add(Ctr::tcp_unconfirmed);  // the handshake is not the client's to finish: no SYN-ACK seen
-        return (fl & tcpflag::RST) ? kPass : kDrop;
+            return kDrop;
+        }
+        // A RST closes the entry only if the server takes it too (checksum, signature, TTL): one it never
+        // sees would leave a closed entry, which passes what follows unread, beside an open connection.
+        if (const TrackResult n = normalise(f, p, frame, seg, c); n.verdict != TrackVerdict::Forward)
+            return n;
+        if (seg.seq == f.client_next) close(f, c);
+        return kPass;
     }
     if (const TrackResult n = normalise(f, p, frame, seg, c); n.verdict != TrackVerdict::Forward) return n;
 
