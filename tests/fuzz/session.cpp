@@ -428,8 +428,13 @@ class Session {
     }
     void advance(uint32_t ms) { now_at(now_.us + uint64_t{ms} * 1000); }
     void full_sweep() {
-        // An entry moved back into a swept slot is seen on the next round.
-        flows_.sweep(now_, 2 * flows_.table().slots(), c_);
+        // Round after round until one finds nothing: an entry that an erase moves back into the slot just
+        // swept is seen on the next round (and every move brings an entry nearer its home slot).
+        for (uint32_t round = 0; round <= kMaxFlows + 1; ++round) {
+            const uint32_t before = flows_.table().size();
+            flows_.sweep(now_, flows_.table().slots(), c_);
+            if (flows_.table().size() == before) break;
+        }
         last_full_sweep_ = now_.ms;
     }
 
