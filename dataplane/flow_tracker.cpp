@@ -559,8 +559,9 @@ void FlowTracker::inbound(const Parsed& p, const uint8_t* frame, const Policy& p
         const uint32_t end = seg.seq + p.payload_len + ((fl & tcpflag::FIN) ? 1u : 0u);
         if (!(f.tcp & tcpctl::kServerSeq) || seq_lt(f.server_next, end)) f.server_next = end;
         f.tcp |= tcpctl::kServerSeq;
-        // A Candidate whose bytes the server acknowledges is a session someone really opened: admitted now.
-        if (f.state == FlowState::Candidate && seq_lt(f.first_seq, seg.ack) &&
+        // A Candidate whose bytes the server acknowledges is a session someone really opened: admitted now
+        // (unless it was ended already: a refused session holds nothing).
+        if (f.state == FlowState::Candidate && !(f.ctl & flowctl::kRefused) && seq_lt(f.first_seq, seg.ack) &&
             seq_le(seg.ack, f.client_next)) {
             // A refusal here cannot be answered on this (inbound) segment: the client's next segment is.
             if (confirm(f, p.dst, pol, now, c)) f.ctl |= flowctl::kRefused;
