@@ -258,6 +258,10 @@ TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, c
         return kPass;
     }
     if (fl & tcpflag::SYN) {
+        if (!tcp_checksums_ok(frame, p)) {  // the server never takes it: no new ISN either
+            c.add(Ctr::tcp_bad_checksum);
+            return kDrop;
+        }
         if ((fl & tcpflag::ACK) || f.state != FlowState::SynSent) {
             c.add(Ctr::tcp_unconfirmed);  // a SYN inside a connection: the server answers it with an ACK only
             return (fl & tcpflag::ACK) ? kDrop : kPass;
@@ -272,11 +276,16 @@ TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, c
         return r;
     }
     if (f.state == FlowState::SynSent) {
-        if ((fl & tcpflag::RST) && seg.seq == f.client_next)
-            close(f, c);
-        else if (!(fl & tcpflag::RST))
+        if (!(fl & tcpflag::RST)) {
             c.add(Ctr::tcp_unconfirmed);  // the handshake is not the client's to finish: no SYN-ACK seen
-        return (fl & tcpflag::RST) ? kPass : kDrop;
+            return kDrop;
+        }
+        // A RST closes the entry only if the server takes it too (checksum, signature, TTL): one it never
+        // sees would leave a closed entry, which passes what follows unread, beside an open connection.
+        if (const TrackResult n = normalise(f, p, frame, seg, c); n.verdict != TrackVerdict::Forward)
+            return n;
+        if (seg.seq == f.client_next) close(f, c);
+        return kPass;
     }
     if (const TrackResult n = normalise(f, p, frame, seg, c); n.verdict != TrackVerdict::Forward) return n;
 
@@ -609,8 +618,9 @@ bool FlowTracker::inbound(const Parsed& p, const uint8_t* frame, const Policy& p
         if (!(f.tcp & tcpctl::kServerSeq) || seq_lt(f.server_edge, edge)) f.server_edge = edge;
         if (!(f.tcp & tcpctl::kServerSeq) || seq_lt(f.server_next, end)) f.server_next = end;
         f.tcp |= tcpctl::kServerSeq;
-        // A Candidate whose bytes the server acknowledges is a session someone really opened: admitted now.
-        if (f.state == FlowState::Candidate && seq_lt(f.first_seq, seg.ack) &&
+        // A Candidate whose bytes the server acknowledges is a session someone really opened: admitted now
+        // (unless it was ended already: a refused session holds nothing).
+        if (f.state == FlowState::Candidate && !(f.ctl & flowctl::kRefused) && seq_lt(f.first_seq, seg.ack) &&
             seq_le(seg.ack, f.client_next)) {
             // A refusal here cannot be answered on this (inbound) segment: the client's next segment is.
             if (confirm(f, p.dst, pol, now, c)) f.ctl |= flowctl::kRefused;

@@ -183,3 +183,167 @@ write("journal", "torn_last_line", SNAPSHOT + "\0" + "\n".join(JOURNAL) + '\n{"s
 write("journal", "old_entries", SNAPSHOT + "\0" + dump({"seq": 2, "op": "put",
                                                           "record": record("198.51.100.99")}) + "\n")
 write("journal", "empty", "")
+
+
+# session: scripts of segments both ways (the format is described at the top of tests/fuzz/session.cpp).
+SYN, SYNACK, ACK, PSH, FIN, RST, RSTACK = range(7)  # the target's flag table (kFlags)
+M_SEQ, M_ACK, M_OPTS, M_BADSUM, M_WINDOW, M_TIME, M_FAR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40
+O_TS, O_OLDTS, O_WS, O_MD5, O_TFO, O_BROKEN, O_LOWTTL, O_MSS = 1, 2, 4, 8, 16, 32, 64, 128
+C_ADVANCE, C_FULL_SWEEP, C_QUIET, C_SWAP_RULES, C_SWEEP, C_ADVANCE_ONLY = 0, 3, 4, 5, 6, 7
+
+
+def tup(client=0, server=0, port=0):
+    """client: 0 approved v4, 1 unapproved v4, 2 approved v6, 3 unapproved v6; server: 0 MX:25, 1 MX:587,
+    2 MX:2525, 3 relay:25; port: the client port's index (0-15)."""
+    return client | server << 2 | port << 4
+
+
+class Script:
+    def __init__(self, monitor=False, rules=False, names=False, max_concurrent=0, other="limit",
+                 small_budget=False, action_limit="smtp", action_payload="smtp", inspect=True, rate=False,
+                 daily=False, literal=False):
+        actions = {"rst": 0, "drop": 1, "smtp": 2}
+        h0 = (monitor | rules << 1 | names << 2 | max_concurrent << 3 |
+              {"allow": 0, "limit": 1, "refuse": 2}[other] << 5 | small_budget << 7)
+        h1 = (actions[action_limit] | actions[action_payload] << 2 | (not inspect) << 4 | rate << 5 |
+              daily << 6 | literal << 7)
+        self.b = bytearray([h0, h1])
+        self.t = None
+
+    def seg(self, side, flags, t, payload=b"", seq=None, ack=None, opts=None, bad=False, window=None,
+            time=None, far=False):
+        """side: "c" (client) or "s" (server); seq/ack: deltas from what each end has sent."""
+        if isinstance(payload, str):
+            payload = payload.encode()
+        assert len(payload) < 200
+        m = ((seq is not None) * M_SEQ | (ack is not None) * M_ACK | (opts is not None) * M_OPTS |
+             bad * M_BADSUM | (window is not None) * M_WINDOW | (time is not None) * M_TIME | far * M_FAR)
+        same = t == self.t
+        op = (0 if side == "c" else 2) | flags << 2 | same << 5 | (m != 0) << 6 | (len(payload) > 0) << 7
+        self.b.append(op)
+        if not same:
+            self.b.append(t)
+        self.t = t
+        if m:
+            self.b.append(m)
+        for v in (seq, ack):
+            if v is not None:
+                self.b.append(v & 0xff)
+        for v in (opts, window, time):
+            if v is not None:
+                self.b.append(v)
+        if payload:
+            self.b.append(len(payload))
+            self.b += payload
+        return self
+
+    def c(self, text, t=None, flags=PSH, **kw):
+        return self.seg("c", flags, self.t if t is None else t, text, **kw)
+
+    def s(self, text, t=None, flags=PSH, **kw):
+        return self.seg("s", flags, self.t if t is None else t, text, **kw)
+
+    def handshake(self, t, **kw):
+        return self.seg("c", SYN, t, **kw).seg("s", SYNACK, t).seg("c", ACK, t)
+
+    def close(self):
+        return self.seg("c", FIN, self.t).seg("s", FIN, self.t).seg("c", ACK, self.t)
+
+    def ctl(self, op, arg=0):
+        self.b += bytes([3 | op << 2, arg])
+        return self
+
+    def bytes(self):
+        return bytes(self.b)
+
+
+def smtp_to_data(sc, ehlo="mail.example.com", sender="a@example.com"):
+    return (sc.s("220 mx.example.net ESMTP\r\n").c(f"EHLO {ehlo}\r\n")
+            .s("250-mx.example.net\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 CHUNKING\r\n")
+            .c(f"MAIL FROM:<{sender}>\r\n").s("250 2.1.0 Ok\r\n").c("RCPT TO:<b@example.net>\r\n")
+            .s("250 2.1.5 Ok\r\n"))
+
+
+SESSIONS = {}
+# An honest session from an approved source whose approval names its host and domain, rules in force.
+sc = Script(rules=True, names=True, max_concurrent=2).handshake(tup(0, 0, 0))
+smtp_to_data(sc).c("DATA\r\n").s("354 End data with <CR><LF>.<CR><LF>\r\n")
+sc.c("Subject: hello\r\n\r\nA message.\r\n.\r\n").s("250 2.0.0 Ok: queued\r\n").c("QUIT\r\n").s("221 2.0.0 Bye\r\n")
+SESSIONS["honest"] = sc.close().ctl(C_QUIET).bytes()
+# The same over IPv6, with timestamps and window scaling, to the submission port, pipelined, BDAT chunks.
+sc = Script(rules=True, names=True).seg("c", SYN, tup(2, 1, 3), opts=O_TS | O_WS | O_MSS)
+sc.seg("s", SYNACK, sc.t, opts=O_TS | O_WS).seg("c", ACK, sc.t, opts=O_TS)
+sc.s("220 mx.example.net ESMTP\r\n", opts=O_TS).c("EHLO mail.example.com\r\n", opts=O_TS)
+sc.s("250-mx.example.net\r\n250-PIPELINING\r\n250 CHUNKING\r\n", opts=O_TS)
+sc.c("MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\nBDAT 5 LAST\r\nhello", opts=O_TS)
+sc.s("250 Ok\r\n250 Ok\r\n250 Ok\r\n", opts=O_TS).c("QUIT\r\n", opts=O_TS).s("221 Bye\r\n", opts=O_TS)
+SESSIONS["v6_bdat_timestamps"] = sc.close().bytes()
+# STARTTLS refused by the server: the session goes on in clear text; then one the server accepts (TLS).
+sc = Script(rules=True).handshake(tup(0, 0, 1))
+smtp_to_data(sc).c("RSET\r\n").s("250 Ok\r\n").c("STARTTLS\r\n").s("454 4.7.0 TLS not available\r\n")
+sc.c("QUIT\r\n").s("221 Bye\r\n")
+SESSIONS["starttls_refused"] = sc.close().bytes()
+sc = Script(rules=True, names=True).handshake(tup(0, 0, 2)).s("220 mx ESMTP\r\n").c("EHLO mail.example.com\r\n")
+sc.s("250-mx\r\n250 STARTTLS\r\n").c("STARTTLS\r\n").s("220 2.0.0 Ready to start TLS\r\n")
+sc.c(b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00").s(b"\x16\x03\x03\x00\x02\x02\x00")
+SESSIONS["starttls_accepted"] = sc.close().bytes()
+# A RST outside the window (ignored: RFC 5961), then one with a wrong checksum, then data read on, then a
+# RST at the next sequence number.
+sc = Script(rules=True).handshake(tup(1, 1, 4)).s("220 mx ESMTP\r\n")
+sc.seg("c", RST, sc.t, seq=5, far=True).seg("c", RST, sc.t, bad=True).c("EHLO mail.example.com\r\n")
+sc.s("250 mx\r\n").seg("c", RST, sc.t)
+SESSIONS["rst_outside_window"] = sc.ctl(C_QUIET).bytes()
+# A RST on a half-open connection: with a wrong checksum (the server never sees it), then a low TTL.
+sc = Script(rules=True).seg("c", SYN, tup(0, 0, 5)).seg("c", RST, tup(0, 0, 5), bad=True)
+sc.seg("c", RST, sc.t, opts=O_LOWTTL).seg("s", SYNACK, sc.t).seg("c", ACK, sc.t).s("220 mx ESMTP\r\n")
+sc.c("EHLO localhost\r\n")
+SESSIONS["rst_half_open"] = sc.bytes()
+# A SYN flood: one unapproved source's SYNs fill the table (early drop, the per-source half-open cap), then
+# an honest session from another source finds room.
+sc = Script(max_concurrent=1, rules=True)
+for port in range(16):
+    sc.seg("c", SYN, tup(1, 1, port))
+for port in range(8):
+    sc.seg("c", SYN, tup(3, 1, port), time=1)
+sc.handshake(tup(0, 0, 0)).s("220 mx ESMTP\r\n").c("EHLO mail.example.com\r\n").s("250 mx\r\n")
+sc.handshake(tup(0, 1, 1)).ctl(C_ADVANCE, 0x82).handshake(tup(1, 1, 0))
+SESSIONS["syn_flood"] = sc.ctl(C_QUIET).bytes()
+# Concurrency and rate limits at the handshake, with the daily limit counting messages.
+sc = Script(max_concurrent=1, rate=True, daily=True, rules=True, action_limit="rst")
+for port in range(4):
+    sc.handshake(tup(0, 1, port))
+sc.s("220 mx\r\n", t=tup(0, 1, 0)).c("EHLO mail.example.com\r\n").s("250 mx\r\n")
+for n in range(3):
+    sc.c("MAIL FROM:<a@example.com>\r\n").s("250 Ok\r\n").c("RSET\r\n").s("250 Ok\r\n")
+SESSIONS["limits"] = sc.bytes()
+# SMTP found on port 2525: a candidate (the server acknowledges it: confirmed), from an approved source; an
+# unapproved source's with smtp_other_ports refuse; a candidate the server never answers (evicted).
+sc = Script(rules=True)
+sc.seg("c", SYN, tup(0, 2, 0)).seg("s", SYNACK, sc.t).seg("c", ACK, sc.t).s("220 mx ESMTP\r\n")
+sc.c("EHLO mail.example.com\r\n").seg("s", PSH, sc.t, "250 mx\r\n").c("MAIL FROM:<a@example.com>\r\n")
+sc.s("250 Ok\r\n").c("QUIT\r\n").s("221 Bye\r\n")
+sc.c("EHLO mail.example.com\r\n", t=tup(2, 2, 1)).c("EHLO mail.example.com\r\n", t=tup(0, 2, 2))
+sc.c("MAIL FROM:<a@example.com>\r\n", t=tup(2, 2, 3))
+SESSIONS["candidate_2525"] = sc.close().ctl(C_QUIET).bytes()
+sc = Script(rules=True, other="refuse").c("EHLO mail.example.com\r\n", t=tup(1, 2, 0))
+sc.c("HELO mail.example.com\r\n", t=tup(3, 2, 1))
+SESSIONS["candidate_refused"] = sc.bytes()
+# A refused EHLO (a rule), a refused sender domain (the approval), monitor mode, rules reloaded mid-session.
+sc = Script(rules=True, names=True).handshake(tup(0, 0, 6)).s("220 mx\r\n").c("EHLO localhost\r\n")
+sc.c("QUIT\r\n", flags=FIN)
+SESSIONS["ehlo_refused"] = sc.bytes()
+sc = Script(rules=True, names=True, monitor=True, max_concurrent=1).handshake(tup(2, 0, 7)).s("220 mx\r\n")
+sc.c("EHLO mail.example.com\r\n").s("250 mx\r\n").c("MAIL FROM:<a@example.org>\r\n").s("250 Ok\r\n")
+sc.handshake(tup(2, 0, 8)).ctl(C_SWAP_RULES, 1).c("XEXPS\r\n").ctl(C_SWAP_RULES, 2).c("NOOP\r\n")
+SESSIONS["monitor_reload"] = sc.ctl(C_QUIET).bytes()
+# Segments the normaliser drops: out of order, past the window, an old timestamp, a signature, low TTL.
+sc = Script(rules=True).seg("c", SYN, tup(0, 3, 9), opts=O_TS).seg("s", SYNACK, tup(0, 3, 9), opts=O_TS,
+                                                                   window=1)
+sc.seg("c", ACK, sc.t, opts=O_TS).s("220 relay\r\n").c("EHLO mail.example.com\r\n", seq=10, opts=O_TS)
+sc.c("EHLO mail.example.com\r\n", seq=-23, opts=O_TS | O_OLDTS).c("EHLO mail.example.com\r\n", seq=-46,
+                                                                    opts=O_MD5)
+sc.c("EHLO mail.example.com\r\n", seq=-69, opts=O_LOWTTL).c("EHLO mail.example.com\r\n", seq=-92, bad=True)
+sc.c(b"x" * 150, time=0x45)
+SESSIONS["normaliser"] = sc.ctl(C_FULL_SWEEP).bytes()
+for name, data in SESSIONS.items():
+    write("session", name, data)
