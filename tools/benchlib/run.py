@@ -340,6 +340,8 @@ def synflood_bench(build, args):
     print(f"{'mix':<12}{'gateway Mpps':>14}{'testpmd Mpps':>14}{'ratio':>8}{'cycles/pkt':>12}{'testpmd cyc/pkt':>17}")
     print(f"{'synflood':<12}{statistics.median(gw):>14.2f}{statistics.median(ref):>14.2f}"
           f"{statistics.median(ratio):>8.2f}{statistics.median(cyc):>12.0f}{statistics.median(cyc_ref):>17.0f}")
+    if args.reps > 1:
+        print("  each repetition (gateway / testpmd Mpps): " + ", ".join(f"{g:.2f} / {t:.2f}" for g, t in zip(gw, ref)))
     flows = status["flows"]
     rx = stats["rx_inside"]
     print(f"\nthe gateway's counters at the end of its last repetition ({rx:,} frames received, "
