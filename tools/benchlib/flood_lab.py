@@ -207,7 +207,8 @@ def measure(args):
         during.stop.set()
         during.join()  # the message under way when the flood ended is counted with the flood's
         flood.wait(timeout=10)
-        t_mail_end, after_mail = time.monotonic(), counters(lab)  # including what the message under way at the flood's end met afterwards
+        # What the message under way at the flood's end met afterwards is counted too.
+        t_mail_end, after_mail = time.monotonic(), counters(lab)
         rc, secs, out = lab.swaks(*JOBS[0][:2], port=JOBS[0][2], helo="mail.customer.example",
                                   mail_from="billing@customer.example", timeout=30)
         status = json.loads(lab.ctl("status").stdout)
@@ -217,7 +218,8 @@ def measure(args):
 
         print(f"\nmachine: {os.cpu_count()} cores; gateway --no-huge, one worker lcore (CPU 1), net_af_packet on veth; "
               f"max_flows {status['flows']['max']:,}; flood sender and swaks on CPU 0")
-        print(f"flood: {report['sent']:,} SYNs sent in {report['seconds']:.2f} s = {report['sent'] / report['seconds'] / 1e3:.0f} "
+        kpps = report["sent"] / report["seconds"] / 1e3
+        print(f"flood: {report['sent']:,} SYNs sent in {report['seconds']:.2f} s = {kpps:.0f} "
               f"kpps ({report['distinct']:,} distinct, from as many spoofed /64s, alternately to 25 and 587; "
               f"{report['refused']:,} sendmmsg calls refused for a full backlog)")
         print(f"  gateway received {delta['rx_inside']:,} frames meanwhile "

@@ -115,7 +115,8 @@ def gateway_cmd(build, prefix, pcap, huge, extra=()):
 
 def testpmd_cmd(prefix, pcap, huge):
     return ["dpdk-testpmd", "-l", "0-1", *memory_args(huge), "--no-pci", f"--file-prefix={prefix}",
-            "--log-level=lib.eal:warning", *vdevs(pcap), "--", f"--total-num-mbufs={SCENARIO['mbufs']}", "--forward-mode=io",
+            "--log-level=lib.eal:warning", *vdevs(pcap), "--", f"--total-num-mbufs={SCENARIO['mbufs']}",
+            "--forward-mode=io",
             "-a", "--stats-period=3"]
 
 
