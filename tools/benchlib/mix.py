@@ -7,6 +7,10 @@ for this many frames). Every frame is well-formed Ethernet (some 802.1Q-tagged) 
   imix       IMIX sizes (64:594:1518 as 7:4:1), IPv4 and IPv6, 10% VLAN-tagged, mostly non-SMTP, plus complete
              SMTP sessions (SYN, EHLO, MAIL FROM, RCPT, DATA, QUIT, FIN) on 25 and 587 from approved,
              unapproved and unmanaged sources: about 6% of frames are SMTP.
+  synflood   a SYN flood mixed into the imix: one SYN (correct IPv4 and TCP checksums, 60 bytes) from each of
+             --sources distinct spoofed sources in 10.0.0.0/8 (managed by configs/bench-synflood.conf, for this
+             pcap only: it is never sent on any network), alternately to port 25 and 587, spread evenly among
+             the imix's frames (--flows of them, as above).
 
 Sources are spread over 198.51.100.0/24 and 2001:db8:100::/48 (managed in configs/bench.conf) and 192.0.2.0/24
 (unmanaged), with distinct ports per flow: --flows distinct 5-tuples (default 131072)."""
@@ -107,15 +111,64 @@ def imix(flows, rng):
     return out
 
 
+def fold(total):
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def synflood_syns(sources):
+    """One 60-byte SYN per source, source i at 10.0.0.0 + (i * 2654435761 mod 2^24): distinct for up to 2^24
+    sources and spread over the whole /8 (so half of them fall in the approved 10.0.0.0/9). Checksums are
+    computed from constant partial sums plus what varies, so a million frames take seconds, not minutes."""
+    eth = MAC_B + MAC_A + b"\x08\x00"
+    out = []
+    pack_ip, pack_tcp = struct.Struct("!BBHHHBBHII").pack, struct.Struct("!HHIIBBHHH").pack
+    ip_const = 0x4500 + 40 + 0x4000 + (64 << 8 | 6)  # version/IHL/TOS, total length, DF, TTL/protocol
+    trailer = b"\0" * 6  # Ethernet padding to 60 bytes: not part of the IP datagram
+    for i in range(sources):
+        src = 0x0A000000 | ((i * 2654435761) & 0xFFFFFF)
+        dst = 0xCB007100 | (i % 250 + 1)  # 203.0.113.x
+        dport = 25 if i % 2 == 0 else 587
+        sport = 1024 + (i * 7) % 64000
+        seq = (i * 7919) & 0xFFFFFFFF
+        ident = i & 0xFFFF
+        addr = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)
+        ip_sum = ~fold(ip_const + ident + addr) & 0xFFFF
+        # pseudo header (addresses, protocol, TCP length 20) + the header: ports, seq, ack 0, offset 5, SYN, window
+        tcp_sum = ~fold(addr + 6 + 20 + sport + dport + (seq >> 16) + (seq & 0xFFFF) + (0x5000 | 0x02) + 64240) & 0xFFFF
+        out.append(eth + pack_ip(0x45, 0, 40, ident, 0x4000, 64, 6, ip_sum, src, dst) +
+                   pack_tcp(sport, dport, seq, 0, 5 << 4, 0x02, 64240, tcp_sum, 0) + trailer)
+    return out
+
+
+def synflood(flows, rng, sources):
+    """The imix's frames with the flood's SYNs spread evenly among them (the imix's own order is kept)."""
+    base = imix(flows, rng)
+    syns = synflood_syns(sources)
+    out = []
+    j = 0
+    for k, f in enumerate(base):
+        upto = (k + 1) * len(syns) // len(base)
+        out.extend(syns[j:upto])
+        j = upto
+        out.append(f)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mix", choices=["nonsmtp64", "imix"])
+    ap.add_argument("mix", choices=["nonsmtp64", "imix", "synflood"])
     ap.add_argument("out")
     ap.add_argument("--flows", type=int, default=131072)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--sources", type=int, default=1 << 20, help="synflood: distinct spoofed sources (SYNs)")
     args = ap.parse_args()
     rng = random.Random(args.seed)
-    frames = nonsmtp64(args.flows, rng) if args.mix == "nonsmtp64" else imix(args.flows, rng)
+    if args.mix == "synflood":
+        frames = synflood(args.flows, rng, args.sources)
+    else:
+        frames = nonsmtp64(args.flows, rng) if args.mix == "nonsmtp64" else imix(args.flows, rng)
     write_pcap(args.out, frames)
     print(f"{args.out}: {len(frames)} frames, {sum(map(len, frames)) / len(frames):.0f} B average")
 

@@ -5,7 +5,10 @@ each on one worker lcore. Rates come from each process's own ethdev counters rea
 socket, so both are measured the same way. Prints, per mix, the median over repetitions of: gateway Mpps,
 testpmd Mpps, their ratio, and the gateway's cycles per packet (its worker spins: TSC Hz / packets per second).
 Then the control-plane figures: a 100,000-entry import, and 1,000 approval changes a second against the replayed
-mix, with the frames lost meanwhile."""
+mix, with the frames lost meanwhile.
+
+--scenario picks one mix instead of all that: nonsmtp64, imix, or synflood (a SYN flood from a million spoofed
+managed sources mixed into the imix, with configs/bench-synflood.conf; prints the flood's counters too)."""
 import argparse
 import json
 import os
@@ -46,8 +49,15 @@ class Telemetry:
             self.sock.close()
 
 
+# What a run needs beyond the defaults (the synflood pcap holds more frames than 200,000 mbufs, and net_pcap's
+# infinite_rx keeps every frame of it in an mbuf of the same pool the programs receive into).
+MBUFS, MEMORY_MB = 200000, 2048
+SCENARIO = {"config": REPO / "configs" / "bench.conf", "mbufs": MBUFS, "memory_mb": MEMORY_MB}
+
+
 def memory_args(huge):
-    return ["--socket-mem", "2048", "--huge-unlink=always"] if huge else ["--no-huge", "-m", "2048"]
+    mb = str(SCENARIO["memory_mb"])
+    return ["--socket-mem", mb, "--huge-unlink=always"] if huge else ["--no-huge", "-m", mb]
 
 
 def vdevs(pcap):
@@ -98,14 +108,15 @@ def measure(prefix, proc, seconds, log):
 def gateway_cmd(build, prefix, pcap, huge, extra=()):
     return [str(build / "control" / "portcullis"), "-l", "0-1", *memory_args(huge), "--no-pci",
             f"--file-prefix={prefix}", "--log-level=lib.eal:warning", *vdevs(pcap), "--",
-            "--config", str(REPO / "configs" / "bench.conf"), "--mbufs", "200000",
+            "--config", str(SCENARIO["config"]), "--mbufs", str(SCENARIO["mbufs"]),
             "--control_socket", str(WORK / f"{prefix}.sock"), "--state_dir", str(WORK / f"{prefix}-state"),
             "--rules_dir", str(REPO / "rules"), *extra]
 
 
 def testpmd_cmd(prefix, pcap, huge):
     return ["dpdk-testpmd", "-l", "0-1", *memory_args(huge), "--no-pci", f"--file-prefix={prefix}",
-            "--log-level=lib.eal:warning", *vdevs(pcap), "--", "--total-num-mbufs=200000", "--forward-mode=io",
+            "--log-level=lib.eal:warning", *vdevs(pcap), "--", f"--total-num-mbufs={SCENARIO['mbufs']}",
+            "--forward-mode=io",
             "-a", "--stats-period=3"]
 
 
@@ -270,6 +281,79 @@ def inspect_bench(build, pcap, args):
           f"Hyperscan stream block); the shipped rules' stream state is {flows['rules_stream_bytes']} bytes")
 
 
+def pcap_frames(path):
+    """The number of frames in a pcap (record headers only)."""
+    n = 0
+    with open(path, "rb") as f:
+        f.seek(24)
+        while hdr := f.read(16):
+            f.seek(int.from_bytes(hdr[8:12], "little"), 1)
+            n += 1
+    return n
+
+
+def synflood_pcap(build, flows):
+    """The synflood mix, written once and cached under the build directory (about 130 MB: a few seconds to
+    write), keyed by the generator's own text and the imix flow count."""
+    import hashlib
+    gen = REPO / "tools/benchlib/mix.py"
+    key = hashlib.sha256(gen.read_bytes() + str(flows).encode()).hexdigest()[:12]
+    cache = build / "bench-cache"
+    pcap = cache / f"synflood-{key}.pcap"
+    if not pcap.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        for old in cache.glob("synflood-*.pcap"):
+            old.unlink()
+        tmp = pcap.with_suffix(".tmp")
+        subprocess.run(["/usr/bin/python3", str(gen), "synflood", str(tmp), "--flows", str(flows)], check=True)
+        tmp.rename(pcap)
+    return pcap
+
+
+FLOOD_COUNTERS = ("flows_half_open", "flows_early_dropped", "half_open_capped", "flow_table_full",
+                  "refused_unapproved_syn", "rst_sent", "tcp_bad_checksum", "flows_opened", "flows_unknown_reset",
+                  "source_table_full", "tx_full_outside", "tx_full_inside", "multi_segment")
+
+
+def synflood_bench(build, args):
+    pcap = synflood_pcap(build, args.flows)
+    frames = pcap_frames(pcap)
+    # Every stored frame holds an mbuf for the whole run; the rest is what is in flight (bursts, caches).
+    SCENARIO.update(config=REPO / "configs" / "bench-synflood.conf", mbufs=frames + 65536)
+    # An mbuf object is about 2.4 KB (2,176-byte data room, header, mempool overhead); the pool is one block, so
+    # it needs generous room beside the tables (4 GB for 1.25 million mbufs is refused here, 6 GB is not).
+    SCENARIO["memory_mb"] = max(MEMORY_MB, -(-(SCENARIO["mbufs"] * 2560 // 2**20 + 3072) // 512) * 512)
+    mem = "hugepages" if args.hugepages else "--no-huge"
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    print(f"\nmachine: {os.cpu_count()} cores, {cpu}; memory: {mem} ({SCENARIO['memory_mb']} MB); one worker lcore; "
+          f"{args.reps} repetitions of {args.seconds:.0f} s, medians")
+    print(f"synflood: {pcap} ({frames:,} frames, {pcap.stat().st_size / 2**20:.0f} MiB; {SCENARIO['mbufs']:,} mbufs)")
+    gw, ref, ratio, cyc, cyc_ref = [], [], [], [], []
+    status, stats = {}, {}
+    for _ in range(args.reps):
+        g, tsc = run_gateway(build, "benchgw", pcap, args.hugepages, args.seconds, (), status, stats)
+        t = run_testpmd("benchref", pcap, args.hugepages, args.seconds)
+        gw.append(g)
+        ref.append(t)
+        ratio.append(g / t)
+        cyc.append(tsc / (g * 1e6))
+        cyc_ref.append(tsc / (t * 1e6))
+    print(f"{'mix':<12}{'gateway Mpps':>14}{'testpmd Mpps':>14}{'ratio':>8}{'cycles/pkt':>12}{'testpmd cyc/pkt':>17}")
+    print(f"{'synflood':<12}{statistics.median(gw):>14.2f}{statistics.median(ref):>14.2f}"
+          f"{statistics.median(ratio):>8.2f}{statistics.median(cyc):>12.0f}{statistics.median(cyc_ref):>17.0f}")
+    if args.reps > 1:
+        print("  each repetition (gateway / testpmd Mpps): " + ", ".join(f"{g:.2f} / {t:.2f}" for g, t in zip(gw, ref)))
+    flows = status["flows"]
+    rx = stats["rx_inside"]
+    print(f"\nthe gateway's counters at the end of its last repetition ({rx:,} frames received, "
+          f"{rx / frames:.1f} passes over the pcap):")
+    for name in FLOOD_COUNTERS:
+        print(f"  {name:<24}{stats.get(name, 0):>14,}  ({stats.get(name, 0) / rx * 100:5.1f}% of frames)")
+    print(f"  flow table: {flows['tracked']:,} tracked of max_flows {flows['max']:,} "
+          f"({flows['table_bytes'] / 2**20:.0f} MiB)")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=str(REPO / "build"))
@@ -278,11 +362,16 @@ def main():
     ap.add_argument("--flows", type=int, default=131072)
     ap.add_argument("--hugepages", action="store_true", help="back both programs with hugepages (reserve them first)")
     ap.add_argument("--skip-control", action="store_true")
+    ap.add_argument("--scenario", choices=["all", "nonsmtp64", "imix", "synflood"], default="all",
+                    help="all (the default): nonsmtp64 and imix, then the flow, inspection and control figures; "
+                         "a mix's name: only that mix against testpmd")
     args = ap.parse_args()
     build = Path(args.build)
     WORK.mkdir(parents=True, exist_ok=True)
+    if args.scenario == "synflood":
+        return synflood_bench(build, args)
     mixes = {}
-    for mix in ("nonsmtp64", "imix"):
+    for mix in ("nonsmtp64", "imix") if args.scenario == "all" else (args.scenario,):
         pcap = WORK / f"{mix}.pcap"
         subprocess.run(["/usr/bin/python3", str(REPO / "tools/benchlib/mix.py"), mix, str(pcap), "--flows",
                         str(args.flows)], check=True)
@@ -303,6 +392,8 @@ def main():
             cyc.append(tsc / (g * 1e6))
         print(f"{mix:<12}{statistics.median(gw):>14.2f}{statistics.median(ref):>14.2f}"
               f"{statistics.median(ratio):>8.2f}{statistics.median(cyc):>12.0f}", flush=True)
+    if args.scenario != "all":
+        return 0
     flow_bench(build, mixes["nonsmtp64"], args)
     inspect_bench(build, mixes["imix"], args)
     if args.skip_control:
