@@ -371,7 +371,11 @@ TrackResult FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const P
     if (syn && table_.under_pressure()) {
         // A flood's worth of SYNs (or a busy table): a SYN keeps nothing and touches no table; its entry is
         // made when the server answers it (inbound), and its source is admitted when the client completes the
-        // handshake. Its data, if any, is removed as always.
+        // handshake. Its data, if any, is removed as always; one the server would discard goes no further.
+        if (!tcp_checksums_ok(frame, p)) {
+            c.add(Ctr::tcp_bad_checksum);
+            return kDrop;
+        }
         c.add(Ctr::syn_stateless);
         TrackResult r = kPass;
         if (p.payload_len) {
