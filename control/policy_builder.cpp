@@ -116,6 +116,7 @@ BuiltPolicy build_policy(const Config& cfg, const ApprovalStore* store, int64_t 
         pol.approved4.addRange(static_cast<uint64_t>(r.first), static_cast<uint64_t>(r.last) + 1);
     pol.approved4.runOptimize();
     pol.approved4.shrinkToFit();
+    pol.summarise();
     for (const auto& r : flatten_innermost(v6)) pol.approved6.add_range(r.first, r.last);
     pol.approved6.seal();
 

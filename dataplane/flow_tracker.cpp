@@ -365,8 +365,6 @@ TrackResult FlowTracker::inspect(Flow& f, const Parsed& p, const uint8_t* frame,
 
 TrackResult FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const Policy& pol, bool to_relay,
                                   const Now& now, Counters& c) {
-    const FlowKey k = flow_key(p, true);
-    const uint32_t h = table_.hash(k);
     const bool syn = (p.tcp_flags & (tcpflag::SYN | tcpflag::ACK | tcpflag::RST)) == tcpflag::SYN;
     if (syn && table_.under_pressure()) {
         // A flood's worth of SYNs (or a busy table): a SYN keeps nothing and touches no table; its entry is
@@ -384,6 +382,8 @@ TrackResult FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const P
         }
         return r;
     }
+    const FlowKey k = flow_key(p, true);
+    const uint32_t h = table_.hash(k);
     if (Flow* f = table_.find(k, h)) {
         if (!(syn && (f->state == FlowState::Closing || f->state == FlowState::Closed)))
             return known(*f, p, frame, pol, now, c);

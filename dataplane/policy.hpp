@@ -15,6 +15,7 @@
 #include "dataplane/limits.hpp"
 #include "dataplane/prefix6_set.hpp"
 #include "dataplane/respond.hpp"
+#include "dataplane/v4_summary.hpp"
 
 namespace portcullis {
 
@@ -37,6 +38,7 @@ inline constexpr std::array<Action, kUnreadableCauses> make_unreadable_actions()
 
 struct Policy {
     ::Roaring managed4, approved4, relay4;
+    V4Summary managed4_sum, approved4_sum, relay4_sum;  // built by summarise(); until then the bitmaps answer
     Prefix6Set managed6, approved6, relay6;
     std::bitset<65536> blocked_ports;  // outbound TCP refused from managed, unapproved sources
     std::bitset<65536> open_ports;     // SMTP submission ports, always open
@@ -60,12 +62,20 @@ struct Policy {
     CookieKey cookie_key;                             // random per start, the same in every snapshot of a run
 
     bool managed(const IpAddr& a) const {
-        return a.v6 ? managed6.contains(a.v6addr) : managed4.contains(a.v4);
+        return a.v6 ? managed6.contains(a.v6addr) : managed4_sum.contains(managed4, a.v4);
     }
     bool approved(const IpAddr& a) const {
-        return a.v6 ? approved6.contains(a.v6addr) : approved4.contains(a.v4);
+        return a.v6 ? approved6.contains(a.v6addr) : approved4_sum.contains(approved4, a.v4);
     }
-    bool relay(const IpAddr& a) const { return a.v6 ? relay6.contains(a.v6addr) : relay4.contains(a.v4); }
+    bool relay(const IpAddr& a) const {
+        return a.v6 ? relay6.contains(a.v6addr) : relay4_sum.contains(relay4, a.v4);
+    }
+    // Builds the /16 summaries of the IPv4 sets, once they are final (control side).
+    void summarise() {
+        managed4_sum.build(managed4);
+        approved4_sum.build(approved4);
+        relay4_sum.build(relay4);
+    }
 };
 
 }  // namespace portcullis

@@ -1,5 +1,6 @@
 // Policy decision tests: who is refused on a blocked port, and everything that must pass untouched.
 #include <gtest/gtest.h>
+#include <random>
 
 #include "control/config.hpp"
 #include "control/policy_builder.hpp"
@@ -260,6 +261,29 @@ TEST(Counters, MalformedCounterMapping) {
     EXPECT_EQ(malformed_counter(Malformation::Ipv6ExtTooMany), Ctr::malformed_ipv6_ext_too_many);
     EXPECT_EQ(malformed_counter(Malformation::TcpBadOffset), Ctr::malformed_tcp_bad_offset);
     EXPECT_EQ(malformed_counter(Malformation::FragmentOffsetOne), Ctr::malformed_fragment_offset_one);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(V4Summary, AgreesWithTheBitmapEverywhere) {
+    ::Roaring set;
+    set.addRange(0x0a000000u, 0x0b000000u);        // 10.0.0.0/8: whole /16s
+    set.addRange(0xc6336400u, 0xc6336480u);        // 198.51.100.0/25: part of a /16
+    set.add(0xcb007119u);                          // 203.0.113.25
+    set.addRange(0xfffffff0u, uint64_t{1} << 32);  // the very end of the space
+    portcullis::V4Summary sum;
+    EXPECT_TRUE(sum.contains(set, 0x0a010203u)) << "unbuilt: the bitmap answers";
+    sum.build(set);
+    std::mt19937 rng(5);
+    for (int i = 0; i < 200000; ++i) {
+        const uint32_t a = i < 100000 ? static_cast<uint32_t>(rng()) : (0xc6330000u | (rng() & 0xffffu));
+        ASSERT_EQ(sum.contains(set, a), set.contains(a)) << a;
+    }
+    for (uint32_t a : {0x0a000000u, 0x0affffffu, 0x09ffffffu, 0x0b000000u, 0xc633647fu, 0xc6336480u,
+                       0xcb007119u, 0xcb00711au, 0xffffffffu, 0xffffffefu})
+        EXPECT_EQ(sum.contains(set, a), set.contains(a)) << a;
 }
 
 }  // namespace

@@ -40,13 +40,25 @@ def frame(src, dst, proto, sport, dport, size, flags=0x10, payload=b"", vlan=Non
     body = payload + b"\0" * pad
     if proto == 6:
         l4 = struct.pack("!HHIIBBHHH", sport, dport, seq, 1, 5 << 4, flags, 65535, 0, 0)
+        # The TCP checksum, right (the gateway verifies it on the SMTP segments it tracks, as a server would).
+        seg = l4 + body
+        csum = ~fold(words(src + dst) + proto + len(seg) + words(seg)) & 0xFFFF
+        l4 = l4[:16] + struct.pack("!H", csum) + l4[18:]
     else:
         l4 = struct.pack("!HHHH", sport, dport, 8 + len(body), 0)
     if is6:
         ip = struct.pack("!IHBB", 6 << 28, l4_len + len(body), proto, 64) + src + dst
     else:
         ip = struct.pack("!BBHHHBBH", 0x45, 0, 20 + l4_len + len(body), 0, 0x4000, 64, proto, 0) + src + dst
+        ip = ip[:10] + struct.pack("!H", ~fold(words(ip)) & 0xFFFF) + ip[12:]
     return l2 + ip + l4 + body
+
+
+def words(b):
+    """The sum of b's 16-bit big-endian words (an odd last byte padded), unfolded."""
+    if len(b) % 2:
+        b += b"\0"
+    return sum(struct.unpack(f"!{len(b) // 2}H", b))
 
 
 def write_pcap(path, frames):
