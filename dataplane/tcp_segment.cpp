@@ -1,30 +1,11 @@
 // TCP segment fields, options and checksums (see tcp_segment.hpp).
 #include "dataplane/tcp_segment.hpp"
 
+#include <rte_ip.h>
+
 namespace portcullis {
 
 namespace {
-
-// One's-complement sum of 16-bit big-endian words (an odd last byte padded with zero), not yet folded.
-uint64_t sum16(const uint8_t* p, uint32_t len, uint64_t acc) {
-    while (len >= 8) {
-        acc += load_be16(p) + uint64_t{load_be16(p + 2)} + load_be16(p + 4) + load_be16(p + 6);
-        p += 8;
-        len -= 8;
-    }
-    while (len >= 2) {
-        acc += load_be16(p);
-        p += 2;
-        len -= 2;
-    }
-    if (len) acc += uint64_t{p[0]} << 8;
-    return acc;
-}
-
-uint16_t fold(uint64_t acc) {
-    while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
-    return static_cast<uint16_t>(acc);
-}
 
 constexpr uint8_t kProtoTcp = 6;
 
@@ -87,19 +68,21 @@ TcpSegment read_tcp_segment(const uint8_t* frame, const Parsed& p) {
 }
 
 bool tcp_checksums_ok(const uint8_t* frame, const Parsed& p) {
+    // One's-complement sums do not depend on byte order: DPDK's raw sum (native 16-bit words, unrolled) over
+    // the bytes as they are, with the pseudo-header's protocol and length added in network order, folds to
+    // 0xffff exactly when the checksum is right.
     const uint8_t* ip = frame + p.l3_off;
     const uint32_t tcp_len = uint32_t{p.payload_off} - p.l4_off + p.payload_len;
-    uint64_t acc = 0;
+    uint32_t sum;
     if (p.ip_version == 4) {
-        const uint32_t ihl = (ip[0] & 0x0f) * 4u;
-        if (fold(sum16(ip, ihl, 0)) != 0xffff) return false;
-        acc = sum16(ip + 12, 8, acc);  // source and destination
+        if (rte_raw_cksum(ip, (ip[0] & 0x0f) * 4u) != 0xffff) return false;
+        sum = __rte_raw_cksum(ip + 12, 8, 0);  // source and destination
     } else {
-        acc = sum16(ip + 8, 32, acc);
+        sum = __rte_raw_cksum(ip + 8, 32, 0);
     }
-    acc += kProtoTcp + uint64_t{tcp_len};
-    acc = sum16(frame + p.l4_off, tcp_len, acc);
-    return fold(acc) == 0xffff;
+    sum += rte_cpu_to_be_16(static_cast<uint16_t>(kProtoTcp)) + rte_cpu_to_be_16(static_cast<uint16_t>(tcp_len));
+    sum = __rte_raw_cksum(frame + p.l4_off, tcp_len, sum);
+    return __rte_raw_cksum_reduce(sum) == 0xffff;
 }
 
 }  // namespace portcullis
