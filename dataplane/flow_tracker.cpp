@@ -224,7 +224,8 @@ TrackResult FlowTracker::normalise(Flow& f, const Parsed& p, const uint8_t* fram
         c.add(Ctr::tcp_ttl_low);
         return kDrop;
     }
-    if ((f.tcp & tcpctl::kTs) && seg.opt.has_ts && seq_lt(seg.opt.tsval, f.ts_recent)) {
+    if ((f.tcp & tcpctl::kTs) && (f.tcp & tcpctl::kClientTs) && seg.opt.has_ts &&
+        seq_lt(seg.opt.tsval, f.ts_recent)) {
         c.add(Ctr::tcp_paws);
         return kDrop;
     }
@@ -306,6 +307,10 @@ TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, c
             return kDrop;
         }
         if (!f.ttl) f.ttl = seg.ttl;  // an entry made at the SYN-ACK: the handshake's ACK sets the TTL
+        if (seg.opt.has_ts && !(f.tcp & tcpctl::kClientTs)) {  // ... and the client's timestamp
+            f.tcp |= tcpctl::kClientTs;
+            f.ts_recent = seg.opt.tsval;
+        }
         if (auto r = confirm(f, p.src, pol, now, c)) return *r;
     }
     const uint32_t span = p.payload_len + ((fl & tcpflag::FIN) ? 1u : 0u);

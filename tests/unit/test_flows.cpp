@@ -328,6 +328,43 @@ TEST_F(Tracker, UnderPressureSynsKeepNothingAndTheServersAnswerMakesRoom) {
     EXPECT_EQ(go(seg(4003, ACK, 1001, 5001), true, 102), TrackVerdict::RefuseSession) << "the limit of 2";
 }
 
+TEST_F(Tracker, AnEntryMadeAtTheSynAckLearnsTheClientsTimestampFromItsAck) {
+    // Linux starts each connection's timestamps at a random offset: often past 2^31.
+    for (uint16_t p = 1; p <= 75; ++p) {  // fill the table to 3/4: SYNs keep nothing from here on
+        FrameSpec syn = seg(p, SYN, 1000, 0);
+        syn.src = "198.51.100.7";
+        out(syn, 0);
+    }
+    const auto ts = [](uint32_t v) {
+        return std::vector<uint8_t>{8,
+                                    10,
+                                    static_cast<uint8_t>(v >> 24),
+                                    static_cast<uint8_t>(v >> 16),
+                                    static_cast<uint8_t>(v >> 8),
+                                    static_cast<uint8_t>(v),
+                                    0,
+                                    0,
+                                    0,
+                                    1};
+    };
+    FrameSpec syn = seg(4001, SYN, 1000, 0);
+    syn.tcp_opt_bytes = ts(0x90000000u);
+    out(syn, 1);
+    EXPECT_EQ(c.get(Ctr::syn_stateless), 1u);
+    FrameSpec sa = from_server(4001, SYN | ACK, 5000, 1001);
+    sa.tcp_opt_bytes = ts(77);
+    in(sa, 1);
+    FrameSpec ack = seg(4001, ACK, 1001, 5001);
+    ack.tcp_opt_bytes = ts(0x90000001u);
+    EXPECT_EQ(out(ack, 2).verdict, TrackVerdict::Forward);
+    FrameSpec data = seg(4001, ACK | PSH, 1001, 5001, "EHLO a.example\r\n");
+    data.tcp_opt_bytes = ts(0x90000002u);
+    EXPECT_EQ(out(data, 3).verdict, TrackVerdict::Forward) << "not mistaken for an old timestamp";
+    data.tcp_opt_bytes = ts(0x80000000u);
+    data.seq += 16;
+    EXPECT_EQ(out(data, 3).verdict, TrackVerdict::Drop) << "an older one is";
+}
+
 TEST_F(Tracker, ARstOutsideTheWindowKeepsTheConnectionAndItsUnit) {
     handshake(1001);
     out(seg(1001, ACK | PSH, 1001, 5001, "EHLO a.example\r\n"), 1);
