@@ -374,17 +374,19 @@ TrackResult FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const P
     if (syn && table_.under_pressure()) {
         // A flood's worth of SYNs (or a busy table): a SYN keeps nothing and touches no table; its entry is
         // made when the server answers it (inbound), and its source is admitted when the client completes the
-        // handshake. Its data, if any, is removed as always; one the server would discard goes no further.
+        // handshake. A bare SYN goes on unchanged, so one with a wrong checksum is discarded by the server
+        // as it would be without the gateway (nothing is learnt from it here). Data on a SYN is removed as
+        // always, and the removal writes fresh checksums: such a SYN is verified first, or a corrupt one
+        // would leave here as a valid one.
+        c.add(Ctr::syn_stateless);
+        if (!p.payload_len) return kPass;
         if (!tcp_checksums_ok(frame, p)) {
             c.add(Ctr::tcp_bad_checksum);
             return kDrop;
         }
-        c.add(Ctr::syn_stateless);
         TrackResult r = kPass;
-        if (p.payload_len) {
-            r.strip_payload = true;
-            c.add(Ctr::tcp_syn_data_stripped);
-        }
+        r.strip_payload = true;
+        c.add(Ctr::tcp_syn_data_stripped);
         return r;
     }
     const FlowKey k = flow_key(p, true);

@@ -4,8 +4,9 @@
 // The worker hands it the segments classify_outbound marks for tracking (TCP to an SMTP port from a managed
 // source) and the inbound segments from an SMTP port. What it keeps, and what an attacker must pay for it:
 // - A SYN makes a half-open entry and nothing else (its source's limits are only peeked at): spoofed SYNs
-//   never complete a handshake, so they never claim a source slot or an inspector, and under pressure the
-//   oldest unconfirmed entries make room for new ones (early drop).
+//   never complete a handshake, so they never claim a source slot or an inspector. While the table is 3/4
+//   full a SYN makes nothing at all: the entry is made from the server's SYN-ACK, and when the table is full
+//   the oldest unconfirmed entries make room for new ones (early drop).
 // - The handshake is confirmed by the client's ACK of the server's SYN-ACK (its exact sequence number): only
 //   then is the connection admitted against its source's limits (a refusal there ends the session with the
 //   limit's reply) and read.

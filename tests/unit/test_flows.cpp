@@ -328,6 +328,29 @@ TEST_F(Tracker, UnderPressureSynsKeepNothingAndTheServersAnswerMakesRoom) {
     EXPECT_EQ(go(seg(4003, ACK, 1001, 5001), true, 102), TrackVerdict::RefuseSession) << "the limit of 2";
 }
 
+TEST_F(Tracker, UnderPressureABareSynGoesOnUnchangedAndACorruptSynWithDataGoesNowhere) {
+    for (uint16_t p = 1; p <= 75; ++p) {  // fill the table to 3/4: SYNs keep nothing from here on
+        FrameSpec syn = seg(p, SYN, 1000, 0);
+        syn.src = "198.51.100.7";
+        out(syn, 0);
+    }
+    FrameSpec bare = seg(4001, SYN, 1000, 0);
+    bare.bad_checksum = true;
+    const auto r = out(bare, 1);
+    EXPECT_EQ(r.verdict, TrackVerdict::Forward) << "unchanged: the server discards it, as without the gateway";
+    EXPECT_FALSE(r.strip_payload);
+    FrameSpec tfo = seg(4002, SYN, 1000, 0, "EHLO a.example\r\n");
+    tfo.bad_checksum = true;
+    EXPECT_EQ(out(tfo, 1).verdict, TrackVerdict::Drop) << "stripping it would write a valid checksum";
+    EXPECT_EQ(c.get(Ctr::tcp_bad_checksum), 1u);
+    FrameSpec good = seg(4003, SYN, 1000, 0, "EHLO a.example\r\n");
+    const auto g = out(good, 1);
+    EXPECT_EQ(g.verdict, TrackVerdict::Forward);
+    EXPECT_TRUE(g.strip_payload);
+    EXPECT_EQ(c.get(Ctr::syn_stateless), 3u);
+    EXPECT_EQ(tracker.table().size(), 75u) << "none of them made an entry";
+}
+
 TEST_F(Tracker, AnEntryMadeAtTheSynAckLearnsTheClientsTimestampFromItsAck) {
     // Linux starts each connection's timestamps at a random offset: often past 2^31.
     for (uint16_t p = 1; p <= 75; ++p) {  // fill the table to 3/4: SYNs keep nothing from here on

@@ -310,7 +310,7 @@ def synflood_pcap(build, flows):
     return pcap
 
 
-FLOOD_COUNTERS = ("flows_half_open", "flows_early_dropped", "half_open_capped", "flow_table_full",
+FLOOD_COUNTERS = ("flows_half_open", "syn_stateless", "flows_half_open_at_synack", "flows_early_dropped", "half_open_capped", "flow_table_full",
                   "refused_unapproved_syn", "rst_sent", "tcp_bad_checksum", "flows_opened", "flows_unknown_reset",
                   "source_table_full", "tx_full_outside", "tx_full_inside", "multi_segment")
 
