@@ -9,7 +9,7 @@
 #include <chrono>
 #include <cstring>
 
-#include "control/approval.hpp"
+#include "api/approval.hpp"
 
 namespace portcullis {
 

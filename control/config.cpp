@@ -1,7 +1,7 @@
 // Option parsing and validation with Boost.Program_options (see config.hpp).
 #include "control/config.hpp"
 
-#include "control/approval.hpp"
+#include "api/approval.hpp"
 
 #include <boost/program_options.hpp>
 

@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "control/audit.hpp"
-#include "control/commands.hpp"
+#include "control/commands/control_plane.hpp"
 #include "control/config.hpp"
 #include "control/memory_budget.hpp"
 #include "control/policy_builder.hpp"

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "control/audit.hpp"
-#include "control/commands.hpp"
+#include "control/commands/control_plane.hpp"
 
 namespace portcullis {
 

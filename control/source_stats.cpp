@@ -5,7 +5,7 @@
 
 #include <algorithm>
 
-#include "control/approval.hpp"
+#include "api/approval.hpp"
 #include "dataplane/events.hpp"
 
 namespace portcullis {

@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "control/approval.hpp"
+#include "api/approval.hpp"
 
 namespace portcullis {
 

@@ -17,7 +17,7 @@
 #include <memory>
 #include <string>
 
-#include "control/commands.hpp"
+#include "control/commands/control_plane.hpp"
 #include "dataplane/policy.hpp"
 #include "tests/fuzz/fuzz_util.hpp"
 #include "tests/support/control_plane.hpp"

@@ -1,5 +1,5 @@
 // Fuzz target: one line of the import/export format (docs/control.md), as `portcullisctl import` sends it
-// and import_chunk parses it with parse_line() (control/approval.hpp). The input is the line.
+// and import_chunk parses it with parse_line() (api/approval.hpp). The input is the line.
 // Properties: parse_line() returns a record, or nothing with an empty reason (blank or comment line), or
 // nothing with a one-line reason. With PORTCULLIS_FUZZ_ROUNDTRIP on (the default; =0 turns it off), a
 // record that parses also survives both its text forms unchanged:
@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <string>
 
-#include "control/approval.hpp"
+#include "api/approval.hpp"
 #include "tests/fuzz/fuzz_util.hpp"
 
 #ifndef PORTCULLIS_FUZZ_ROUNDTRIP

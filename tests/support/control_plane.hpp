@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "control/commands.hpp"
+#include "control/commands/control_plane.hpp"
 
 namespace portcullis::testing {
 

@@ -8,7 +8,7 @@
 
 #include <rte_ring_elem.h>
 
-#include "control/commands.hpp"
+#include "control/commands/control_plane.hpp"
 #include "dataplane/events.hpp"
 #include "tests/support/control_plane.hpp"
 

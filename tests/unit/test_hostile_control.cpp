@@ -19,10 +19,10 @@
 #include <set>
 #include <thread>
 
-#include "control/commands.hpp"
+#include "api/wire.hpp"
+#include "control/commands/control_plane.hpp"
 #include "control/server.hpp"
 #include "control/store.hpp"
-#include "control/wire.hpp"
 #include "tests/support/control_plane.hpp"
 
 using namespace portcullis;

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "api/protocol.hpp"
+
 namespace portcullis::ctl {
 
 Client::~Client() {
@@ -31,7 +33,7 @@ std::string Client::connect(const std::string& path) {
 }
 
 nlohmann::json Client::call(nlohmann::json req, int timeout_s) {
-    req["v"] = 1;
+    req[key::kVersion] = kProtocolVersion;
     const std::string line = req.dump() + "\n";
     size_t off = 0;
     while (off < line.size()) {

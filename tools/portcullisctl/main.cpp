@@ -1,6 +1,10 @@
 // portcullisctl: the operators' CLI. Approvals, revocations, limits, managed prefixes and relays on a running
 // gateway, through its control socket. Human tables by default, --json for scripts. Exit codes: 0 done,
 // 1 the daemon refused (its reason on stderr), 2 bad usage, 3 the daemon could not be reached.
+//
+// Every subcommand is one entry of kSubcommands (its name, synopsis, options, positional arguments, handler);
+// a new command is one entry here and one handler in the daemon (control/commands/), both naming it through
+// api/protocol.hpp.
 #include <boost/program_options.hpp>
 
 #include <chrono>
@@ -12,8 +16,9 @@
 #include <string>
 #include <vector>
 
-#include "control/approval.hpp"
-#include "control/wire.hpp"
+#include "api/approval.hpp"
+#include "api/protocol.hpp"
+#include "api/wire.hpp"
 #include "tools/portcullisctl/client.hpp"
 #include "tools/portcullisctl/render.hpp"
 
@@ -27,358 +32,467 @@ struct Usage : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-constexpr const char* kCommands =
-    "commands:\n"
-    "  status                       is the gateway up; ports, workers, headline counters\n"
-    "  stats                        every counter\n"
-    "  approve ADDR|CIDR [options]  approve a server (or prefix) for outbound port 25\n"
-    "  suspend ADDR|CIDR            switch an approval off for now (resume switches it back on)\n"
-    "  resume ADDR|CIDR             switch a suspended approval back on\n"
-    "  revoke ADDR|CIDR [--ban]     take an approval away; --ban: for good, approve will refuse it\n"
-    "  unban ADDR|CIDR --reason R   lift a ban made in error (audited); the record becomes revoked\n"
-    "  list [--state S]             approval records (approved, suspended, revoked, banned)\n"
-    "  show ADDR|CIDR               the record that applies to an address and the verdict\n"
-    "  import FILE                  apply a file of records, one per line, all or nothing\n"
-    "  export                       print every stored record in the import format\n"
-    "  managed list|add|del [CIDR]  the provider's prefixes the policy applies to\n"
-    "  relay list|add|del [CIDR]    the provider's relays, reachable by everyone\n"
-    "  monitor [on|off]             report would-be refusals without refusing (no argument: show)\n"
-    "  limits [options]             the default per-source SMTP limits (no option: show); stored\n"
-    "  rules [show|reload]          the inspection rules in force; reload rereads rules_dir\n"
-    "\n'portcullisctl COMMAND --help' shows a command's options.\n";
-
 int64_t now_s() {
     return std::chrono::duration_cast<std::chrono::seconds>(
                std::chrono::system_clock::now().time_since_epoch())
         .count();
 }
 
-po::variables_map parse_sub(const std::string& cmd, const std::vector<std::string>& args,
-                            po::options_description& desc, const std::vector<std::string>& positional_names,
-                            bool& help) {
-    desc.add_options()("help,h", "this help");
+// What a handler works with: the parsed arguments, the daemon (connected on first use), the output mode.
+class Ctx {
+  public:
+    Ctx(std::string name, po::variables_map vm, std::string socket, bool as_json)
+        : name(std::move(name)), vm(std::move(vm)), socket_(std::move(socket)), as_json_(as_json) {}
+
+    const std::string name;  // the subcommand, as typed
+    const po::variables_map vm;
+
+    bool has(const char* opt) const { return vm.count(opt) > 0; }
+    std::string str(const char* opt) const { return vm[opt].as<std::string>(); }
+
+    // Sends a request; fails with the daemon's reason when it refused. Exits 3 when it cannot be reached.
+    json call(const json& req, int timeout_s = 60) {
+        if (!connected_) {
+            if (auto err = client_.connect(socket_); !err.empty()) {
+                std::fprintf(stderr, "portcullisctl: %s\n", err.c_str());
+                std::exit(3);
+            }
+            connected_ = true;
+        }
+        json reply = client_.call(req, timeout_s);
+        if (!reply.value(key::kOk, false))
+            throw std::runtime_error(reply.value(key::kError, std::string("refused")));
+        return reply;
+    }
+    // Prints the reply: the daemon's JSON with --json, else the human form.
+    int out(const json& reply, const std::string& human) const {
+        if (as_json_)
+            std::cout << reply.dump(2) << "\n";
+        else
+            std::cout << human;
+        return 0;
+    }
+    bool connected() const { return connected_; }
+
+  private:
+    std::string socket_;
+    bool as_json_;
+    bool connected_ = false;
+    ctl::Client client_;
+};
+
+struct Positional {
+    const char* name;
+    bool required;
+    const char* help;
+};
+
+struct Subcommand {
+    const char* name;
+    const char* synopsis;  // after "portcullisctl [--socket PATH] [--json] "
+    const char* summary;   // one line in the command list
+    void (*options)(po::options_description&);
+    std::vector<Positional> positionals;
+    int (*run)(Ctx&);
+    const char* more_help = nullptr;  // printed after the options
+};
+
+// ---- option sets
+
+void no_options(po::options_description&) {}
+
+void approve_options(po::options_description& d) {
+    d.add_options()("hostname", po::value<std::string>(), "the FQDN its EHLO must name (its rDNS)")(
+        "domain", po::value<std::vector<std::string>>(), "a sending domain for MAIL FROM (repeatable)")(
+        "max-concurrent", po::value<unsigned>(), "concurrent SMTP connections allowed")(
+        "rate", po::value<std::string>(), "new SMTP connections allowed, e.g. 30/min or 600/h")(
+        "daily", po::value<unsigned>(), "messages per day")("ticket", po::value<std::string>(),
+                                                            "support ticket or service id")(
+        "reason", po::value<std::string>(), "why it is approved")(
+        "expires", po::value<std::string>(),
+        "when it stops applying: 2026-12-31, 2026-12-31T18:00:00Z, +30d")(
+        "force", "approve a prefix wider than /24 (IPv6 /48) or one covering a whole managed prefix");
+}
+
+void state_options(po::options_description& d) {
+    d.add_options()("reason", po::value<std::string>(), "why")("ticket", po::value<std::string>(),
+                                                               "ticket id");
+}
+
+void revoke_options(po::options_description& d) {
+    state_options(d);
+    d.add_options()("ban", "revoke for good (after abuse): approve will refuse it")(
+        "force", "ban a prefix wider than /24 (IPv6 /48) or one covering a whole managed prefix");
+}
+
+void unban_options(po::options_description& d) {
+    d.add_options()("reason", po::value<std::string>(), "why the ban is lifted (required; audited)")(
+        "ticket", po::value<std::string>(), "ticket id");
+}
+
+void list_options(po::options_description& d) {
+    d.add_options()("state", po::value<std::string>(),
+                    "only records in this state: approved, suspended, revoked, banned");
+}
+
+void import_options(po::options_description& d) {
+    d.add_options()("force", "accept records approving or banning wide prefixes (see approve --force)");
+}
+
+void managed_options(po::options_description& d) {
+    d.add_options()("force", "del: lift the policy from a whole managed prefix");
+}
+
+void relay_options(po::options_description& d) {
+    d.add_options()("force", "add: a relay wider than /24 (IPv6 /48)");
+}
+
+void limits_options(po::options_description& d) {
+    d.add_options()("max-concurrent", po::value<unsigned>(), "open SMTP connections per source at once")(
+        "rate", po::value<std::string>(), "new SMTP connections per source, e.g. 60/min or 600/h")(
+        "daily", po::value<unsigned>(), "SMTP messages per source per UTC day");
+}
+
+// ---- handlers: reports
+
+int status(Ctx& c) {
+    const json r = c.call({{key::kCmd, cmd::kStatus}});
+    return c.out(r, ctl::render_status(r));
+}
+
+int stats(Ctx& c) {
+    const json r = c.call({{key::kCmd, cmd::kStats}});
+    return c.out(r, ctl::render_counters(r));
+}
+
+int export_records(Ctx& c) {
+    const json r = c.call({{key::kCmd, cmd::kExport}});
+    std::string text;
+    for (const auto& l : r["lines"]) text += l.get<std::string>() + "\n";
+    return c.out(r, text);
+}
+
+int list(Ctx& c) {
+    json req = {{key::kCmd, cmd::kList}};
+    if (c.has("state")) req["state"] = c.str("state");
+    const json r = c.call(req);
+    return c.out(r, ctl::render_records(r["records"]));
+}
+
+int show(Ctx& c) {
+    const json r = c.call({{key::kCmd, cmd::kShow}, {"addr", c.str("ADDR")}});
+    return c.out(r, ctl::render_show(r));
+}
+
+// ---- handlers: approvals
+
+int approve(Ctx& c) {
+    json req = {{key::kCmd, cmd::kApprove}, {"addr", c.str("ADDR")}};
+    if (c.has("hostname")) {
+        const auto h = c.str("hostname");
+        if (!valid_hostname(h))
+            throw Usage("approve: --hostname '" + h + "' is not a fully qualified domain name");
+        req["hostname"] = h;
+    }
+    if (c.has("domain")) {
+        const auto domains = c.vm["domain"].as<std::vector<std::string>>();
+        for (const auto& dn : domains)
+            if (!valid_hostname(dn)) throw Usage("approve: --domain '" + dn + "' is not a domain name");
+        req["domains"] = domains;
+    }
+    if (c.has("max-concurrent")) req["max_concurrent"] = c.vm["max-concurrent"].as<unsigned>();
+    if (c.has("rate")) {
+        const auto r = parse_rate(c.str("rate"));
+        if (!r || *r == 0)
+            throw Usage("approve: --rate '" + c.str("rate") + "' is not a rate such as 30/min");
+        req["rate_per_min"] = *r;
+    }
+    if (c.has("daily")) req["daily"] = c.vm["daily"].as<unsigned>();
+    if (c.has("ticket")) req["ticket"] = c.str("ticket");
+    if (c.has("reason")) req["reason"] = c.str("reason");
+    if (c.has("expires")) {
+        const auto t = parse_time(c.str("expires"), now_s());
+        if (!t)
+            throw Usage("approve: --expires '" + c.str("expires") +
+                        "' is not a date such as 2026-12-31 or +30d");
+        req["expires"] = *t;
+    }
+    if (c.has("force")) req["force"] = true;
+    const json r = c.call(req);
+    std::string human = "approved " + r["record"]["prefix"].get<std::string>() + "\n";
+    if (r.contains("note")) human += "note: " + r["note"].get<std::string>() + "\n";
+    return c.out(r, human + ctl::render_record(r["record"]));
+}
+
+// suspend, resume and revoke: the record's new state.
+int set_state(Ctx& c) {
+    json req = {{key::kCmd, c.name}, {"addr", c.str("ADDR")}};
+    if (c.has("reason")) req["reason"] = c.str("reason");
+    if (c.has("ticket")) req["ticket"] = c.str("ticket");
+    if (c.has("ban")) req["ban"] = true;
+    if (c.has("force")) req["force"] = true;
+    const json r = c.call(req);
+    return c.out(r, r["record"]["prefix"].get<std::string>() + " is now " +
+                        r["record"]["state"].get<std::string>() + "\n");
+}
+
+int unban(Ctx& c) {
+    if (!c.has("reason")) throw Usage("unban: --reason is required (it is kept in the audit log)");
+    json req = {{key::kCmd, cmd::kUnban}, {"addr", c.str("ADDR")}, {"reason", c.str("reason")}};
+    if (c.has("ticket")) req["ticket"] = c.str("ticket");
+    const json r = c.call(req);
+    return c.out(r, r["record"]["prefix"].get<std::string>() + " is no longer banned (now " +
+                        r["record"]["state"].get<std::string>() + "; approve it to let it send)\n");
+}
+
+// A file of records, sent in chunks of 5,000 lines inside one import session: all or nothing.
+int import_file(Ctx& c) {
+    const auto path = c.str("FILE");
+    std::ifstream in(path == "-" ? "/dev/stdin" : path);
+    if (!in) throw Usage("import: cannot read '" + path + "'");
+    const auto in_file = [&](auto&& step) {
+        try {
+            return step();
+        } catch (const std::runtime_error& e) {
+            throw std::runtime_error(path + ": " + e.what());
+        }
+    };
+    c.call({{key::kCmd, cmd::kImportBegin}});
+    std::string line;
+    json chunk = json::array();
+    size_t line_no = 0, first = 1;
+    const auto flush = [&] {
+        in_file([&] {
+            return c.call({{key::kCmd, cmd::kImportChunk}, {"first_line", first}, {"lines", chunk}});
+        });
+        first = line_no + 1;
+        chunk = json::array();
+    };
+    while (std::getline(in, line)) {
+        ++line_no;
+        if (!valid_utf8(line))
+            throw std::runtime_error(path + ": line " + std::to_string(line_no) +
+                                     ": not UTF-8 text (nothing imported)");
+        chunk.push_back(line);
+        if (chunk.size() == 5000) flush();
+    }
+    if (!chunk.empty()) flush();
+    json commit = {{key::kCmd, cmd::kImportCommit}};
+    if (c.has("force")) commit["force"] = true;
+    const json r = in_file([&] { return c.call(commit, 300); });
+    return c.out(r, "imported " + r["applied"].dump() + " record(s) from " + path + "; the store holds " +
+                        r["records"].dump() + "\n");
+}
+
+// ---- handlers: settings
+
+// managed and relay: list, add or del a prefix.
+int overlay(Ctx& c) {
+    const std::string action = c.has("ACTION") ? c.str("ACTION") : "list";
+    if (action != "list" && action != "add" && action != "del")
+        throw Usage(c.name + ": '" + action + "' is not one of list, add, del");
+    json req = {{key::kCmd, c.name}, {"action", action}};
+    if (action != "list") {
+        if (!c.has("CIDR")) throw Usage(c.name + " " + action + ": missing CIDR");
+        req["prefix"] = c.str("CIDR");
+    }
+    if (c.has("force")) req["force"] = true;
+    const json r = c.call(req);
+    std::string text;
+    for (const auto& p : r["prefixes"]) text += p.get<std::string>() + "\n";
+    return c.out(r, text);
+}
+
+int limits(Ctx& c) {
+    json req = {{key::kCmd, cmd::kLimits}};
+    if (c.has("max-concurrent")) req["max_concurrent"] = c.vm["max-concurrent"].as<unsigned>();
+    if (c.has("daily")) req["daily"] = c.vm["daily"].as<unsigned>();
+    if (c.has("rate")) {
+        const auto text = c.str("rate");
+        const auto r = text == "0" ? std::optional<uint32_t>(0) : parse_rate(text);
+        if (!r) throw Usage("limits: --rate '" + text + "' is not a rate such as 60/min or 600/h");
+        req["rate_per_min"] = *r;
+    }
+    const json r = c.call(req);
+    return c.out(r, ctl::render_limits(r));
+}
+
+int rules(Ctx& c) {
+    const std::string action = c.has("ACTION") ? c.str("ACTION") : "show";
+    if (action != "show" && action != "reload") throw Usage("rules: '" + action + "' is not show or reload");
+    const json r = c.call({{key::kCmd, cmd::kRules}, {"action", action}});
+    std::string text = (action == "reload" ? "reloaded: " : "") + r["rules"].dump() + " rule(s) from " +
+                       r.value("rules_dir", std::string()) + "\n";
+    for (const auto& rule : r.value("list", json::array()))
+        text +=
+            "  " + rule["id"].dump() + "  " + rule["where"].get<std::string>() + "  " +
+            (rule["refuse"].get<bool>() ? rule["reply"].get<std::string>() : std::string("(count only)")) +
+            "\n";
+    return c.out(r, text);
+}
+
+int monitor(Ctx& c) {
+    json req = {{key::kCmd, cmd::kMonitor}};
+    if (c.has("STATE")) {
+        const auto st = c.str("STATE");
+        if (st != "on" && st != "off") throw Usage("monitor: '" + st + "' is not on or off");
+        req["enable"] = st == "on";
+    }
+    const json r = c.call(req);
+    return c.out(r, std::string("monitor mode is ") +
+                        (r["monitor"].get<bool>() ? "on: nothing is refused, would-be refusals are counted"
+                                                  : "off: the policy is enforced") +
+                        "\n");
+}
+
+constexpr const char* kImportHelp =
+    "FILE: one record a line, as 'export' prints them:\n"
+    "  PREFIX [state=S] [hostname=H] [domains=D1,D2] [max_concurrent=N] [rate=N/min] [daily=N]\n"
+    "         [expires=DATE] [ticket=T] [reason=\"...\"]\n"
+    "Blank lines and lines starting with # are skipped. Nothing is applied unless every line is.\n";
+
+const std::vector<Subcommand> kSubcommands = {
+    {cmd::kStatus, "status", "is the gateway up; ports, workers, headline counters", no_options, {}, status},
+    {cmd::kStats, "stats", "every counter", no_options, {}, stats},
+    {cmd::kApprove,
+     "approve ADDR|CIDR [options]",
+     "approve a server (or prefix) for outbound port 25",
+     approve_options,
+     {{"ADDR", true, "address or CIDR"}},
+     approve},
+    {cmd::kSuspend,
+     "suspend ADDR|CIDR",
+     "switch an approval off for now (resume switches it back on)",
+     state_options,
+     {{"ADDR", true, "address or CIDR"}},
+     set_state},
+    {cmd::kResume,
+     "resume ADDR|CIDR",
+     "switch a suspended approval back on",
+     state_options,
+     {{"ADDR", true, "address or CIDR"}},
+     set_state},
+    {cmd::kRevoke,
+     "revoke ADDR|CIDR [--ban]",
+     "take an approval away; --ban: for good, approve will refuse it",
+     revoke_options,
+     {{"ADDR", true, "address or CIDR"}},
+     set_state},
+    {cmd::kUnban,
+     "unban ADDR|CIDR --reason R",
+     "lift a ban made in error (audited); the record becomes revoked",
+     unban_options,
+     {{"ADDR", true, "address or CIDR"}},
+     unban},
+    {cmd::kList,
+     "list [--state S]",
+     "approval records (approved, suspended, revoked, banned)",
+     list_options,
+     {},
+     list},
+    {cmd::kShow,
+     "show ADDR|CIDR",
+     "the record that applies to an address and the verdict",
+     no_options,
+     {{"ADDR", true, "address or CIDR"}},
+     show},
+    {"import",
+     "import FILE",
+     "apply a file of records, one per line, all or nothing",
+     import_options,
+     {{"FILE", true, "the file ('-': standard input)"}},
+     import_file,
+     kImportHelp},
+    {cmd::kExport,
+     "export",
+     "print every stored record in the import format",
+     no_options,
+     {},
+     export_records},
+    {cmd::kManaged,
+     "managed list|add|del [CIDR]",
+     "the provider's prefixes the policy applies to",
+     managed_options,
+     {{"ACTION", false, "list, add or del"}, {"CIDR", false, "the prefix"}},
+     overlay},
+    {cmd::kRelay,
+     "relay list|add|del [CIDR]",
+     "the provider's relays, reachable by everyone",
+     relay_options,
+     {{"ACTION", false, "list, add or del"}, {"CIDR", false, "the prefix"}},
+     overlay},
+    {cmd::kMonitor,
+     "monitor [on|off]",
+     "report would-be refusals without refusing (no argument: show)",
+     no_options,
+     {{"STATE", false, "on or off"}},
+     monitor},
+    {cmd::kLimits,
+     "limits [options]",
+     "the default per-source SMTP limits (no option: show); stored",
+     limits_options,
+     {},
+     limits},
+    {cmd::kRules,
+     "rules [show|reload]",
+     "the inspection rules in force; reload rereads rules_dir",
+     no_options,
+     {{"ACTION", false, "show or reload"}},
+     rules},
+};
+
+std::string command_list() {
+    std::string text = "commands:\n";
+    for (const auto& s : kSubcommands) {
+        const std::string head = s.synopsis;
+        text += "  " + head + std::string(head.size() < 29 ? 29 - head.size() : 1, ' ') + s.summary + "\n";
+    }
+    return text + "\n'portcullisctl COMMAND --help' shows a command's options.\n";
+}
+
+const Subcommand* find_subcommand(const std::string& name) {
+    for (const auto& s : kSubcommands)
+        if (name == s.name) return &s;
+    return nullptr;
+}
+
+// Parses a subcommand's arguments and runs it. Throws Usage for bad arguments.
+int run(const Subcommand& sc, const std::vector<std::string>& args, const std::string& socket, bool as_json,
+        bool& connected) {
+    const std::string name = sc.name;
+    po::options_description visible(name + " options");
+    visible.add_options()("help,h", "this help");
+    sc.options(visible);
     po::options_description all;
-    all.add(desc);
+    all.add(visible);
     po::positional_options_description pos;
-    for (const auto& n : positional_names) {
-        all.add_options()(n.c_str(), po::value<std::string>(), n.c_str());
-        pos.add(n.c_str(), 1);
+    for (const auto& p : sc.positionals) {
+        all.add_options()(p.name, po::value<std::string>(), p.help);
+        pos.add(p.name, 1);
     }
     po::variables_map vm;
     try {
         po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
         po::notify(vm);
     } catch (const po::error& e) {
-        throw Usage(cmd + ": " + e.what());
+        throw Usage(name + ": " + e.what());
     }
-    help = vm.count("help") > 0;
-    if (!help)
-        for (const auto& n : positional_names)
-            if (!vm.count(n)) throw Usage(cmd + ": missing " + n + " (see portcullisctl " + cmd + " --help)");
-    return vm;
-}
-
-void print_help(const std::string& usage, const po::options_description& desc) {
-    std::cout << "usage: portcullisctl [--socket PATH] [--json] " << usage << "\n\n" << desc << "\n";
-}
-
-// Fails with the daemon's reason when it refused.
-json checked(const json& reply) {
-    if (!reply.value("ok", false)) throw std::runtime_error(reply.value("error", std::string("refused")));
-    return reply;
-}
-
-int run(ctl::Client& client, const std::string& cmd, const std::vector<std::string>& args, bool as_json,
-        const std::string& socket_path, bool& connected) {
-    auto connect = [&] {
-        if (auto err = client.connect(socket_path); !err.empty()) {
-            std::fprintf(stderr, "portcullisctl: %s\n", err.c_str());
-            std::exit(3);
-        }
-        connected = true;
-    };
-    auto out = [&](const json& reply, const std::string& human) {
-        if (as_json)
-            std::cout << reply.dump(2) << "\n";
-        else
-            std::cout << human;
+    if (vm.count("help")) {
+        std::cout << "usage: portcullisctl [--socket PATH] [--json] " << sc.synopsis << "\n\n"
+                  << visible << "\n";
+        if (sc.more_help) std::cout << sc.more_help;
         return 0;
-    };
-    bool help = false;
-
-    if (cmd == "status" || cmd == "stats" || cmd == "export") {
-        po::options_description d(cmd + " options");
-        parse_sub(cmd, args, d, {}, help);
-        if (help) return print_help(cmd, d), 0;
-        connect();
-        const json r = checked(client.call({{"cmd", cmd}}));
-        if (cmd == "status") return out(r, ctl::render_status(r));
-        if (cmd == "stats") return out(r, ctl::render_counters(r));
-        std::string text;
-        for (const auto& l : r["lines"]) text += l.get<std::string>() + "\n";
-        return out(r, text);
     }
-    if (cmd == "approve") {
-        po::options_description d("approve options");
-        d.add_options()("hostname", po::value<std::string>(), "the FQDN its EHLO must name (its rDNS)")(
-            "domain", po::value<std::vector<std::string>>(), "a sending domain for MAIL FROM (repeatable)")(
-            "max-concurrent", po::value<unsigned>(), "concurrent SMTP connections allowed")(
-            "rate", po::value<std::string>(), "new SMTP connections allowed, e.g. 30/min or 600/h")(
-            "daily", po::value<unsigned>(), "messages per day")("ticket", po::value<std::string>(),
-                                                                "support ticket or service id")(
-            "reason", po::value<std::string>(), "why it is approved")(
-            "expires", po::value<std::string>(),
-            "when it stops applying: 2026-12-31, 2026-12-31T18:00:00Z, +30d")(
-            "force", "approve a prefix wider than /24 (IPv6 /48) or one covering a whole managed prefix");
-        auto vm = parse_sub(cmd, args, d, {"ADDR"}, help);
-        if (help) return print_help("approve ADDR|CIDR [options]", d), 0;
-        json req = {{"cmd", "approve"}, {"addr", vm["ADDR"].as<std::string>()}};
-        if (vm.count("hostname")) {
-            const auto h = vm["hostname"].as<std::string>();
-            if (!valid_hostname(h))
-                throw Usage("approve: --hostname '" + h + "' is not a fully qualified domain name");
-            req["hostname"] = h;
-        }
-        if (vm.count("domain")) {
-            for (const auto& dn : vm["domain"].as<std::vector<std::string>>())
-                if (!valid_hostname(dn)) throw Usage("approve: --domain '" + dn + "' is not a domain name");
-            req["domains"] = vm["domain"].as<std::vector<std::string>>();
-        }
-        if (vm.count("max-concurrent")) req["max_concurrent"] = vm["max-concurrent"].as<unsigned>();
-        if (vm.count("rate")) {
-            auto r = parse_rate(vm["rate"].as<std::string>());
-            if (!r || *r == 0)
-                throw Usage("approve: --rate '" + vm["rate"].as<std::string>() +
-                            "' is not a rate such as 30/min");
-            req["rate_per_min"] = *r;
-        }
-        if (vm.count("daily")) req["daily"] = vm["daily"].as<unsigned>();
-        if (vm.count("ticket")) req["ticket"] = vm["ticket"].as<std::string>();
-        if (vm.count("reason")) req["reason"] = vm["reason"].as<std::string>();
-        if (vm.count("expires")) {
-            auto t = parse_time(vm["expires"].as<std::string>(), now_s());
-            if (!t)
-                throw Usage("approve: --expires '" + vm["expires"].as<std::string>() +
-                            "' is not a date such as 2026-12-31 or +30d");
-            req["expires"] = *t;
-        }
-        if (vm.count("force")) req["force"] = true;
-        connect();
-        const json r = checked(client.call(req));
-        std::string human = "approved " + r["record"]["prefix"].get<std::string>() + "\n";
-        if (r.contains("note")) human += "note: " + r["note"].get<std::string>() + "\n";
-        return out(r, human + ctl::render_record(r["record"]));
+    for (const auto& p : sc.positionals)
+        if (p.required && !vm.count(p.name))
+            throw Usage(name + ": missing " + p.name + " (see portcullisctl " + name + " --help)");
+    Ctx ctx(name, std::move(vm), socket, as_json);
+    try {
+        return sc.run(ctx);
+    } catch (...) {
+        connected = ctx.connected();
+        throw;
     }
-    if (cmd == "suspend" || cmd == "resume" || cmd == "revoke") {
-        po::options_description d(cmd + " options");
-        d.add_options()("reason", po::value<std::string>(), "why")("ticket", po::value<std::string>(),
-                                                                   "ticket id");
-        if (cmd == "revoke")
-            d.add_options()("ban", "revoke for good (after abuse): approve will refuse it")(
-                "force", "ban a prefix wider than /24 (IPv6 /48) or one covering a whole managed prefix");
-        auto vm = parse_sub(cmd, args, d, {"ADDR"}, help);
-        if (help) return print_help(cmd + " ADDR|CIDR [options]", d), 0;
-        json req = {{"cmd", cmd}, {"addr", vm["ADDR"].as<std::string>()}};
-        if (vm.count("reason")) req["reason"] = vm["reason"].as<std::string>();
-        if (vm.count("ticket")) req["ticket"] = vm["ticket"].as<std::string>();
-        if (vm.count("ban")) req["ban"] = true;
-        if (vm.count("force")) req["force"] = true;
-        connect();
-        const json r = checked(client.call(req));
-        return out(r, r["record"]["prefix"].get<std::string>() + " is now " +
-                          r["record"]["state"].get<std::string>() + "\n");
-    }
-    if (cmd == "unban") {
-        po::options_description d("unban options");
-        d.add_options()("reason", po::value<std::string>(), "why the ban is lifted (required; audited)")(
-            "ticket", po::value<std::string>(), "ticket id");
-        auto vm = parse_sub(cmd, args, d, {"ADDR"}, help);
-        if (help) return print_help("unban ADDR|CIDR --reason R", d), 0;
-        if (!vm.count("reason")) throw Usage("unban: --reason is required (it is kept in the audit log)");
-        json req = {{"cmd", "unban"},
-                    {"addr", vm["ADDR"].as<std::string>()},
-                    {"reason", vm["reason"].as<std::string>()}};
-        if (vm.count("ticket")) req["ticket"] = vm["ticket"].as<std::string>();
-        connect();
-        const json r = checked(client.call(req));
-        return out(r, r["record"]["prefix"].get<std::string>() + " is no longer banned (now " +
-                          r["record"]["state"].get<std::string>() + "; approve it to let it send)\n");
-    }
-    if (cmd == "list") {
-        po::options_description d("list options");
-        d.add_options()("state", po::value<std::string>(),
-                        "only records in this state: approved, suspended, revoked, banned");
-        auto vm = parse_sub(cmd, args, d, {}, help);
-        if (help) return print_help("list [--state S]", d), 0;
-        json req = {{"cmd", "list"}};
-        if (vm.count("state")) req["state"] = vm["state"].as<std::string>();
-        connect();
-        const json r = checked(client.call(req));
-        return out(r, ctl::render_records(r["records"]));
-    }
-    if (cmd == "show") {
-        po::options_description d("show options");
-        auto vm = parse_sub(cmd, args, d, {"ADDR"}, help);
-        if (help) return print_help("show ADDR|CIDR", d), 0;
-        connect();
-        const json r = checked(client.call({{"cmd", "show"}, {"addr", vm["ADDR"].as<std::string>()}}));
-        return out(r, ctl::render_show(r));
-    }
-    if (cmd == "import") {
-        po::options_description d("import options");
-        d.add_options()("force", "accept records approving or banning wide prefixes (see approve --force)");
-        auto vm = parse_sub(cmd, args, d, {"FILE"}, help);
-        if (help) {
-            print_help("import FILE", d);
-            std::cout << "FILE: one record a line, as 'export' prints them:\n"
-                         "  PREFIX [state=S] [hostname=H] [domains=D1,D2] [max_concurrent=N] [rate=N/min] "
-                         "[daily=N]\n"
-                         "         [expires=DATE] [ticket=T] [reason=\"...\"]\n"
-                         "Blank lines and lines starting with # are skipped. Nothing is applied unless every "
-                         "line is.\n";
-            return 0;
-        }
-        const auto path = vm["FILE"].as<std::string>();
-        std::ifstream in(path == "-" ? "/dev/stdin" : path);
-        if (!in) throw Usage("import: cannot read '" + path + "'");
-        connect();
-        checked(client.call({{"cmd", "import_begin"}}));
-        std::string line;
-        json chunk = json::array();
-        size_t line_no = 0, first = 1;
-        auto flush = [&] {
-            try {
-                checked(client.call({{"cmd", "import_chunk"}, {"first_line", first}, {"lines", chunk}}));
-            } catch (const std::runtime_error& e) {
-                throw std::runtime_error(path + ": " + e.what());
-            }
-            first = line_no + 1;
-            chunk = json::array();
-        };
-        while (std::getline(in, line)) {
-            ++line_no;
-            if (!valid_utf8(line))
-                throw std::runtime_error(path + ": line " + std::to_string(line_no) +
-                                         ": not UTF-8 text (nothing imported)");
-            chunk.push_back(line);
-            if (chunk.size() == 5000) flush();
-        }
-        if (!chunk.empty()) flush();
-        json r;
-        try {
-            json commit = {{"cmd", "import_commit"}};
-            if (vm.count("force")) commit["force"] = true;
-            r = checked(client.call(commit, 300));
-        } catch (const std::runtime_error& e) {
-            throw std::runtime_error(path + ": " + e.what());
-        }
-        return out(r, "imported " + r["applied"].dump() + " record(s) from " + path + "; the store holds " +
-                          r["records"].dump() + "\n");
-    }
-    if (cmd == "managed" || cmd == "relay") {
-        po::options_description d(cmd + " options");
-        d.add_options()("ACTION", po::value<std::string>(), "list, add or del")(
-            "PREFIX", po::value<std::string>(), "CIDR");
-        po::positional_options_description pos;
-        pos.add("ACTION", 1).add("PREFIX", 1);
-        d.add_options()("help,h", "this help")(
-            "force", cmd == "managed" ? "del: lift the policy from a whole managed prefix"
-                                      : "add: a relay wider than /24 (IPv6 /48)");
-        po::variables_map vm;
-        try {
-            po::store(po::command_line_parser(args).options(d).positional(pos).run(), vm);
-        } catch (const po::error& e) {
-            throw Usage(cmd + ": " + e.what());
-        }
-        if (vm.count("help")) return print_help(cmd + " list|add|del [CIDR]", d), 0;
-        const std::string action = vm.count("ACTION") ? vm["ACTION"].as<std::string>() : "list";
-        if (action != "list" && action != "add" && action != "del")
-            throw Usage(cmd + ": '" + action + "' is not one of list, add, del");
-        json req = {{"cmd", cmd}, {"action", action}};
-        if (action != "list") {
-            if (!vm.count("PREFIX")) throw Usage(cmd + " " + action + ": missing CIDR");
-            req["prefix"] = vm["PREFIX"].as<std::string>();
-        }
-        if (vm.count("force")) req["force"] = true;
-        connect();
-        const json r = checked(client.call(req));
-        std::string text;
-        for (const auto& p : r["prefixes"]) text += p.get<std::string>() + "\n";
-        return out(r, text);
-    }
-    if (cmd == "limits") {
-        po::options_description d("limits options (0: unlimited)");
-        d.add_options()("max-concurrent", po::value<unsigned>(), "open SMTP connections per source at once")(
-            "rate", po::value<std::string>(), "new SMTP connections per source, e.g. 60/min or 600/h")(
-            "daily", po::value<unsigned>(), "SMTP messages per source per UTC day");
-        auto vm = parse_sub(cmd, args, d, {}, help);
-        if (help) return print_help("limits [--max-concurrent N] [--rate R] [--daily N]", d), 0;
-        json req = {{"cmd", "limits"}};
-        if (vm.count("max-concurrent")) req["max_concurrent"] = vm["max-concurrent"].as<unsigned>();
-        if (vm.count("daily")) req["daily"] = vm["daily"].as<unsigned>();
-        if (vm.count("rate")) {
-            const auto text = vm["rate"].as<std::string>();
-            const auto r = text == "0" ? std::optional<uint32_t>(0) : parse_rate(text);
-            if (!r) throw Usage("limits: --rate '" + text + "' is not a rate such as 60/min or 600/h");
-            req["rate_per_min"] = *r;
-        }
-        connect();
-        const json r = checked(client.call(req));
-        return out(r, ctl::render_limits(r));
-    }
-    if (cmd == "rules") {
-        po::options_description d("rules options");
-        d.add_options()("help,h", "this help")("ACTION", po::value<std::string>(), "show or reload");
-        po::positional_options_description pos;
-        pos.add("ACTION", 1);
-        po::variables_map vm;
-        try {
-            po::store(po::command_line_parser(args).options(d).positional(pos).run(), vm);
-        } catch (const po::error& e) {
-            throw Usage(cmd + ": " + e.what());
-        }
-        if (vm.count("help")) return print_help("rules [show|reload]", d), 0;
-        const std::string action = vm.count("ACTION") ? vm["ACTION"].as<std::string>() : "show";
-        if (action != "show" && action != "reload")
-            throw Usage("rules: '" + action + "' is not show or reload");
-        connect();
-        const json r = checked(client.call({{"cmd", "rules"}, {"action", action}}));
-        std::string text = (action == "reload" ? "reloaded: " : "") + r["rules"].dump() + " rule(s) from " +
-                           r.value("rules_dir", std::string()) + "\n";
-        for (const auto& rule : r.value("list", json::array()))
-            text += "  " + rule["id"].dump() + "  " + rule["where"].get<std::string>() + "  " +
-                    (rule["refuse"].get<bool>() ? rule["reply"].get<std::string>()
-                                                : std::string("(count only)")) +
-                    "\n";
-        return out(r, text);
-    }
-    if (cmd == "monitor") {
-        po::options_description d("monitor options");
-        d.add_options()("help,h", "this help")("STATE", po::value<std::string>(), "on or off");
-        po::positional_options_description pos;
-        pos.add("STATE", 1);
-        po::variables_map vm;
-        try {
-            po::store(po::command_line_parser(args).options(d).positional(pos).run(), vm);
-        } catch (const po::error& e) {
-            throw Usage(cmd + ": " + e.what());
-        }
-        if (vm.count("help")) return print_help("monitor [on|off]", d), 0;
-        json req = {{"cmd", "monitor"}};
-        if (vm.count("STATE")) {
-            const auto st = vm["STATE"].as<std::string>();
-            if (st != "on" && st != "off") throw Usage("monitor: '" + st + "' is not on or off");
-            req["enable"] = st == "on";
-        }
-        connect();
-        const json r = checked(client.call(req));
-        return out(r, std::string("monitor mode is ") +
-                          (r["monitor"].get<bool>() ? "on: nothing is refused, "
-                                                      "would-be refusals are counted"
-                                                    : "off: the policy is enforced") +
-                          "\n");
-    }
-    throw Usage("unknown command '" + cmd + "'");
 }
 
 }  // namespace
@@ -410,20 +524,23 @@ int main(int argc, char** argv) {
     }
     if (!vm.count("command")) {
         if (vm.count("help")) {
-            std::cout << "usage: portcullisctl [options] COMMAND [ARGS]\n\n" << global << "\n" << kCommands;
+            std::cout << "usage: portcullisctl [options] COMMAND [ARGS]\n\n"
+                      << global << "\n"
+                      << command_list();
             return 0;
         }
         std::fprintf(stderr, "portcullisctl: missing command (see portcullisctl --help)\n");
         return 2;
     }
-    const auto cmd = vm["command"].as<std::string>();
-    if (!sub.empty() && sub.front() == cmd) sub.erase(sub.begin());
+    const auto name = vm["command"].as<std::string>();
+    if (!sub.empty() && sub.front() == name) sub.erase(sub.begin());
     if (vm.count("help")) sub.push_back("--help");
 
-    ctl::Client client;
     bool connected = false;
     try {
-        return run(client, cmd, sub, vm.count("json") > 0, vm["socket"].as<std::string>(), connected);
+        const Subcommand* sc = find_subcommand(name);
+        if (!sc) throw Usage("unknown command '" + printable(name, 40) + "'");
+        return run(*sc, sub, vm["socket"].as<std::string>(), vm.count("json") > 0, connected);
     } catch (const Usage& e) {
         std::fprintf(stderr, "portcullisctl: %s\n", e.what());
         return 2;

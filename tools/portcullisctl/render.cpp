@@ -4,9 +4,9 @@
 #include <algorithm>
 #include <vector>
 
-#include "control/approval.hpp"
-#include "control/wire.hpp"
-#include "dataplane/counters.hpp"
+#include "api/approval.hpp"
+#include "api/counter_catalogue.hpp"
+#include "api/wire.hpp"
 
 namespace portcullis::ctl {
 

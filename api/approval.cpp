@@ -1,11 +1,11 @@
 // Approval records and their JSON and line forms (see approval.hpp).
-#include "control/approval.hpp"
+#include "api/approval.hpp"
 
 #include <charconv>
 #include <ctime>
 #include <stdexcept>
 
-#include "control/wire.hpp"
+#include "api/wire.hpp"
 
 namespace portcullis {
 

@@ -8,9 +8,10 @@
 #include <string>
 #include <string_view>
 
+#include "api/protocol.hpp"
+
 namespace portcullis {
 
-inline constexpr int kProtocolVersion = 1;
 // Deeper requests are refused before nlohmann sees them: every request is at most two levels deep, and
 // recursive serialisation of a deep value (in an error message, say) would overflow the stack.
 inline constexpr size_t kMaxRequestDepth = 16;
@@ -19,7 +20,8 @@ inline constexpr size_t kMaxRequestDepth = 16;
 std::optional<nlohmann::json> parse_request(std::string_view line, std::string* why);
 // One reply line, '\n'-terminated. Invalid UTF-8 in any string is replaced (U+FFFD), never thrown.
 std::string reply_line(const nlohmann::json& reply);
-// The error reply: {"v": 1, "ok": false, "error": why}.
+// The two reply envelopes: {"v": 1, "ok": true, ...body} and {"v": 1, "ok": false, "error": why}.
+nlohmann::json ok_reply(nlohmann::json body = nlohmann::json::object());
 nlohmann::json error_reply(const std::string& why);
 // Client text made safe to quote in a one-line message: invalid UTF-8 and control characters become '?',
 // and anything past `max` bytes is cut with "...".

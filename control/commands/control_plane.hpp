@@ -1,7 +1,8 @@
-// The control protocol's commands: one JSON request in, one JSON reply out, for every operator action.
-// Requests are {"v": 1, "cmd": "...", ...}; replies {"v": 1, "ok": true, ...} or {"v": 1, "ok": false,
-// "error": "one line"}. A change is durable (store), audited, and published to the workers (a new policy
-// snapshot) before its reply is returned. See docs/control.md for every command and its arguments.
+// The control plane: one JSON request in, one JSON reply out, for every operator action (the protocol:
+// api/protocol.hpp, api/wire.hpp). A change is durable (store), audited, and published to the workers (a new
+// policy snapshot) before its reply is returned. Each command is one entry of the handler table
+// (control_plane.cpp) and one handler, in the file of its concern: reports.cpp, approvals.cpp, settings.cpp.
+// See docs/control.md for every command and its arguments.
 #pragma once
 
 #include <cstdint>
@@ -12,13 +13,13 @@
 #include <string>
 #include <vector>
 
+#include "api/wire.hpp"
 #include "control/audit.hpp"
 #include "control/config.hpp"
 #include "control/publisher.hpp"
 #include "control/source_stats.hpp"
 #include "control/stats.hpp"
 #include "control/store.hpp"
-#include "control/wire.hpp"
 #include "dataplane/clock.hpp"
 #include "dataplane/flow_tracker.hpp"
 #include "dataplane/source_table.hpp"
@@ -92,6 +93,18 @@ class ControlPlane {
     void set_rules_compiler(RulesCompiler* compiler) { compiler_ = compiler; }
 
   private:
+    // One request as a handler sees it.
+    struct Call {
+        const std::string& cmd;
+        const nlohmann::json& req;
+        const Peer& peer;
+        Session& session;
+    };
+    struct Handler {
+        const char* name;
+        nlohmann::json (*run)(ControlPlane&, const Call&);  // the whole reply (api/wire.hpp's envelope)
+    };
+    static const std::vector<Handler>& handlers();
     nlohmann::json dispatch(const std::string& cmd, const nlohmann::json& req, const Peer& peer,
                             Session& session);
     nlohmann::json approve(const nlohmann::json& req, const Peer& peer);
@@ -100,6 +113,8 @@ class ControlPlane {
     nlohmann::json list(const nlohmann::json& req) const;
     nlohmann::json show(const nlohmann::json& req) const;
     nlohmann::json status() const;
+    nlohmann::json stats() const;
+    nlohmann::json export_records() const;
     nlohmann::json flow_status() const;
     nlohmann::json import_begin(Session& session);
     nlohmann::json import_chunk(const nlohmann::json& req, Session& session);

@@ -1,5 +1,5 @@
 // Control protocol wire form (see wire.hpp).
-#include "control/wire.hpp"
+#include "api/wire.hpp"
 
 namespace portcullis {
 
@@ -111,8 +111,14 @@ std::string reply_line(const nlohmann::json& reply) {
     }
 }
 
+nlohmann::json ok_reply(nlohmann::json body) {
+    body[key::kVersion] = kProtocolVersion;
+    body[key::kOk] = true;
+    return body;
+}
+
 nlohmann::json error_reply(const std::string& why) {
-    return {{"v", kProtocolVersion}, {"ok", false}, {"error", why}};
+    return {{key::kVersion, kProtocolVersion}, {key::kOk, false}, {key::kError, why}};
 }
 
 }  // namespace portcullis

@@ -1,0 +1,44 @@
+// The control protocol between portcullisctl (or any client) and the daemon: its version and the names of
+// its commands and envelope keys, shared by both ends so that neither spells them on its own. One JSON
+// object a line each way: requests {"v": 1, "cmd": NAME, ...}, replies {"v": 1, "ok": true, ...} or
+// {"v": 1, "ok": false, "error": "one line"} (api/wire.hpp). docs/control.md lists every command's arguments.
+#pragma once
+
+namespace portcullis {
+
+inline constexpr int kProtocolVersion = 1;
+
+// The envelope's keys.
+namespace key {
+inline constexpr const char* kVersion = "v";
+inline constexpr const char* kCmd = "cmd";
+inline constexpr const char* kOk = "ok";
+inline constexpr const char* kError = "error";
+}  // namespace key
+
+// Command names.
+namespace cmd {
+// reports
+inline constexpr const char* kStatus = "status";
+inline constexpr const char* kStats = "stats";
+inline constexpr const char* kList = "list";
+inline constexpr const char* kShow = "show";
+inline constexpr const char* kExport = "export";
+// approvals
+inline constexpr const char* kApprove = "approve";
+inline constexpr const char* kSuspend = "suspend";
+inline constexpr const char* kResume = "resume";
+inline constexpr const char* kRevoke = "revoke";
+inline constexpr const char* kUnban = "unban";
+inline constexpr const char* kImportBegin = "import_begin";
+inline constexpr const char* kImportChunk = "import_chunk";
+inline constexpr const char* kImportCommit = "import_commit";
+// settings
+inline constexpr const char* kManaged = "managed";
+inline constexpr const char* kRelay = "relay";
+inline constexpr const char* kMonitor = "monitor";
+inline constexpr const char* kLimits = "limits";
+inline constexpr const char* kRules = "rules";
+}  // namespace cmd
+
+}  // namespace portcullis

@@ -1,0 +1,226 @@
+// Approvals: approve, suspend, resume, revoke (and ban), unban, and bulk import in three steps (see
+// control_plane.hpp). Each change is durable, audited and published before its reply.
+#include "control/commands/control_plane.hpp"
+
+#include <algorithm>
+
+#include "control/commands/request.hpp"
+
+namespace portcullis {
+
+using nlohmann::json;
+
+namespace {
+
+std::string describe_ban(const Approval& a) {
+    std::string s = to_string(a.prefix) + " is banned since " + format_time(a.updated);
+    if (!a.ticket.empty()) s += " (ticket " + a.ticket + ")";
+    if (!a.reason.empty()) s += ": " + a.reason;
+    return s;
+}
+
+}  // namespace
+
+json ControlPlane::approve(const json& req, const Peer& peer) {
+    const Prefix p = need_prefix(req);
+    const int64_t now = now_s();
+    const bool force = opt_bool(req, "force");
+    const Approval* existing = store_.find(p);
+    if (const Approval* cover = store_.covering(p); cover && cover->state == ApprovalState::Banned) {
+        const std::string why = cover->prefix == p ? describe_ban(*cover) + "; it cannot be approved again"
+                                                   : to_string(p) + " is inside " + describe_ban(*cover) +
+                                                         "; it cannot be approved";
+        audit_.record(peer, "approve", req, to_json(*cover), nullptr, "refused: " + why);
+        return error_reply(why);
+    }
+    if (auto why = danger(p); !why.empty() && !force)
+        throw RequestError("approving " + why + ": that needs --force");
+    Approval a = existing ? *existing : Approval{};
+    a.prefix = p;
+    a.state = ApprovalState::Approved;
+    if (req.contains("hostname")) {
+        a.hostname = need_string(req, "hostname");
+        if (!a.hostname.empty() && !valid_hostname(a.hostname))
+            throw RequestError("hostname '" + printable(a.hostname) +
+                               "' is not a fully qualified domain name");
+    }
+    if (req.contains("domains")) {
+        if (!req["domains"].is_array()) throw RequestError("'domains' must be an array of strings");
+        if (req["domains"].size() > kMaxDomains)
+            throw RequestError("domains: more than " + std::to_string(kMaxDomains));
+        a.domains.clear();
+        for (const auto& d : req["domains"]) {
+            if (!d.is_string() || !valid_hostname(d.get<std::string>()))
+                throw RequestError("domains: " + printable(reply_line(d), 80) +
+                                   " is not a domain name such as example.com");
+            a.domains.push_back(d.get<std::string>());
+        }
+    }
+    if (auto v = opt_int(req, "max_concurrent", 1, kMaxConcurrent); v >= 0)
+        a.max_concurrent = static_cast<uint32_t>(v);
+    if (auto v = opt_int(req, "rate_per_min", 1, kMaxRatePerMin); v >= 0)
+        a.rate_per_min = static_cast<uint32_t>(v);
+    if (auto v = opt_int(req, "daily", 1, kMaxDaily); v >= 0) a.daily = static_cast<uint32_t>(v);
+    if (auto v = opt_int(req, "expires", 0, kMaxTime); v >= 0) {
+        if (v != 0 && v <= now) throw RequestError("'expires' is in the past: " + format_time(v));
+        a.expires = v;
+    }
+    if (req.contains("ticket")) a.ticket = text_field(req, "ticket", kMaxTicket);
+    if (req.contains("reason")) a.reason = text_field(req, "reason", kMaxReason);
+    a.operator_name = peer.user;
+    if (!existing) a.created = now;
+    a.updated = now;
+    json reply = commit("approve", req, peer, existing, a);
+    if (reply["ok"] != true) return reply;
+    const auto managed = managed_now();
+    bool any = false, within = false;
+    for (const auto& m : managed) {
+        any = any || overlaps(p, m);
+        within = within || inside(p, m);
+    }
+    if (!any)
+        reply["note"] = to_string(p) + " is outside managed_prefixes: the policy does not apply to it anyway";
+    else if (!within)
+        reply["note"] =
+            to_string(p) +
+            " is only partly inside managed_prefixes: the approval matters only for the part inside";
+    return reply;
+}
+
+json ControlPlane::set_state(const std::string& cmd, const json& req, const Peer& peer) {
+    const Prefix p = need_prefix(req);
+    const Approval* existing = store_.find(p);
+    Approval a;
+    if (cmd == "revoke") {
+        const bool ban = opt_bool(req, "ban");
+        if (existing && existing->state == ApprovalState::Banned)
+            throw RequestError(to_string(p) + " is already banned");
+        if (auto why = danger(p); ban && !why.empty() && !opt_bool(req, "force"))
+            throw RequestError("banning " + why + " (a ban is for good): that needs --force");
+        // No record of its own: a revocation carves the prefix out of a wider approval.
+        a = existing ? *existing : Approval{};
+        a.prefix = p;
+        if (!existing) a.created = now_s();
+        a.state = ban ? ApprovalState::Banned : ApprovalState::Revoked;
+    } else {
+        if (!existing) {
+            const auto [rec, source] = effective_record(p);
+            throw RequestError(
+                to_string(p) + " has no approval record of its own" +
+                (rec ? std::string(" (") + to_string(rec->prefix) + " from the " + source + " covers it)"
+                     : std::string()));
+        }
+        const auto want = cmd == "suspend" ? ApprovalState::Approved : ApprovalState::Suspended;
+        if (existing->state != want)
+            throw RequestError(to_string(p) + " is " + state_name(existing->state) + ", not " +
+                               state_name(want));
+        a = *existing;
+        a.state = cmd == "suspend" ? ApprovalState::Suspended : ApprovalState::Approved;
+    }
+    if (req.contains("reason")) a.reason = text_field(req, "reason", kMaxReason);
+    if (req.contains("ticket")) a.ticket = text_field(req, "ticket", kMaxTicket);
+    a.operator_name = peer.user;
+    a.updated = now_s();
+    return commit(cmd, req, peer, existing, a);
+}
+
+// A ban is for good for customers (seed 000); an operator who banned the wrong prefix lifts it here, with a
+// reason, and the record becomes revoked: an approve is needed to send again.
+
+json ControlPlane::unban(const json& req, const Peer& peer) {
+    const Prefix p = need_prefix(req);
+    const std::string reason = req.contains("reason") ? text_field(req, "reason", kMaxReason) : "";
+    if (reason.empty()) throw RequestError("unban needs a reason (--reason): it is kept in the audit log");
+    const Approval* existing = store_.find(p);
+    if (!existing || existing->state != ApprovalState::Banned) {
+        const Approval* cover = store_.covering(p);
+        if (cover && cover->state == ApprovalState::Banned)
+            throw RequestError(to_string(p) + " is inside the ban of " + to_string(cover->prefix) +
+                               ": unban " + to_string(cover->prefix));
+        throw RequestError(to_string(p) + " is not banned");
+    }
+    Approval a = *existing;
+    a.state = ApprovalState::Revoked;
+    a.reason = reason;
+    if (req.contains("ticket")) a.ticket = text_field(req, "ticket", kMaxTicket);
+    a.operator_name = peer.user;
+    a.updated = now_s();
+    return commit("unban", req, peer, existing, a);
+}
+
+json ControlPlane::import_begin(Session& session) {
+    session = Session{};  // a new begin drops what an earlier one left, and its slot
+    if (*imports_ >= kMaxImports)
+        throw RequestError("another " + std::to_string(*imports_) + " import(s) in progress (at most " +
+                           std::to_string(kMaxImports) + " at once); try again");
+    ++*imports_;
+    auto count = imports_;
+    session.import_slot = std::shared_ptr<void>(count.get(), [count](void*) { --*count; });
+    session.importing = true;
+    return ok_reply();
+}
+
+json ControlPlane::import_chunk(const json& req, Session& session) {
+    if (!session.importing) throw RequestError("no import in progress: send import_begin first");
+    if (!req.contains("lines") || !req["lines"].is_array()) throw RequestError("'lines' must be an array");
+    const auto first = opt_int(req, "first_line", 1, INT32_MAX);
+    size_t line_no = first < 0 ? session.pending.size() + 1 : static_cast<size_t>(first);
+    auto abandon = [&](const std::string& why) {
+        session = Session{};
+        return RequestError(why + " (nothing imported)");
+    };
+    for (const auto& l : req["lines"]) {
+        if (!l.is_string()) throw abandon("line " + std::to_string(line_no) + ": not a string");
+        const auto& text = l.get_ref<const std::string&>();
+        session.bytes += text.size() + 1;
+        if (session.bytes > kMaxImportBytes)
+            throw abandon("import larger than " + std::to_string(kMaxImportBytes >> 20) + " MiB");
+        std::string why;
+        auto a = parse_line(text, &why);
+        if (!a && !why.empty()) throw abandon("line " + std::to_string(line_no) + ": " + why);
+        if (a) session.pending.emplace_back(line_no, std::move(*a));
+        if (session.pending.size() > kMaxImportRecords)
+            throw abandon("import larger than " + std::to_string(kMaxImportRecords) + " records");
+        ++line_no;
+    }
+    return ok_reply({{"pending", session.pending.size()}});
+}
+
+json ControlPlane::import_commit(const json& req, const Peer& peer, Session& session) {
+    if (!session.importing) throw RequestError("no import in progress: send import_begin first");
+    const bool force = opt_bool(req, "force");
+    const int64_t now = now_s();
+    std::vector<Approval> all;
+    all.reserve(session.pending.size());
+    auto refuse = [&](const std::string& why) {
+        session = Session{};
+        audit_.record(peer, "import", {{"entries", all.size()}}, nullptr, nullptr, "refused: " + why);
+        return error_reply(why);
+    };
+    for (auto& [line_no, a] : session.pending) {
+        const std::string at = "line " + std::to_string(line_no) + ": ";
+        if (const Approval* cover = store_.covering(a.prefix);
+            cover && cover->state == ApprovalState::Banned && a.state != ApprovalState::Banned)
+            return refuse(at + describe_ban(*cover) + " (nothing imported)");
+        if (a.state == ApprovalState::Approved || a.state == ApprovalState::Banned)
+            if (auto why = danger(a.prefix); !why.empty() && !force)
+                return refuse(at + why + ": that needs --force (nothing imported)");
+        const Approval* existing = store_.find(a.prefix);
+        a.created = existing ? existing->created : now;
+        a.updated = now;
+        a.operator_name = peer.user;
+        all.push_back(std::move(a));
+    }
+    const size_t n = all.size();
+    session = Session{};
+    if (auto err = durable(
+            "import", {{"entries", n}, {"force", force}}, peer, nullptr, [&] { return store_.put_all(all); },
+            [&] {
+                return json{{"records", store_.records().size()}};
+            });
+        !err.empty())
+        return error_reply("not saved: " + err + " (nothing imported)");
+    return ok_reply({{"applied", n}, {"records", store_.records().size()}});
+}
+
+}  // namespace portcullis

@@ -1,0 +1,48 @@
+// Request field readers (see request.hpp).
+#include "control/commands/request.hpp"
+
+namespace portcullis {
+
+using nlohmann::json;
+
+std::string need_string(const json& req, const char* key) {
+    if (!req.contains(key)) throw RequestError(std::string("missing '") + key + "'");
+    if (!req[key].is_string()) throw RequestError(std::string("'") + key + "' must be a string");
+    return req[key].get<std::string>();
+}
+
+std::string opt_string(const json& req, const char* key) {
+    return req.contains(key) ? need_string(req, key) : std::string();
+}
+
+int64_t opt_int(const json& req, const char* key, int64_t lo, int64_t hi) {
+    if (!req.contains(key)) return -1;
+    if (!req[key].is_number_integer()) throw RequestError(std::string("'") + key + "' must be an integer");
+    const auto v = req[key].get<int64_t>();
+    if (v < lo || v > hi)
+        throw RequestError(std::string("'") + key + "' must be between " + std::to_string(lo) + " and " +
+                           std::to_string(hi));
+    return v;
+}
+
+Prefix need_prefix(const json& req, const char* key) {
+    const auto text = need_string(req, key);
+    std::string why;
+    auto p = parse_prefix(text, &why);
+    if (!p) throw RequestError("'" + printable(text) + "': " + why);
+    return *p;
+}
+
+std::string text_field(const json& req, const char* key, size_t max) {
+    auto v = need_string(req, key);
+    if (auto err = check_text(key, v, max); !err.empty()) throw RequestError(err);
+    return v;
+}
+
+bool opt_bool(const json& req, const char* key) {
+    if (!req.contains(key)) return false;
+    if (!req[key].is_boolean()) throw RequestError(std::string("'") + key + "' must be true or false");
+    return req[key].get<bool>();
+}
+
+}  // namespace portcullis

@@ -1,0 +1,46 @@
+// What every command handler needs to read a request: typed access to its fields, each failure a
+// RequestError whose text becomes the one-line error reply; and the clock the handlers share.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+
+#include "api/approval.hpp"
+#include "api/wire.hpp"
+#include "common/net_addr.hpp"
+
+namespace portcullis {
+
+// A request the daemon refuses for what it says: the reply is {"ok": false, "error": what()}.
+struct RequestError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+inline int64_t now_s() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+// Field readers: a missing or mistyped field is a RequestError naming it.
+std::string need_string(const nlohmann::json& req, const char* key);
+std::string opt_string(const nlohmann::json& req, const char* key);                   // "" when absent
+int64_t opt_int(const nlohmann::json& req, const char* key, int64_t lo, int64_t hi);  // -1 when absent
+bool opt_bool(const nlohmann::json& req, const char* key);                            // false when absent
+Prefix need_prefix(const nlohmann::json& req, const char* key = "addr");
+// Operator text (a ticket, a reason) within its bound.
+std::string text_field(const nlohmann::json& req, const char* key, size_t max);
+
+// Prefix relations the handlers check: the same family and one holds the other's first address; inner lies
+// wholly inside outer.
+inline bool overlaps(const Prefix& a, const Prefix& b) {
+    return a.addr.v6 == b.addr.v6 && (a.contains(b.addr) || b.contains(a.addr));
+}
+inline bool inside(const Prefix& inner, const Prefix& outer) {
+    return inner.addr.v6 == outer.addr.v6 && outer.len <= inner.len && outer.contains(inner.addr);
+}
+
+}  // namespace portcullis
