@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "common/net_addr.hpp"
-#include "dataplane/flow_tracker.hpp"
+#include "dataplane/flow_timeouts.hpp"
 #include "dataplane/policy.hpp"
 
 namespace portcullis {

@@ -25,18 +25,13 @@
 #include "dataplane/clock.hpp"
 #include "dataplane/counters.hpp"
 #include "dataplane/flow_table.hpp"
+#include "dataplane/flow_timeouts.hpp"
 #include "dataplane/inspect.hpp"
 #include "dataplane/policy.hpp"
 #include "dataplane/source_table.hpp"
 #include "dataplane/tcp_segment.hpp"
 
 namespace portcullis {
-
-struct FlowTimeouts {
-    uint32_t half_open_ms = 30'000;       // SYN seen, handshake not completed
-    uint32_t established_ms = 1'800'000;  // idle, open connection
-    uint32_t closing_ms = 60'000;         // FIN from one side; also how long a closed flow lingers
-};
 
 enum class TrackVerdict : uint8_t {
     Forward,        // send it on (strip_payload: without its payload)

@@ -63,9 +63,6 @@ const std::array<std::string, kUnreadableCauses> kUnreadableReplies = {
     "503 5.5.1 Commands sent before the reply to STARTTLS or DATA (RFC 2920, RFC 3207)",
     "554 5.7.0 TLS not confirmed by the server, or TLS record framing broken",
 };
-constexpr std::array<const char*, kUnreadableCauses> kUnreadableNames = {
-    "budget", "pool_full", "gap", "server_gap", "desync", "overlong", "protocol", "tls"};
-
 }  // namespace
 
 struct Inspector::State {
@@ -176,10 +173,6 @@ size_t Inspector::bytes_per_flow() const {
 }
 uint32_t Inspector::capacity() const {
     return static_cast<uint32_t>(states_.size());
-}
-
-const char* unreadable_name(Unreadable u) {
-    return kUnreadableNames[static_cast<size_t>(u)];
 }
 
 const std::string& unreadable_reply(Unreadable u) {

@@ -42,6 +42,7 @@
 
 #include "dataplane/counters.hpp"
 #include "dataplane/smtp_command.hpp"
+#include "dataplane/unreadable.hpp"
 
 namespace portcullis {
 
@@ -86,32 +87,6 @@ inline bool looks_like_smtp_command(const uint8_t* payload, uint16_t len) {
 
 // Asks the probe database (block mode) whether a first payload is an SMTP command line.
 bool probe_smtp(const InspectDb& db, uint16_t worker, const uint8_t* payload, uint16_t len);
-
-// Why a session that must be read could not be. The capacity causes come first (a 4xx reply: the client may
-// try again), then the protocol causes (5xx). Shares its order with the inspect_unreadable_* counters.
-enum class Unreadable : uint8_t {
-    Budget,     // more than InspectPolicy::budget bytes of commands in one transaction
-    PoolFull,   // no inspection slot free (the caller's cause: Inspector::open returned kNone)
-    Gap,        // a client sequence gap: a segment lost or reordered
-    ServerGap,  // a server sequence gap: replies lost, the pairing broken
-    Desync,     // a server line that is no reply, or a reply to no command
-    Overlong,   // a line past kMaxLine, or cut (at kKeep) inside its verb, EHLO name or MAIL FROM path
-    Protocol,   // client bytes while the reply to STARTTLS or DATA is awaited
-    Tls,        // TLS framing broken, or a cleartext answer to a client's TLS
-};
-inline constexpr size_t kUnreadableCauses = 8;
-// "budget", "pool_full", ...: the suffix of its counter.
-const char* unreadable_name(Unreadable u);
-// The reply line the client gets: "421 4.7.0 ..." for the capacity causes, "500 5.5.2 ..." and kin for the
-// others.
-const std::string& unreadable_reply(Unreadable u);
-inline Ctr unreadable_counter(Unreadable u) {
-    static_assert(static_cast<int>(Ctr::inspect_unreadable_tls) -
-                      static_cast<int>(Ctr::inspect_unreadable_budget) ==
-                  static_cast<int>(Unreadable::Tls) - static_cast<int>(Unreadable::Budget));
-    static_assert(static_cast<size_t>(Unreadable::Tls) + 1 == kUnreadableCauses);
-    return static_cast<Ctr>(static_cast<int>(Ctr::inspect_unreadable_budget) + static_cast<int>(u));
-}
 
 // What the inspection of one segment found. Once a verdict other than Continue is given, every later call
 // for that slot returns it again (a server-side verdict reaches the caller's client path too).

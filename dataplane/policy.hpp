@@ -11,13 +11,16 @@
 #include <string>
 
 #include "dataplane/cookie.hpp"
-#include "dataplane/inspect.hpp"
 #include "dataplane/limits.hpp"
 #include "dataplane/prefix6_set.hpp"
 #include "dataplane/respond.hpp"
+#include "dataplane/smtp_command.hpp"
+#include "dataplane/unreadable.hpp"
 #include "dataplane/v4_summary.hpp"
 
 namespace portcullis {
+
+struct InspectDb;  // dataplane/inspect.hpp: the operator's compiled rules, shared by the snapshots
 
 // What an unapproved managed source gets when SMTP is found on a port that is not an SMTP port.
 enum class OtherPorts : uint8_t { Allow, Limit, Refuse };

@@ -107,34 +107,53 @@ bool answer_refusal(const Policy& pol, rte_mbuf* m, const Parsed& p, LazyNow& no
 // have their address taken, so they stay in registers across the calls to the parser.
 enum class Dest : uint8_t { Fwd, Back, Drop };
 
-// A refusal: counted, reported (into *ev), then forwarded (monitor), answered, or dropped.
-Dest refuse(const Policy& pol, rte_mbuf* m, const Parsed& p, LazyNow& now, Action action, ReplyReason reason,
-            RefusalEvent* ev, Counters& c) {
-    note_refusal(*ev, p, reason);
-    if (reason == ReplyReason::Unapproved && (p.tcp_flags & tcpflag::SYN)) c.add(Ctr::refused_unapproved_syn);
-    if (pol.monitor) {  // counted and reported, not refused
-        c.add(Ctr::monitor_passed);
+// One segment on the slow path (SMTP, refusals): what every step needs, and what it leaves for the burst loop
+// besides the frame's Dest: a refusal event written into *ev (reported), a second frame to forward (extra).
+struct Segment {
+    const WorkerContext& ctx;
+    const Policy& pol;
+    rte_mbuf* m;
+    const Parsed& p;
+    LazyNow& now;
+    Counters& c;
+    RefusalEvent* ev;
+    bool reported = false;
+    rte_mbuf* extra = nullptr;
+
+    uint8_t* data() const { return rte_pktmbuf_mtod(m, uint8_t*); }
+    void report(ReplyReason reason) {
+        note_refusal(*ev, p, reason);
+        reported = true;
+    }
+};
+
+// A refusal: counted, reported, then forwarded (monitor), answered, or dropped.
+Dest refuse(Segment& s, Action action, ReplyReason reason) {
+    s.report(reason);
+    if (reason == ReplyReason::Unapproved && (s.p.tcp_flags & tcpflag::SYN))
+        s.c.add(Ctr::refused_unapproved_syn);
+    if (s.pol.monitor) {  // counted and reported, not refused
+        s.c.add(Ctr::monitor_passed);
         return Dest::Fwd;
     }
-    return answer_refusal(pol, m, p, now, action, reason, c) ? Dest::Back : Dest::Drop;
+    return answer_refusal(s.pol, s.m, s.p, s.now, action, reason, s.c) ? Dest::Back : Dest::Drop;
 }
 
 // Ends a session whose client said what the policy refuses: the server gets a RST (a fresh buffer, its own
-// sequence number: it never got this segment) in *extra; the client gets action_payload's answer in place.
-Dest end_session(Action action, rte_mbuf* m, const Parsed& p, const std::string& reply, rte_mbuf** extra,
-                 Counters& c) {
-    if (m->nb_segs != 1) {
+// sequence number: it never got this segment) in s.extra; the client gets action_payload's answer in place.
+Dest end_session(Segment& s, Action action, const std::string& reply) {
+    Counters& c = s.c;
+    if (s.m->nb_segs != 1) {
         c.add(Ctr::multi_segment);
         c.add(Ctr::dropped_refused);
         return Dest::Drop;
     }
-    uint8_t* data = rte_pktmbuf_mtod(m, uint8_t*);
-    if (rte_mbuf* r = rte_pktmbuf_alloc(m->pool)) {
+    if (rte_mbuf* r = rte_pktmbuf_alloc(s.m->pool)) {
         const uint32_t len =
-            make_forward_rst(data, p, rte_pktmbuf_mtod(r, uint8_t*), rte_pktmbuf_tailroom(r));
+            make_forward_rst(s.data(), s.p, rte_pktmbuf_mtod(r, uint8_t*), rte_pktmbuf_tailroom(r));
         if (len) {
             set_length(r, len);
-            *extra = r;
+            s.extra = r;
             c.add(Ctr::rst_sent_server);
         } else {
             rte_pktmbuf_free(r);
@@ -144,100 +163,92 @@ Dest end_session(Action action, rte_mbuf* m, const Parsed& p, const std::string&
     }
     uint32_t len = 0;
     if (action == Action::Smtp) {
-        len = smtp_close_in_place(data, rte_pktmbuf_data_len(m) + rte_pktmbuf_tailroom(m), p, reply);
+        len =
+            smtp_close_in_place(s.data(), rte_pktmbuf_data_len(s.m) + rte_pktmbuf_tailroom(s.m), s.p, reply);
         c.add(len ? Ctr::smtp_reply_sent : Ctr::dropped_refused);
     } else if (action == Action::Rst) {
-        len = make_rst_in_place(data, p);
+        len = make_rst_in_place(s.data(), s.p);
         c.add(Ctr::rst_sent);
     } else {
         c.add(Ctr::dropped_refused);
     }
     if (!len) return Dest::Drop;
-    set_length(m, len);
+    set_length(s.m, len);
     return Dest::Back;
 }
 
 // A SYN's data (TCP Fast Open) removed, in place: the client sends it again after the handshake, in order.
-Dest strip_syn_data(rte_mbuf* m, const Parsed& p) {
-    if (m->nb_segs != 1) return Dest::Drop;
-    const uint32_t len = strip_payload_in_place(rte_pktmbuf_mtod(m, uint8_t*), p);
-    rte_pktmbuf_trim(m, static_cast<uint16_t>(rte_pktmbuf_pkt_len(m) - len));
-    m->ol_flags = 0;
+Dest strip_syn_data(Segment& s) {
+    if (s.m->nb_segs != 1) return Dest::Drop;
+    const uint32_t len = strip_payload_in_place(s.data(), s.p);
+    rte_pktmbuf_trim(s.m, static_cast<uint16_t>(rte_pktmbuf_pkt_len(s.m) - len));
+    s.m->ol_flags = 0;
     return Dest::Fwd;
 }
 
 // A client segment of a session ended mid-way: its FIN is acknowledged, data is reset, the rest dropped.
-Dest after_session(rte_mbuf* m, const Parsed& p, Counters& c) {
-    if (m->nb_segs != 1 || (p.tcp_flags & tcpflag::RST)) return Dest::Drop;
-    uint8_t* data = rte_pktmbuf_mtod(m, uint8_t*);
+Dest after_session(Segment& s) {
+    if (s.m->nb_segs != 1 || (s.p.tcp_flags & tcpflag::RST)) return Dest::Drop;
     uint32_t len = 0;
-    if (p.payload_len) {
-        len = make_rst_in_place(data, p);
-        c.add(Ctr::rst_sent);
-    } else if (p.tcp_flags & tcpflag::FIN) {
-        len = ack_fin_in_place(data, p);
-        c.add(Ctr::smtp_finack_sent);
+    if (s.p.payload_len) {
+        len = make_rst_in_place(s.data(), s.p);
+        s.c.add(Ctr::rst_sent);
+    } else if (s.p.tcp_flags & tcpflag::FIN) {
+        len = ack_fin_in_place(s.data(), s.p);
+        s.c.add(Ctr::smtp_finack_sent);
     } else {
-        c.add(Ctr::smtp_quiet);
+        s.c.add(Ctr::smtp_quiet);
         return Dest::Drop;
     }
-    set_length(m, len);
+    set_length(s.m, len);
     return Dest::Back;
 }
 
 // Files the tracker's verdict on a segment (all but Untracked): forward it, refuse the connection, end the
 // session.
-Dest on_verdict(const TrackResult& t, const Policy& pol, rte_mbuf* m, const Parsed& p, LazyNow& now,
-                RefusalEvent* ev, bool* reported, rte_mbuf** extra, Counters& c) {
+Dest on_verdict(Segment& s, const TrackResult& t) {
     switch (t.verdict) {
         case TrackVerdict::RefuseSession:
-            *reported = true;
-            note_refusal(*ev, p, t.reason);
-            return end_session(t.action, m, p, t.reply ? *t.reply : std::string(), extra, c);
+            s.report(t.reason);
+            return end_session(s, t.action, t.reply ? *t.reply : std::string());
         case TrackVerdict::Refused:
-            return after_session(m, p, c);
+            return after_session(s);
         case TrackVerdict::Refuse:
-            *reported = true;
-            return refuse(pol, m, p, now, pol.action_limit, t.reason, ev, c);
+            return refuse(s, s.pol.action_limit, t.reason);
         case TrackVerdict::Drop:  // the normaliser's (counted): in monitor mode nothing is refused
-            if (!pol.monitor) return Dest::Drop;
-            c.add(Ctr::monitor_passed);
+            if (!s.pol.monitor) return Dest::Drop;
+            s.c.add(Ctr::monitor_passed);
             return Dest::Fwd;
         default:
-            return t.strip_payload ? strip_syn_data(m, p) : Dest::Fwd;
+            return t.strip_payload ? strip_syn_data(s) : Dest::Fwd;
     }
 }
 
 // A segment to a port that is not an SMTP port that may belong to an SMTP session found by its commands.
-Dest track_other(const WorkerContext& ctx, const Policy& pol, rte_mbuf* m, const Parsed& p, LazyNow& now,
-                 RefusalEvent* ev, bool* reported, rte_mbuf** extra, Counters& c) {
-    const TrackResult t =
-        ctx.flows->outbound_other(p, rte_pktmbuf_mtod(m, const uint8_t*), pol, now.get(), c);
-    return on_verdict(t, pol, m, p, now, ev, reported, extra, c);
+Dest track_other(Segment& s) {
+    return on_verdict(s, s.ctx.flows->outbound_other(s.p, s.data(), s.pol, s.now.get(), s.c));
 }
 
 // An SMTP-class segment from a managed source: tracked, admitted or refused by the source's limits, and read.
-// Sets *reported when it wrote a refusal event into *ev, *extra when there is a second frame to forward.
-Dest track(const WorkerContext& ctx, const Policy& pol, rte_mbuf* m, const Parsed& p, bool to_relay,
-           LazyNow& now, RefusalEvent* ev, bool* reported, rte_mbuf** extra, Counters& c) {
-    const TrackResult t =
-        ctx.flows->outbound(p, rte_pktmbuf_mtod(m, const uint8_t*), pol, to_relay, now.get(), c);
+Dest track(Segment& s, bool to_relay) {
+    FlowTracker& flows = *s.ctx.flows;
+    const TrackResult t = flows.outbound(s.p, s.data(), s.pol, to_relay, s.now.get(), s.c);
     if (t.verdict == TrackVerdict::Forward && !t.strip_payload) [[likely]]
         return Dest::Fwd;
-    if (t.verdict != TrackVerdict::Untracked) return on_verdict(t, pol, m, p, now, ev, reported, extra, c);
+    if (t.verdict != TrackVerdict::Untracked) return on_verdict(s, t);
     // A segment of no connection this worker knows: maybe the next step of a stateless limit refusal.
-    if (pol.action_limit == Action::Smtp && m->nb_segs == 1) {
+    if (s.pol.action_limit == Action::Smtp && s.m->nb_segs == 1) {
         SmtpStep step;
-        const uint32_t len = answer_smtp(pol, m, p, now, ReplyReason::Unapproved, &step);
+        const uint32_t len = answer_smtp(s.pol, s.m, s.p, s.now, ReplyReason::Unapproved, &step);
         if (step != SmtpStep::Forged) {
-            c.add(smtp_counter(step));
+            s.c.add(smtp_counter(step));
             if (!len) return Dest::Drop;
-            set_length(m, len);
+            set_length(s.m, len);
             return Dest::Back;
         }
     }
     // A segment of a connection this worker has no record of: it cannot be vouched for, so it is reset.
-    return on_verdict(ctx.flows->unknown(p, pol, c), pol, m, p, now, ev, reported, extra, c);
+    return on_verdict(s, flows.unknown(s.p, s.pol, s.c));
 }
 
 }  // namespace
@@ -292,22 +303,18 @@ void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pk
         } else {
             c.add(d.reason);
         }
+        Segment seg{ctx, pol, m, p, now, c, &events[ne]};
         Dest dest = Dest::Drop;  // malformed: counted, dropped
-        bool reported = false;
-        rte_mbuf* extra = nullptr;
         if (d.verdict == Verdict::Forward) {
-            dest = track_other(ctx, pol, m, p, now, &events[ne], &reported, &extra, c);
+            dest = track_other(seg);
         } else if (d.verdict == Verdict::Track) {
-            dest = ctx.flows ? track(ctx, pol, m, p, d.reason == Ctr::pass_relay, now, &events[ne], &reported,
-                                     &extra, c)
-                             : Dest::Fwd;
+            dest = ctx.flows ? track(seg, d.reason == Ctr::pass_relay) : Dest::Fwd;
         } else if (d.reason == Ctr::refused_unapproved) {
-            const Action action = d.verdict == Verdict::Drop ? Action::Drop : pol.action_unapproved;
-            dest = refuse(pol, m, p, now, action, ReplyReason::Unapproved, &events[ne], c);
-            reported = true;
+            dest = refuse(seg, d.verdict == Verdict::Drop ? Action::Drop : pol.action_unapproved,
+                          ReplyReason::Unapproved);
         }
-        ne += reported;
-        if (extra) fwd[nf++] = extra;
+        ne += seg.reported;
+        if (seg.extra) fwd[nf++] = seg.extra;
         if (dest == Dest::Fwd)
             fwd[nf++] = m;
         else if (dest == Dest::Back)
