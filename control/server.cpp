@@ -2,17 +2,14 @@
 #include "control/server.hpp"
 
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
 #include <pwd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -20,10 +17,6 @@
 namespace portcullis {
 
 namespace {
-
-std::string err(const std::string& what) {
-    return what + ": " + std::strerror(errno);
-}
 
 Peer peer_of(int fd) {
     Peer p;
@@ -45,63 +38,11 @@ Peer peer_of(int fd) {
 
 }  // namespace
 
-ControlServer::ControlServer(std::string path, std::string group, Handler handler, Batch batch, Limits limits)
-    : path_(std::move(path)),
-      group_(std::move(group)),
-      handler_(std::move(handler)),
-      batch_(std::move(batch)),
-      limits_(limits) {}
+ControlServer::ControlServer(ControlSocket socket, Handler handler, Batch batch, Limits limits)
+    : socket_(std::move(socket)), handler_(std::move(handler)), batch_(std::move(batch)), limits_(limits) {}
 
 ControlServer::~ControlServer() {
     for (auto& c : clients_) ::close(c.fd);
-    if (listen_fd_ >= 0) {
-        ::close(listen_fd_);
-        ::unlink(path_.c_str());
-    }
-}
-
-std::string ControlServer::listen() {
-    sockaddr_un addr{};
-    if (path_.size() >= sizeof addr.sun_path) return "control_socket: path too long: " + path_;
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
-
-    const auto dir = std::filesystem::path(path_).parent_path();
-    std::error_code ec;
-    if (!dir.empty() && !std::filesystem::exists(dir)) {
-        std::filesystem::create_directories(dir, ec);
-        if (ec) return "control_socket: " + dir.string() + ": " + ec.message();
-        ::chmod(dir.c_str(), 0750);
-    }
-    gid_t gid = static_cast<gid_t>(-1);
-    if (!group_.empty()) {
-        group g{}, *res = nullptr;
-        char buf[1024];
-        if (getgrnam_r(group_.c_str(), &g, buf, sizeof buf, &res) != 0 || !res)
-            return "control_group: no group named '" + group_ + "'";
-        gid = res->gr_gid;
-    }
-
-    // A socket file left by a daemon that died is stale; one that answers belongs to a live daemon.
-    const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (probe >= 0) {
-        const bool live = ::connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-        ::close(probe);
-        if (live) return "control_socket: " + path_ + " is in use by a running daemon";
-    }
-    ::unlink(path_.c_str());
-
-    listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (listen_fd_ < 0) return err("control_socket: socket");
-    const mode_t old = ::umask(0117);
-    const int rc = ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    ::umask(old);
-    if (rc != 0) return err("control_socket: bind " + path_);
-    if (::chmod(path_.c_str(), 0660) != 0) return err("control_socket: chmod " + path_);
-    if (gid != static_cast<gid_t>(-1) && ::chown(path_.c_str(), static_cast<uid_t>(-1), gid) != 0)
-        return err("control_socket: chown " + path_);
-    if (::listen(listen_fd_, 64) != 0) return err("control_socket: listen");
-    return {};
 }
 
 bool ControlServer::make_room(const Peer& peer) {
@@ -135,7 +76,7 @@ bool ControlServer::make_room(const Peer& peer) {
 
 void ControlServer::accept_clients() {
     for (;;) {
-        const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        const int fd = ::accept4(socket_.fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) return;  // EAGAIN, or a transient error: try again at the next poll
         const Peer peer = peer_of(fd);
         if (!make_room(peer)) {
@@ -258,7 +199,7 @@ void ControlServer::write_client(Client& c) {
 void ControlServer::poll_once(int timeout_ms) {
     std::vector<pollfd> fds;
     fds.reserve(clients_.size() + 1);
-    fds.push_back({listen_fd_, POLLIN, 0});
+    fds.push_back({socket_.fd(), POLLIN, 0});
     for (const auto& c : clients_) {
         // Replies unread, or one still being worked out: read no more from this client for now.
         const bool read = !c.closing && !c.waiting && c.out.size() < kMaxPendingOut;

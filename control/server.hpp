@@ -17,6 +17,7 @@
 
 #include "control/audit.hpp"
 #include "control/commands/control_plane.hpp"
+#include "control/control_socket.hpp"
 
 namespace portcullis {
 
@@ -41,11 +42,9 @@ class ControlServer {
         std::function<std::string()> end;
     };
 
-    ControlServer(std::string path, std::string group, Handler handler, Batch batch, Limits limits = {});
+    // socket: listening already (ControlSocket::listen).
+    ControlServer(ControlSocket socket, Handler handler, Batch batch, Limits limits = {});
     ~ControlServer();
-
-    // Creates the directory (0750), refuses to take over a live daemon's socket, binds (0660). "" or why not.
-    std::string listen();
     // Waits up to timeout_ms for activity, then serves what is ready.
     void poll_once(int timeout_ms);
     size_t clients() const { return clients_.size(); }
@@ -72,11 +71,10 @@ class ControlServer {
     void resolve(Client& c, std::chrono::steady_clock::time_point now);
     void write_client(Client& c);
 
-    std::string path_, group_;
+    ControlSocket socket_;
     Handler handler_;
     Batch batch_;
     Limits limits_;
-    int listen_fd_ = -1;
     std::list<Client> clients_;
 };
 

@@ -544,13 +544,14 @@ class Slots : public ::testing::Test {
         l.max_per_uid = 3;
         l.idle_timeout = std::chrono::milliseconds(400);
         l.evict_idle = std::chrono::milliseconds(200);
+        ControlSocket socket(path, "nogroup");
+        ASSERT_EQ(socket.listen(), "");
         server = std::make_unique<ControlServer>(
-            path, "nogroup",
+            std::move(socket),
             [](const std::string& line, const Peer& p, Session&) {
                 return Reply{{{"v", 1}, {"ok", true}, {"uid", p.uid}, {"echo", line.size()}}, false, nullptr};
             },
             ControlServer::Batch{[] {}, [] { return std::string(); }}, l);
-        ASSERT_EQ(server->listen(), "");
     }
     int connect_one() { return connect_unix(path); }
     void serve_for(std::chrono::milliseconds t) {
@@ -650,8 +651,10 @@ TEST(SlowReplies, ComeInOrderAndBlockNobodyElse) {
     TempDir dir;
     const std::string path = (dir.path / "ctl.sock").string();
     int polls_left = 20;
+    ControlSocket socket(path, "");
+    ASSERT_EQ(socket.listen(), "");
     ControlServer server(
-        path, "",
+        std::move(socket),
         [&](const std::string& line, const Peer&, Session&) {
             Reply r{{{"v", 1}, {"ok", true}, {"line", line}}, false, nullptr};
             if (line == "slow")
@@ -662,7 +665,6 @@ TEST(SlowReplies, ComeInOrderAndBlockNobodyElse) {
             return r;
         },
         ControlServer::Batch{[] {}, [] { return std::string(); }});
-    ASSERT_EQ(server.listen(), "");
     auto connect_one = [&] { return connect_unix(path); };
     auto read_lines = [&](int fd, size_t n) {
         std::string got;
@@ -700,8 +702,10 @@ TEST(SlowReplies, AHangUpDuringTheWorkNeitherSpinsNorLosesIt) {
     TempDir dir;
     const std::string path = (dir.path / "ctl.sock").string();
     bool ready = false, finished = false;
+    ControlSocket socket(path, "");
+    ASSERT_EQ(socket.listen(), "");
     ControlServer server(
-        path, "",
+        std::move(socket),
         [&](const std::string&, const Peer&, Session&) {
             Reply r{{{"v", 1}, {"ok", true}}, false, nullptr};
             r.later = [&]() -> std::optional<json> {
@@ -712,7 +716,6 @@ TEST(SlowReplies, AHangUpDuringTheWorkNeitherSpinsNorLosesIt) {
             return r;
         },
         ControlServer::Batch{[] {}, [] { return std::string(); }});
-    ASSERT_EQ(server.listen(), "");
     const int fd = connect_unix(path);
     ASSERT_EQ(::send(fd, "slow\n", 5, MSG_NOSIGNAL), 5);
     server.poll_once(5);

@@ -1,0 +1,69 @@
+// The control loop (see control_loop.hpp).
+#include "control/control_loop.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "control/commands/request.hpp"
+#include "control/stats.hpp"
+
+namespace portcullis {
+
+namespace {
+
+// A rate-limited warning (at most one every 10 s) when new connections were refused for want of room to
+// track them: the workers only count it.
+class FullTableWarning {
+  public:
+    void check(const Totals& t, const Config& cfg) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now < next_) return;
+        next_ = now + std::chrono::seconds(10);
+        const uint64_t flows = t[static_cast<size_t>(Ctr::flow_table_full)];
+        const uint64_t srcs = t[static_cast<size_t>(Ctr::source_table_full)];
+        if (flows > flows_)
+            spdlog::warn(
+                "{} new SMTP connection(s) refused in the last 10 s: flow table full (max_flows = {} "
+                "per worker); raise max_flows or lower flow_timeout_half_open",
+                flows - flows_, cfg.max_flows);
+        if (srcs > srcs_)
+            spdlog::warn(
+                "{} new SMTP connection(s) refused in the last 10 s: no per-source slot free "
+                "(max_sources = {}); raise max_sources",
+                srcs - srcs_, cfg.max_sources);
+        flows_ = flows;
+        srcs_ = srcs;
+    }
+
+  private:
+    std::chrono::steady_clock::time_point next_{};
+    uint64_t flows_ = 0, srcs_ = 0;
+};
+
+}  // namespace
+
+void run_control_loop(const Config& cfg, ControlServer& server, ControlPlane& plane, const Workers& workers,
+                      SourceStats& sources, const std::atomic<bool>& stop) {
+    auto next_report = std::chrono::steady_clock::now() + std::chrono::seconds(cfg.stats_interval);
+    FullTableWarning full_warning;
+    while (!stop.load()) {
+        try {
+            server.poll_once(100);
+            sources.drain(workers.event_rings(), now_s());
+            sources.drain_observations(workers.observation_rings());
+            plane.tick(now_s());
+        } catch (const std::exception& e) {
+            spdlog::error("control loop: {} (carrying on)", e.what());
+        } catch (...) {
+            spdlog::error("control loop: unknown exception (carrying on)");
+        }
+        full_warning.check(workers.totals(), cfg);
+        if (cfg.stats_interval && std::chrono::steady_clock::now() >= next_report) {
+            spdlog::info("counters: {}", stats_line(workers.totals()));
+            next_report += std::chrono::seconds(cfg.stats_interval);
+        }
+    }
+}
+
+}  // namespace portcullis
