@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "control/rules.hpp"
@@ -321,6 +323,31 @@ TEST(Rules, TrailingDollarMatchesWhatTheLookaheadMatched) {
     // And they do match: the comparison is not between nothing and nothing.
     const auto hits = inspector_matches(fast, sessions[0] + sessions[4] + sessions[8], 1);
     EXPECT_EQ(std::count_if(hits.begin(), hits.end(), [](uint64_t n) { return n > 0; }), 6);
+}
+
+// The control thread reads how much of a worker's pool is in use (status, show) while the worker opens and
+// closes slots. The count is an atomic (relaxed): a plain integer here was a data race, which the
+// ThreadSanitizer pass of tools/test reports.
+TEST(InspectorPool, InUseIsReadWhileTheWorkerOpensAndCloses) {
+    Inspector insp{64, 4096};
+    std::atomic<bool> done{false};
+    std::thread worker([&] {
+        for (uint32_t i = 0; i < 20'000; ++i) {
+            const uint32_t a = insp.open(i), b = insp.open(i + 1);
+            if (a != Inspector::kNone) insp.close(a);
+            if (b != Inspector::kNone) insp.close(b);
+        }
+        done.store(true);
+    });
+    uint32_t most = 0, reads = 0;
+    while (!done.load()) {
+        most = std::max(most, insp.in_use());
+        ++reads;
+    }
+    worker.join();
+    EXPECT_LE(most, 2u) << "never more than the worker holds at once";
+    EXPECT_GT(reads, 0u);
+    EXPECT_EQ(insp.in_use(), 0u);
 }
 
 }  // namespace
