@@ -337,7 +337,8 @@ TEST_F(Tracker, UnderPressureABareSynGoesOnUnchangedAndACorruptSynWithDataGoesNo
     FrameSpec bare = seg(4001, SYN, 1000, 0);
     bare.bad_checksum = true;
     const auto r = out(bare, 1);
-    EXPECT_EQ(r.verdict, TrackVerdict::Forward) << "unchanged: the server discards it, as without the gateway";
+    EXPECT_EQ(r.verdict, TrackVerdict::Forward)
+        << "unchanged: the server discards it, as without the gateway";
     EXPECT_FALSE(r.strip_payload);
     FrameSpec tfo = seg(4002, SYN, 1000, 0, "EHLO a.example\r\n");
     tfo.bad_checksum = true;
