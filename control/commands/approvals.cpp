@@ -2,8 +2,6 @@
 // control_plane.hpp). Each change is durable, audited and published before its reply.
 #include "control/commands/control_plane.hpp"
 
-#include <algorithm>
-
 #include "control/commands/request.hpp"
 
 namespace portcullis {
