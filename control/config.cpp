@@ -278,7 +278,7 @@ Config build(const po::variables_map& vm) {
     c.relay_limits = {bounded(vm, "relay_max_concurrent", 0, 1'000'000), rate(vm, "relay_rate"),
                       bounded(vm, "relay_daily", 0, 1'000'000'000)};
     // Hard bounds, past any deployment (64 Mi flows are 8 GiB a worker); whether the machine has the memory
-    // for the values given is checked once the worker count is known (control/memory_budget.hpp).
+    // for the values given is checked once the worker count is known (control/daemon/memory_budget.hpp).
     c.max_flows = bounded(vm, "max_flows", 16, 64u << 20);
     c.max_sources = bounded(vm, "max_sources", 64, 64u << 20);
     c.source_prefix_v6 = static_cast<uint8_t>(bounded(vm, "source_prefix_v6", 32, 128));

@@ -1,6 +1,6 @@
 // The policy snapshot: everything a worker needs to decide on a packet, immutable once built.
-// The control side builds one (control/policy_builder.cpp); workers only read it. IPv4 sets are CRoaring
-// bitmaps (prefixes become run containers, so a /8 costs a few bytes); IPv6 sets are Prefix6Set.
+// The control side builds one (control/policy/policy_builder.cpp); workers only read it. IPv4 sets are
+// CRoaring bitmaps (prefixes become run containers, so a /8 costs a few bytes); IPv6 sets are Prefix6Set.
 #pragma once
 
 #include <array>

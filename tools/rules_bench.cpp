@@ -27,8 +27,8 @@
 #include <thread>
 #include <vector>
 
-#include "control/rules.hpp"
-#include "control/rules_compiler.hpp"
+#include "control/policy/rules.hpp"
+#include "control/policy/rules_compiler.hpp"
 
 using namespace portcullis;
 using Steady = std::chrono::steady_clock;

@@ -1,6 +1,6 @@
-// Approvals: approve, suspend, resume, revoke (and ban), unban, and bulk import in three steps (see
-// control_plane.hpp). Each change is durable, audited and published before its reply.
-#include "control/commands/control_plane.hpp"
+// Approvals: approve, suspend, resume, revoke (and ban), unban, and bulk import in three steps, as handlers
+// over the services (services.hpp). Each change is durable, audited and published before its reply.
+#include "control/commands/services.hpp"
 
 #include "control/commands/request.hpp"
 
@@ -17,21 +17,21 @@ std::string describe_ban(const Approval& a) {
     return s;
 }
 
-}  // namespace
-
-json ControlPlane::approve(const json& req, const Peer& peer) {
+json approve(Services& s, const Call& c) {
+    const json& req = c.req;
+    const Peer& peer = c.peer;
     const Prefix p = need_prefix(req);
     const int64_t now = now_s();
     const bool force = opt_bool(req, "force");
-    const Approval* existing = store_.find(p);
-    if (const Approval* cover = store_.covering(p); cover && cover->state == ApprovalState::Banned) {
+    const Approval* existing = s.store.find(p);
+    if (const Approval* cover = s.store.covering(p); cover && cover->state == ApprovalState::Banned) {
         const std::string why = cover->prefix == p ? describe_ban(*cover) + "; it cannot be approved again"
                                                    : to_string(p) + " is inside " + describe_ban(*cover) +
                                                          "; it cannot be approved";
-        audit_.record(peer, "approve", req, to_json(*cover), nullptr, "refused: " + why);
+        s.audit.record(peer, "approve", req, to_json(*cover), nullptr, "refused: " + why);
         return error_reply(why);
     }
-    if (auto why = danger(p); !why.empty() && !force)
+    if (auto why = danger(s, p); !why.empty() && !force)
         throw RequestError("approving " + why + ": that needs --force");
     Approval a = existing ? *existing : Approval{};
     a.prefix = p;
@@ -68,9 +68,9 @@ json ControlPlane::approve(const json& req, const Peer& peer) {
     a.operator_name = peer.user;
     if (!existing) a.created = now;
     a.updated = now;
-    json reply = commit("approve", req, peer, existing, a);
+    json reply = s.changes.commit("approve", req, peer, existing, a);
     if (reply["ok"] != true) return reply;
-    const auto managed = managed_now();
+    const auto managed = managed_now(s);
     bool any = false, within = false;
     for (const auto& m : managed) {
         any = any || overlaps(p, m);
@@ -85,15 +85,19 @@ json ControlPlane::approve(const json& req, const Peer& peer) {
     return reply;
 }
 
-json ControlPlane::set_state(const std::string& cmd, const json& req, const Peer& peer) {
+// suspend, resume, revoke (--ban).
+json set_state(Services& s, const Call& c) {
+    const std::string& cmd = c.cmd;
+    const json& req = c.req;
+    const Peer& peer = c.peer;
     const Prefix p = need_prefix(req);
-    const Approval* existing = store_.find(p);
+    const Approval* existing = s.store.find(p);
     Approval a;
     if (cmd == "revoke") {
         const bool ban = opt_bool(req, "ban");
         if (existing && existing->state == ApprovalState::Banned)
             throw RequestError(to_string(p) + " is already banned");
-        if (auto why = danger(p); ban && !why.empty() && !opt_bool(req, "force"))
+        if (auto why = danger(s, p); ban && !why.empty() && !opt_bool(req, "force"))
             throw RequestError("banning " + why + " (a ban is for good): that needs --force");
         // No record of its own: a revocation carves the prefix out of a wider approval.
         a = existing ? *existing : Approval{};
@@ -102,7 +106,7 @@ json ControlPlane::set_state(const std::string& cmd, const json& req, const Peer
         a.state = ban ? ApprovalState::Banned : ApprovalState::Revoked;
     } else {
         if (!existing) {
-            const auto [rec, source] = effective_record(p);
+            const auto [rec, source] = effective_record(s, p);
             throw RequestError(
                 to_string(p) + " has no approval record of its own" +
                 (rec ? std::string(" (") + to_string(rec->prefix) + " from the " + source + " covers it)"
@@ -119,19 +123,21 @@ json ControlPlane::set_state(const std::string& cmd, const json& req, const Peer
     if (req.contains("ticket")) a.ticket = text_field(req, "ticket", kMaxTicket);
     a.operator_name = peer.user;
     a.updated = now_s();
-    return commit(cmd, req, peer, existing, a);
+    return s.changes.commit(cmd, req, peer, existing, a);
 }
 
 // A ban is for good for customers (seed 000); an operator who banned the wrong prefix lifts it here, with a
 // reason, and the record becomes revoked: an approve is needed to send again.
 
-json ControlPlane::unban(const json& req, const Peer& peer) {
+json unban(Services& s, const Call& c) {
+    const json& req = c.req;
+    const Peer& peer = c.peer;
     const Prefix p = need_prefix(req);
     const std::string reason = req.contains("reason") ? text_field(req, "reason", kMaxReason) : "";
     if (reason.empty()) throw RequestError("unban needs a reason (--reason): it is kept in the audit log");
-    const Approval* existing = store_.find(p);
+    const Approval* existing = s.store.find(p);
     if (!existing || existing->state != ApprovalState::Banned) {
-        const Approval* cover = store_.covering(p);
+        const Approval* cover = s.store.covering(p);
         if (cover && cover->state == ApprovalState::Banned)
             throw RequestError(to_string(p) + " is inside the ban of " + to_string(cover->prefix) +
                                ": unban " + to_string(cover->prefix));
@@ -143,22 +149,25 @@ json ControlPlane::unban(const json& req, const Peer& peer) {
     if (req.contains("ticket")) a.ticket = text_field(req, "ticket", kMaxTicket);
     a.operator_name = peer.user;
     a.updated = now_s();
-    return commit("unban", req, peer, existing, a);
+    return s.changes.commit("unban", req, peer, existing, a);
 }
 
-json ControlPlane::import_begin(Session& session) {
+json import_begin(Services& s, const Call& c) {
+    Session& session = c.session;
     session = Session{};  // a new begin drops what an earlier one left, and its slot
-    if (*imports_ >= kMaxImports)
-        throw RequestError("another " + std::to_string(*imports_) + " import(s) in progress (at most " +
+    if (*s.imports >= kMaxImports)
+        throw RequestError("another " + std::to_string(*s.imports) + " import(s) in progress (at most " +
                            std::to_string(kMaxImports) + " at once); try again");
-    ++*imports_;
-    auto count = imports_;
+    ++*s.imports;
+    auto count = s.imports;
     session.import_slot = std::shared_ptr<void>(count.get(), [count](void*) { --*count; });
     session.importing = true;
     return ok_reply();
 }
 
-json ControlPlane::import_chunk(const json& req, Session& session) {
+json import_chunk(Services&, const Call& c) {
+    const json& req = c.req;
+    Session& session = c.session;
     if (!session.importing) throw RequestError("no import in progress: send import_begin first");
     if (!req.contains("lines") || !req["lines"].is_array()) throw RequestError("'lines' must be an array");
     const auto first = opt_int(req, "first_line", 1, INT32_MAX);
@@ -184,7 +193,10 @@ json ControlPlane::import_chunk(const json& req, Session& session) {
     return ok_reply({{"pending", session.pending.size()}});
 }
 
-json ControlPlane::import_commit(const json& req, const Peer& peer, Session& session) {
+json import_commit(Services& s, const Call& c) {
+    const json& req = c.req;
+    const Peer& peer = c.peer;
+    Session& session = c.session;
     if (!session.importing) throw RequestError("no import in progress: send import_begin first");
     const bool force = opt_bool(req, "force");
     const int64_t now = now_s();
@@ -192,18 +204,18 @@ json ControlPlane::import_commit(const json& req, const Peer& peer, Session& ses
     all.reserve(session.pending.size());
     auto refuse = [&](const std::string& why) {
         session = Session{};
-        audit_.record(peer, "import", {{"entries", all.size()}}, nullptr, nullptr, "refused: " + why);
+        s.audit.record(peer, "import", {{"entries", all.size()}}, nullptr, nullptr, "refused: " + why);
         return error_reply(why);
     };
     for (auto& [line_no, a] : session.pending) {
         const std::string at = "line " + std::to_string(line_no) + ": ";
-        if (const Approval* cover = store_.covering(a.prefix);
+        if (const Approval* cover = s.store.covering(a.prefix);
             cover && cover->state == ApprovalState::Banned && a.state != ApprovalState::Banned)
             return refuse(at + describe_ban(*cover) + " (nothing imported)");
         if (a.state == ApprovalState::Approved || a.state == ApprovalState::Banned)
-            if (auto why = danger(a.prefix); !why.empty() && !force)
+            if (auto why = danger(s, a.prefix); !why.empty() && !force)
                 return refuse(at + why + ": that needs --force (nothing imported)");
-        const Approval* existing = store_.find(a.prefix);
+        const Approval* existing = s.store.find(a.prefix);
         a.created = existing ? existing->created : now;
         a.updated = now;
         a.operator_name = peer.user;
@@ -211,14 +223,30 @@ json ControlPlane::import_commit(const json& req, const Peer& peer, Session& ses
     }
     const size_t n = all.size();
     session = Session{};
-    if (auto err = durable(
-            "import", {{"entries", n}, {"force", force}}, peer, nullptr, [&] { return store_.put_all(all); },
+    if (auto err = s.changes.durable(
+            "import", {{"entries", n}, {"force", force}}, peer, nullptr, [&] { return s.store.put_all(all); },
             [&] {
-                return json{{"records", store_.records().size()}};
+                return json{{"records", s.store.records().size()}};
             });
         !err.empty())
         return error_reply("not saved: " + err + " (nothing imported)");
-    return ok_reply({{"applied", n}, {"records", store_.records().size()}});
+    return ok_reply({{"applied", n}, {"records", s.store.records().size()}});
+}
+
+}  // namespace
+
+std::span<const Handler> approval_handlers() {
+    static const Handler table[] = {
+        {cmd::kApprove, approve},
+        {cmd::kSuspend, set_state},
+        {cmd::kResume, set_state},
+        {cmd::kRevoke, set_state},
+        {cmd::kUnban, unban},
+        {cmd::kImportBegin, import_begin},
+        {cmd::kImportChunk, import_chunk},
+        {cmd::kImportCommit, import_commit},
+    };
+    return table;
 }
 
 }  // namespace portcullis

@@ -1,22 +1,27 @@
 // Settings: the managed and relay overlays, monitor mode, the default limits and the inspection rules
-// (see control_plane.hpp). Stored, audited and published like approvals.
-#include "control/commands/control_plane.hpp"
+// as handlers over the services
+// (services.hpp). Stored, audited and published like approvals (changes.hpp).
+#include "control/commands/services.hpp"
 
 #include "control/commands/request.hpp"
-#include "control/policy_builder.hpp"
-#include "control/rules.hpp"
-#include "control/rules_compiler.hpp"
+#include "control/policy/policy_builder.hpp"
+#include "control/policy/rules.hpp"
+#include "control/policy/rules_compiler.hpp"
 
 namespace portcullis {
 
 using nlohmann::json;
 
-json ControlPlane::monitor(const json& req, const Peer& peer) {
-    const bool current = publisher_.current().load()->monitor;
+namespace {
+
+json monitor(Services& s, const Call& c) {
+    const json& req = c.req;
+    const Peer& peer = c.peer;
+    const bool current = s.publisher.current().load()->monitor;
     if (!req.contains("enable")) return ok_reply({{"monitor", current}});
     const bool enable = opt_bool(req, "enable");
-    if (auto err = durable(
-            "monitor", req, peer, current, [&] { return store_.set_setting("monitor", enable); },
+    if (auto err = s.changes.durable(
+            "monitor", req, peer, current, [&] { return s.store.set_setting("monitor", enable); },
             [&] { return json(enable); });
         !err.empty())
         return error_reply("not saved: " + err);
@@ -25,12 +30,14 @@ json ControlPlane::monitor(const json& req, const Peer& peer) {
 
 // The limits that apply to a source, and where it stands against them now.
 
-json ControlPlane::limits(const json& req, const Peer& peer) {
-    const Limits before = publisher_.current().load()->default_limits;
+json limits(Services& s, const Call& c) {
+    const json& req = c.req;
+    const Peer& peer = c.peer;
+    const Limits before = s.publisher.current().load()->default_limits;
     auto as_json = [](const Limits& l) {
         return json{{"max_concurrent", l.concurrent}, {"rate_per_min", l.rate_per_min}, {"daily", l.daily}};
     };
-    json change = store_.settings().contains("limits") ? store_.settings()["limits"] : json::object();
+    json change = s.store.settings().contains("limits") ? s.store.settings()["limits"] : json::object();
     bool any = false;
     for (const char* key : {"max_concurrent", "rate_per_min", "daily"}) {
         if (!req.contains(key)) continue;
@@ -38,24 +45,24 @@ json ControlPlane::limits(const json& req, const Peer& peer) {
         change[key] = v;
         any = true;
     }
-    if (!any) return ok_reply({{"defaults", as_json(before)}, {"configured", as_json(cfg_.default_limits)}});
-    if (auto err = durable(
-            "limits", req, peer, as_json(before), [&] { return store_.set_setting("limits", change); },
-            [&] { return as_json(effective_default_limits(cfg_, &store_)); });
+    if (!any) return ok_reply({{"defaults", as_json(before)}, {"configured", as_json(s.cfg.default_limits)}});
+    if (auto err = s.changes.durable(
+            "limits", req, peer, as_json(before), [&] { return s.store.set_setting("limits", change); },
+            [&] { return as_json(effective_default_limits(s.cfg, &s.store)); });
         !err.empty())
         return error_reply("not saved: " + err);
-    return ok_reply({{"defaults", as_json(effective_default_limits(cfg_, &store_))},
-                     {"configured", as_json(cfg_.default_limits)}});
+    return ok_reply({{"defaults", as_json(effective_default_limits(s.cfg, &s.store))},
+                     {"configured", as_json(s.cfg.default_limits)}});
 }
 
-json ControlPlane::describe_rules() const {
-    json j = {{"inspect", cfg_.inspect}, {"rules_dir", cfg_.rules_dir}};
-    j["rules"] = rules_ ? rules_->rules.size() : 0;
-    j["stream_bytes"] = rules_ ? rules_->stream_bytes : 0;
-    j["reloading"] = compiler_ && compiler_->busy();
+json describe_rules(const Services& s) {
+    json j = {{"inspect", s.cfg.inspect}, {"rules_dir", s.cfg.rules_dir}};
+    j["rules"] = s.rules.db ? s.rules.db->rules.size() : 0;
+    j["stream_bytes"] = s.rules.db ? s.rules.db->stream_bytes : 0;
+    j["reloading"] = s.rules.compiler && s.rules.compiler->busy();
     json list = json::array();
-    if (rules_)
-        for (const auto& r : rules_->rules)
+    if (s.rules.db)
+        for (const auto& r : s.rules.db->rules)
             list.push_back({{"id", r.id}, {"where", r.where}, {"refuse", r.refuse}, {"reply", r.reply}});
     j["list"] = std::move(list);
     return j;
@@ -63,45 +70,51 @@ json ControlPlane::describe_rules() const {
 
 // The end of a reload: the new set in force, or the old one kept and the reason told.
 
-json ControlPlane::finish_reload(const RulesResult& loaded, const json& req, const Peer& peer) {
+json finish_reload(Services& s, const RulesResult& loaded, const json& req, const Peer& peer) {
     if (!loaded.db) {
-        audit_.record(peer, "rules reload", req, nullptr, nullptr, "refused: " + loaded.error);
+        s.audit.record(peer, "rules reload", req, nullptr, nullptr, "refused: " + loaded.error);
         return error_reply(loaded.error + " (the rules in force are unchanged)");
     }
-    if (auto err = audit_.record(peer, "rules reload", req, nullptr, {{"rules", loaded.rules}}, "ok");
+    if (auto err = s.audit.record(peer, "rules reload", req, nullptr, {{"rules", loaded.rules}}, "ok");
         !err.empty())
         return error_reply("not reloaded: " + err + " (the rules in force are unchanged)");
-    rules_ = loaded.db;
-    publish_change();
-    return ok_reply(describe_rules());
+    s.rules.db = loaded.db;
+    s.changes.published();
+    return ok_reply(describe_rules(s));
 }
 
-json ControlPlane::rules(const json& req, const Peer& peer) {
+json rules(Services& s, const Call& c) {
+    const json& req = c.req;
+    const Peer& peer = c.peer;
     const std::string action = req.contains("action") ? need_string(req, "action") : "show";
-    if (action == "show") return ok_reply(describe_rules());
+    if (action == "show") return ok_reply(describe_rules(s));
     if (action != "reload")
         throw RequestError("action: '" + printable(action, 40) + "' is not one of show, reload");
-    if (!cfg_.inspect) return error_reply("inspection is off (inspect = false): no rules to reload");
-    if (!compiler_) {  // no compiler process (unit tests): compile here
-        const auto job = rules_job(cfg_, info_.workers);
-        return finish_reload(load_rules(job.dir, job.workers, job.stream_limit), req, peer);
+    if (!s.cfg.inspect) return error_reply("inspection is off (inspect = false): no rules to reload");
+    if (!s.rules.compiler) {  // no compiler process (unit tests): compile here
+        const auto job = rules_job(s.cfg, s.figures.info.workers);
+        return finish_reload(s, load_rules(job.dir, job.workers, job.stream_limit), req, peer);
     }
     // Compiled in a child process; the socket and the workers go on, and the old set stays in force until
     // the new one is ready. The reply comes when it is.
-    if (!compiler_->start(rules_job(cfg_, info_.workers)))
+    if (!s.rules.compiler->start(rules_job(s.cfg, s.figures.info.workers)))
         throw RequestError("a rules reload is already under way; try again when it is done");
-    later_ = [this, req, peer]() -> std::optional<json> {
-        auto loaded = compiler_->poll();
+    c.later = [&s, req, peer]() -> std::optional<json> {
+        auto loaded = s.rules.compiler->poll();
         if (!loaded) return std::nullopt;
-        return finish_reload(*loaded, req, peer);
+        return finish_reload(s, *loaded, req, peer);
     };
     return ok_reply();
 }
 
-json ControlPlane::overlay(const std::string& set, const json& req, const Peer& peer) {
+// managed and relay.
+json overlay(Services& s, const Call& c) {
+    const std::string& set = c.cmd;
+    const json& req = c.req;
+    const Peer& peer = c.peer;
     const auto action = need_string(req, "action");
-    const auto& configured = set == "managed" ? cfg_.managed_prefixes : cfg_.relay_hosts;
-    const auto& ov = set == "managed" ? store_.managed() : store_.relay();
+    const auto& configured = set == "managed" ? s.cfg.managed_prefixes : s.cfg.relay_hosts;
+    const auto& ov = set == "managed" ? s.store.managed() : s.store.relay();
     if (action == "list") {
         json out = json::array();
         for (const auto& p : effective_list(configured, &ov)) out.push_back(to_string(p));
@@ -128,12 +141,22 @@ json ControlPlane::overlay(const std::string& set, const json& req, const Peer& 
         for (const auto& q : effective_list(configured, &ov)) out.push_back(to_string(q));
         return out;
     };
-    if (auto err = durable(
+    if (auto err = s.changes.durable(
             set, req, peer, listed(),
-            [&] { return store_.change_overlay(set, action == "add", p, configured); }, listed);
+            [&] { return s.store.change_overlay(set, action == "add", p, configured); }, listed);
         !err.empty())
         return error_reply("not saved: " + err);
     return ok_reply({{"prefixes", listed()}});
+}
+
+}  // namespace
+
+std::span<const Handler> settings_handlers() {
+    static const Handler table[] = {
+        {cmd::kManaged, overlay}, {cmd::kRelay, overlay}, {cmd::kMonitor, monitor},
+        {cmd::kLimits, limits},   {cmd::kRules, rules},
+    };
+    return table;
 }
 
 }  // namespace portcullis

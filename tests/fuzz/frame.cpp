@@ -20,7 +20,7 @@
 #include <memory>
 #include <string>
 
-#include "control/policy_builder.hpp"
+#include "control/policy/policy_builder.hpp"
 #include "dataplane/classify.hpp"
 #include "dataplane/inspect.hpp"
 #include "dataplane/parse.hpp"

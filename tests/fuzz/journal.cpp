@@ -10,8 +10,8 @@
 #include <cstdint>
 #include <string>
 
-#include "control/policy_builder.hpp"
-#include "control/store.hpp"
+#include "control/policy/policy_builder.hpp"
+#include "control/store/store.hpp"
 #include "tests/fuzz/fuzz_util.hpp"
 
 using namespace portcullis;

@@ -1,6 +1,6 @@
 // Fuzz target: the operator's inspection rule files (rules/README.md), compiled by compile_rules()
-// (control/rules.hpp) into Hyperscan databases, as `portcullisctl rules reload` and the daemon's start do.
-// The input is one file's text ("fuzz.rules"), at most 4 KiB (Hyperscan's compiler is slow on large
+// (control/policy/rules.hpp) into Hyperscan databases, as `portcullisctl rules reload` and the daemon's start
+// do. The input is one file's text ("fuzz.rules"), at most 4 KiB (Hyperscan's compiler is slow on large
 // inputs); one worker, a stream-state limit of 512 bytes (the default inspect_stream_bytes).
 // Properties: compile_rules() returns; either a database with one scratch and one rule record per rule line,
 // or no database and a "file:line: why" (or "rules: why") error on one line.
@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <string>
 
-#include "control/rules.hpp"
+#include "control/policy/rules.hpp"
 #include "tests/fuzz/fuzz_util.hpp"
 
 using namespace portcullis;

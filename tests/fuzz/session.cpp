@@ -51,8 +51,8 @@
 #include <string>
 #include <vector>
 
-#include "control/policy_builder.hpp"
-#include "control/rules.hpp"
+#include "control/policy/policy_builder.hpp"
+#include "control/policy/rules.hpp"
 #include "dataplane/classify.hpp"
 #include "dataplane/flow_tracker.hpp"
 #include "dataplane/inspect.hpp"

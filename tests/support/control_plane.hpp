@@ -29,8 +29,8 @@ struct TestPlane {
         audit = std::make_unique<AuditLog>(audit_path);
         if (auto err = audit->open(); !err.empty()) return err;
         publisher = std::make_unique<PolicyPublisher>(1, std::make_unique<Policy>());
-        plane = std::make_unique<ControlPlane>(
-            cfg, *store, *publisher, *audit, [] { return Totals{}; }, DaemonInfo{});
+        plane = std::make_unique<ControlPlane>(cfg, *store, *publisher, *audit,
+                                               Figures{[] { return Totals{}; }, DaemonInfo{}});
         plane->republish(0);
         return {};
     }

@@ -3,8 +3,8 @@
 
 #include "api/approval.hpp"
 #include "control/config.hpp"
-#include "control/policy_builder.hpp"
-#include "control/prefix_flatten.hpp"
+#include "control/policy/policy_builder.hpp"
+#include "control/policy/prefix_flatten.hpp"
 
 using namespace portcullis;
 

@@ -3,7 +3,7 @@
 #include <random>
 
 #include "control/config.hpp"
-#include "control/policy_builder.hpp"
+#include "control/policy/policy_builder.hpp"
 #include "dataplane/classify.hpp"
 #include "tests/unit/frames.hpp"
 

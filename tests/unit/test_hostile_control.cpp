@@ -21,8 +21,8 @@
 
 #include "api/wire.hpp"
 #include "control/commands/control_plane.hpp"
-#include "control/server.hpp"
-#include "control/store.hpp"
+#include "control/socket/server.hpp"
+#include "control/store/store.hpp"
 #include "tests/support/control_plane.hpp"
 
 using namespace portcullis;

@@ -11,7 +11,7 @@
 #include <thread>
 #include <vector>
 
-#include "control/rules.hpp"
+#include "control/policy/rules.hpp"
 #include "dataplane/inspect.hpp"
 
 using namespace portcullis;

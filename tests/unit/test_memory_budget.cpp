@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "control/memory_budget.hpp"
+#include "control/daemon/memory_budget.hpp"
 #include "dataplane/flow_tracker.hpp"
 #include "dataplane/inspect.hpp"
 #include "dataplane/source_table.hpp"

@@ -11,7 +11,7 @@
 #include <fstream>
 #include <thread>
 
-#include "control/rules_compiler.hpp"
+#include "control/policy/rules_compiler.hpp"
 
 using namespace portcullis;
 using namespace std::chrono_literals;

@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "control/store.hpp"
+#include "control/store/store.hpp"
 
 using namespace portcullis;
 namespace fs = std::filesystem;

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "control/policy_builder.hpp"
+#include "control/policy/policy_builder.hpp"
 #include "dataplane/source_table.hpp"
 #include "dataplane/worker.hpp"
 #include "tests/unit/frames.hpp"

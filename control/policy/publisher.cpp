@@ -1,5 +1,5 @@
 // RCU publication of policy snapshots (see publisher.hpp).
-#include "control/publisher.hpp"
+#include "control/policy/publisher.hpp"
 
 #include <rte_malloc.h>
 

@@ -10,8 +10,9 @@
 // the reason (Hyperscan's own message for a pattern it cannot compile), and nothing of the set is used.
 //
 // Compiling is Hyperscan's work and grows faster than the number of rules (docs/benchmarks.md): the daemon
-// compiles in a child process (control/rules_compiler.hpp), never on the control loop, and refuses a set of
-// more than max_rules. compile_rules() here is the same work in-process (the child runs build_rules()).
+// compiles in a child process (control/policy/rules_compiler.hpp), never on the control loop, and refuses a
+// set of more than max_rules. compile_rules() here is the same work in-process (the child runs
+// build_rules()).
 #pragma once
 
 #include <functional>

@@ -1,12 +1,12 @@
 // The control loop (see control_loop.hpp).
-#include "control/control_loop.hpp"
+#include "control/daemon/control_loop.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 
 #include "control/commands/request.hpp"
-#include "control/stats.hpp"
+#include "control/daemon/stats.hpp"
 
 namespace portcullis {
 

@@ -1,5 +1,5 @@
 // The tables' memory against the process's limits (see memory_budget.hpp).
-#include "control/memory_budget.hpp"
+#include "control/daemon/memory_budget.hpp"
 
 #include <rte_eal.h>
 #include <rte_lcore.h>

@@ -1,5 +1,5 @@
 // Port bring-up (see ports.hpp).
-#include "control/ports.hpp"
+#include "control/daemon/ports.hpp"
 
 #include <rte_errno.h>
 #include <rte_ethdev.h>

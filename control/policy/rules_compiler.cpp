@@ -1,5 +1,5 @@
 // Rules compiled in a child process (see rules_compiler.hpp).
-#include "control/rules_compiler.hpp"
+#include "control/policy/rules_compiler.hpp"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -1,5 +1,5 @@
 // Counter aggregation and rendering (see stats.hpp).
-#include "control/stats.hpp"
+#include "control/daemon/stats.hpp"
 
 #include <spdlog/fmt/fmt.h>
 

@@ -2,8 +2,8 @@
 // takes the control socket, brings the ports up, launches one worker per remaining lcore (control/workers.*),
 // then serves the control socket and reports counters (control/control_loop.*) until SIGINT/SIGTERM, when it
 // stops the workers and the ports. Nothing is forwarded before the stored approvals
-// are loaded, the rules compiled (in a child process: control/rules_compiler.hpp) and the tables' memory
-// checked against what the machine has (control/memory_budget.hpp).
+// are loaded, the rules compiled (in a child process: control/policy/rules_compiler.hpp) and the tables'
+// memory checked against what the machine has (control/daemon/memory_budget.hpp).
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
@@ -27,23 +27,23 @@
 #include <string>
 #include <vector>
 
-#include "control/audit.hpp"
 #include "control/commands/control_plane.hpp"
 #include "control/commands/request.hpp"
 #include "control/config.hpp"
-#include "control/control_loop.hpp"
-#include "control/control_socket.hpp"
-#include "control/memory_budget.hpp"
-#include "control/policy_builder.hpp"
-#include "control/ports.hpp"
-#include "control/publisher.hpp"
-#include "control/rules.hpp"
-#include "control/rules_compiler.hpp"
-#include "control/server.hpp"
-#include "control/source_stats.hpp"
-#include "control/stats.hpp"
-#include "control/store.hpp"
-#include "control/workers.hpp"
+#include "control/daemon/control_loop.hpp"
+#include "control/daemon/memory_budget.hpp"
+#include "control/daemon/ports.hpp"
+#include "control/daemon/source_stats.hpp"
+#include "control/daemon/stats.hpp"
+#include "control/daemon/workers.hpp"
+#include "control/policy/policy_builder.hpp"
+#include "control/policy/publisher.hpp"
+#include "control/policy/rules.hpp"
+#include "control/policy/rules_compiler.hpp"
+#include "control/socket/control_socket.hpp"
+#include "control/socket/server.hpp"
+#include "control/store/audit.hpp"
+#include "control/store/store.hpp"
 
 namespace {
 
@@ -167,9 +167,10 @@ void forward(const Config& cfg, unsigned count, ApprovalStore& store, AuditLog& 
     workers.launch();
 
     SourceStats sources;
-    ControlPlane plane(
-        cfg, store, publisher, audit, [&] { return workers.totals(); },
-        DaemonInfo{cfg.inside_port, cfg.outside_port, count, now_s()}, &sources, &workers.flow_view());
+    ControlPlane plane(cfg, store, publisher, audit,
+                       Figures{[&] { return workers.totals(); },
+                               DaemonInfo{cfg.inside_port, cfg.outside_port, count, now_s()}, &sources,
+                               &workers.flow_view()});
     plane.set_rules(std::move(rules));
     plane.set_rules_compiler(&rules_compiler);
     plane.republish(now_s());  // arms the expiry timer

@@ -1,5 +1,5 @@
 // Approval store persistence (see store.hpp).
-#include "control/store.hpp"
+#include "control/store/store.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

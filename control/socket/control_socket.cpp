@@ -1,5 +1,5 @@
 // The control socket's listening end (see control_socket.hpp).
-#include "control/control_socket.hpp"
+#include "control/socket/control_socket.hpp"
 
 #include <grp.h>
 #include <sys/socket.h>

@@ -11,7 +11,7 @@
 #include <memory>
 
 #include "control/config.hpp"
-#include "control/store.hpp"
+#include "control/store/store.hpp"
 #include "dataplane/policy.hpp"
 
 namespace portcullis {

@@ -1,5 +1,5 @@
 // The workers' tables, rings and contexts (see workers.hpp).
-#include "control/workers.hpp"
+#include "control/daemon/workers.hpp"
 
 #include <rte_cycles.h>
 #include <rte_lcore.h>

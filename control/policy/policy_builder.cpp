@@ -1,10 +1,10 @@
 // Policy snapshot construction (see policy_builder.hpp): sets into Roaring run containers (IPv4) and interval
 // tables (IPv6); approvals flattened most-specific-wins.
-#include "control/policy_builder.hpp"
+#include "control/policy/policy_builder.hpp"
 
 #include <optional>
 
-#include "control/prefix_flatten.hpp"
+#include "control/policy/prefix_flatten.hpp"
 
 namespace portcullis {
 

@@ -10,8 +10,8 @@
 
 #include "control/commands/control_plane.hpp"
 #include "control/config.hpp"
-#include "control/publisher.hpp"
-#include "control/stats.hpp"
+#include "control/daemon/stats.hpp"
+#include "control/policy/publisher.hpp"
 #include "dataplane/worker.hpp"
 
 struct rte_ring;
@@ -20,8 +20,8 @@ namespace portcullis {
 
 class Workers {
   public:
-    // Allocates every table (the memory was checked before: control/memory_budget.hpp). count: the EAL's
-    // worker lcores.
+    // Allocates every table (the memory was checked before: control/daemon/memory_budget.hpp). count: the
+    // EAL's worker lcores.
     Workers(const Config& cfg, unsigned count, PolicyPublisher& publisher, const std::atomic<bool>& stop);
     ~Workers();  // frees the rings; stop() must have returned
     Workers(const Workers&) = delete;

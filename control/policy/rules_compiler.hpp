@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "control/config.hpp"
-#include "control/rules.hpp"
+#include "control/policy/rules.hpp"
 
 namespace portcullis {
 

@@ -7,9 +7,9 @@
 
 #include "control/commands/control_plane.hpp"
 #include "control/config.hpp"
-#include "control/server.hpp"
-#include "control/source_stats.hpp"
-#include "control/workers.hpp"
+#include "control/daemon/source_stats.hpp"
+#include "control/daemon/workers.hpp"
+#include "control/socket/server.hpp"
 
 namespace portcullis {
 

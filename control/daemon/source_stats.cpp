@@ -1,5 +1,5 @@
 // Per-source refusal statistics (see source_stats.hpp).
-#include "control/source_stats.hpp"
+#include "control/daemon/source_stats.hpp"
 
 #include <rte_ring_elem.h>
 

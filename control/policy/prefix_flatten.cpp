@@ -1,5 +1,5 @@
 // Most-specific-wins flattening (see prefix_flatten.hpp).
-#include "control/prefix_flatten.hpp"
+#include "control/policy/prefix_flatten.hpp"
 
 namespace portcullis {
 

@@ -1,5 +1,5 @@
 // Audit log appends (see audit.hpp).
-#include "control/audit.hpp"
+#include "control/store/audit.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

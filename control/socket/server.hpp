@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "control/audit.hpp"
 #include "control/commands/control_plane.hpp"
-#include "control/control_socket.hpp"
+#include "control/socket/control_socket.hpp"
+#include "control/store/audit.hpp"
 
 namespace portcullis {
 

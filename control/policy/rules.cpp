@@ -1,5 +1,5 @@
 // Rule files to a Hyperscan database (see rules.hpp).
-#include "control/rules.hpp"
+#include "control/policy/rules.hpp"
 
 #include <algorithm>
 #include <chrono>

@@ -1,5 +1,5 @@
 // Control socket server (see server.hpp).
-#include "control/server.hpp"
+#include "control/socket/server.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
