@@ -6,16 +6,12 @@
 #include "dataplane/counters.hpp"
 #include "dataplane/parse.hpp"
 #include "dataplane/policy.hpp"
+#include "dataplane/verdict.hpp"
 
 namespace portcullis {
 
-enum class Verdict : uint8_t {
-    Forward,  // send on to the other port, unchanged
-    Track,    // SMTP from a managed source: forward, subject to flow tracking and the source's limits
-    Refuse,   // answer the client (RST or SMTP reply) on the port it came from
-    Drop,     // free it
-};
-
+// Forward, Track, Refuse (an unapproved source; answered as policy.action_unapproved says) or Drop (that
+// action is Drop, or a malformed frame or a policed fragment).
 struct Decision {
     Verdict verdict;
     Ctr reason;  // counted in addition to rx/tx; fwd_outbound means "nothing special"
@@ -42,6 +38,14 @@ inline Decision classify_outbound(const Parsed& p, const Policy& pol) {
     if (pol.approved(p.src)) return {Verdict::Track, Ctr::pass_approved};
     if (p.tcp_flags & tcpflag::RST) return {Verdict::Forward, Ctr::pass_client_rst};
     return {pol.action_unapproved == Action::Drop ? Verdict::Drop : Verdict::Refuse, Ctr::refused_unapproved};
+}
+
+// The outcome of a decision that is not Track, for the worker's filing: an unapproved source's attempt is a
+// refusal (monitor mode forwards it, whatever the action); any other Drop is dropped in every mode.
+inline Outcome outcome_of(const Decision& d, const Policy& pol) {
+    if (d.reason == Ctr::refused_unapproved)
+        return {Verdict::Refuse, ReplyReason::Unapproved, pol.action_unapproved};
+    return {d.verdict};
 }
 
 }  // namespace portcullis

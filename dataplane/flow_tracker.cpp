@@ -51,8 +51,8 @@ InspectPolicy inspect_policy(const Flow& f, const IpAddr& client, const Policy& 
     return ip;
 }
 
-constexpr TrackResult kPass{TrackVerdict::Forward, ReplyReason::Unapproved};
-constexpr TrackResult kDrop{TrackVerdict::Drop, ReplyReason::Unapproved};
+constexpr Outcome kPass{Verdict::Forward, ReplyReason::Unapproved};
+constexpr Outcome kUnacceptable{Verdict::Unacceptable, ReplyReason::Unapproved};
 
 bool pure_ack(const Parsed& p) {
     return p.payload_len == 0 && !(p.tcp_flags & (tcpflag::SYN | tcpflag::FIN | tcpflag::RST));
@@ -161,8 +161,8 @@ uint32_t FlowTracker::timeout_ms(FlowState s) const {
     }
 }
 
-std::optional<TrackResult> FlowTracker::open_inspection(Flow& f, const IpAddr& client, const Policy& pol,
-                                                        std::optional<uint32_t> server_seq, Counters& c) {
+std::optional<Outcome> FlowTracker::open_inspection(Flow& f, const IpAddr& client, const Policy& pol,
+                                                    std::optional<uint32_t> server_seq, Counters& c) {
     if (!inspector_ || !pol.inspect) return std::nullopt;
     f.ctl |= flowctl::kInspected;
     f.inspect = inspector_->open(f.client_next, server_seq);
@@ -181,24 +181,24 @@ std::optional<TrackResult> FlowTracker::open_inspection(Flow& f, const IpAddr& c
                        pol.action_unreadable[static_cast<size_t>(Unreadable::PoolFull)]);
 }
 
-TrackResult FlowTracker::end_session(Flow& f, uint32_t seq, ReplyReason reason, const std::string* reply,
-                                     Action action) {
+Outcome FlowTracker::end_session(Flow& f, uint32_t seq, ReplyReason reason, const std::string* reply,
+                                 Action action) {
     f.ctl |= flowctl::kRefused;
     f.server_seq = seq;
     release(f);  // the session is over on both sides: it no longer counts against its source
-    return {TrackVerdict::RefuseSession, reason, reply, action};
+    return {Verdict::RefuseSession, reason, action, false, reply};
 }
 
-std::optional<TrackResult> FlowTracker::confirm(Flow& f, const IpAddr& client, const Policy& pol,
-                                                const Now& now, Counters& c) {
+std::optional<Outcome> FlowTracker::confirm(Flow& f, const IpAddr& client, const Policy& pol, const Now& now,
+                                            Counters& c) {
     leave_half_open(f);
     f.state = FlowState::Established;
     f.expire_ms = now.ms + timeouts_.established_ms;
     uint32_t slot = SourceTable::kNone;
     if (const auto refused = admit(client, limits_for(f, client, pol), pol, now, c, &slot)) {
         // Over a limit at the handshake (its SYN found nothing against it, but others got here first).
-        const TrackResult r = end_session(f, f.client_next, *refused,
-                                          &pol.replies[static_cast<size_t>(*refused)], pol.action_limit);
+        const Outcome r = end_session(f, f.client_next, *refused, &pol.replies[static_cast<size_t>(*refused)],
+                                      pol.action_limit);
         c.add(Ctr::refused_at_handshake);
         return r;
     }
@@ -209,49 +209,49 @@ std::optional<TrackResult> FlowTracker::confirm(Flow& f, const IpAddr& client, c
     return std::nullopt;
 }
 
-TrackResult FlowTracker::normalise(Flow& f, const Parsed& p, const uint8_t* frame, const TcpSegment& seg,
-                                   Counters& c) {
+Outcome FlowTracker::normalise(Flow& f, const Parsed& p, const uint8_t* frame, const TcpSegment& seg,
+                               Counters& c) {
     if (pure_ack(p)) return kPass;  // changes nothing the gateway reads
     if (!tcp_checksums_ok(frame, p)) {
         c.add(Ctr::tcp_bad_checksum);
-        return kDrop;
+        return kUnacceptable;
     }
     if (seg.opt.signed_) {
         c.add(Ctr::tcp_signed);
-        return kDrop;
+        return kUnacceptable;
     }
     if (seg.ttl < f.ttl) {
         c.add(Ctr::tcp_ttl_low);
-        return kDrop;
+        return kUnacceptable;
     }
     if ((f.tcp & tcpctl::kTs) && (f.tcp & tcpctl::kClientTs) && seg.opt.has_ts &&
         seq_lt(seg.opt.tsval, f.ts_recent)) {
         c.add(Ctr::tcp_paws);
-        return kDrop;
+        return kUnacceptable;
     }
     if (p.tcp_flags & tcpflag::RST) return kPass;  // judged by the caller
     const uint32_t span = p.payload_len + ((p.tcp_flags & tcpflag::FIN) ? 1u : 0u);
     if (!span) return kPass;
     if (seq_lt(f.client_next, seg.seq)) {  // a hole before it: sent again in order, read then
         c.add(Ctr::tcp_out_of_order);
-        return kDrop;
+        return kUnacceptable;
     }
     const uint32_t end = seg.seq + span;
     if ((f.tcp & tcpctl::kServerSeq) && seq_lt(f.server_edge, end) && seq_lt(f.client_next, end)) {
         c.add(Ctr::tcp_beyond_window);  // the server keeps at most up to its window's edge
-        return kDrop;
+        return kUnacceptable;
     }
     if (seg.opt.has_ts && (f.tcp & tcpctl::kTs)) f.ts_recent = seg.opt.tsval;
     return kPass;
 }
 
-TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol,
-                               const Now& now, Counters& c) {
+Outcome FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
+                           Counters& c) {
     const uint8_t fl = p.tcp_flags;
     if (f.ctl & flowctl::kRefused) {
         if (fl & (tcpflag::RST | tcpflag::FIN)) f.state = FlowState::Closed;
         f.expire_ms = now.ms + timeouts_.closing_ms;
-        return {TrackVerdict::Refused, ReplyReason::Payload};
+        return {Verdict::Refused, ReplyReason::Payload};
     }
     const TcpSegment seg = read_tcp_segment(frame, p);
     if (f.state == FlowState::Closed) {  // lingering: retransmissions of a finished connection
@@ -261,15 +261,15 @@ TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, c
     if (fl & tcpflag::SYN) {
         if (!tcp_checksums_ok(frame, p)) {  // the server never takes it: no new ISN either
             c.add(Ctr::tcp_bad_checksum);
-            return kDrop;
+            return kUnacceptable;
         }
         if ((fl & tcpflag::ACK) || f.state != FlowState::SynSent) {
             c.add(Ctr::tcp_unconfirmed);  // a SYN inside a connection: the server answers it with an ACK only
-            return (fl & tcpflag::ACK) ? kDrop : kPass;
+            return (fl & tcpflag::ACK) ? kUnacceptable : kPass;
         }
         f.client_next = seg.seq + 1;  // a retransmitted SYN (maybe with a new ISN)
         f.expire_ms = now.ms + timeouts_.half_open_ms;
-        TrackResult r = kPass;
+        Outcome r = kPass;
         if (p.payload_len) {
             r.strip_payload = true;
             c.add(Ctr::tcp_syn_data_stripped);
@@ -279,16 +279,15 @@ TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, c
     if (f.state == FlowState::SynSent) {
         if (!(fl & tcpflag::RST)) {
             c.add(Ctr::tcp_unconfirmed);  // the handshake is not the client's to finish: no SYN-ACK seen
-            return kDrop;
+            return kUnacceptable;
         }
         // A RST closes the entry only if the server takes it too (checksum, signature, TTL): one it never
         // sees would leave a closed entry, which passes what follows unread, beside an open connection.
-        if (const TrackResult n = normalise(f, p, frame, seg, c); n.verdict != TrackVerdict::Forward)
-            return n;
+        if (const Outcome n = normalise(f, p, frame, seg, c); n.verdict != Verdict::Forward) return n;
         if (seg.seq == f.client_next) close(f, c);
         return kPass;
     }
-    if (const TrackResult n = normalise(f, p, frame, seg, c); n.verdict != TrackVerdict::Forward) return n;
+    if (const Outcome n = normalise(f, p, frame, seg, c); n.verdict != Verdict::Forward) return n;
 
     if (fl & tcpflag::RST) {
         // RFC 5961 3.2: a reset counts only at exactly the next sequence number the server expects; the
@@ -304,7 +303,7 @@ TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, c
     if (f.state == FlowState::SynRecv) {
         if (!(fl & tcpflag::ACK) || seg.ack != f.server_next || seg.seq != f.client_next) {
             c.add(Ctr::tcp_unconfirmed);
-            return kDrop;
+            return kUnacceptable;
         }
         if (!f.ttl) f.ttl = seg.ttl;  // an entry made at the SYN-ACK: the handshake's ACK sets the TTL
         if (seg.opt.has_ts && !(f.tcp & tcpctl::kClientTs)) {  // ... and the client's timestamp
@@ -318,9 +317,9 @@ TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, c
     const bool fresh = seq_lt(f.client_next, end);  // carries bytes the server has not been sent
     if (fresh) f.client_next = end;
     f.expire_ms = now.ms + timeout_ms(f.state);
-    TrackResult r = kPass;
+    Outcome r = kPass;
     if (p.payload_len && fresh) r = inspect(f, p, frame, pol, now, c);
-    if ((fl & tcpflag::FIN) && fresh && r.verdict == TrackVerdict::Forward) {
+    if ((fl & tcpflag::FIN) && fresh && r.verdict == Verdict::Forward) {
         f.fins |= 1;
         if (f.fins == 3) {
             close(f, c);
@@ -332,8 +331,8 @@ TrackResult FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, c
     return r;
 }
 
-TrackResult FlowTracker::inspect(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol,
-                                 const Now& now, Counters& c) {
+Outcome FlowTracker::inspect(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol,
+                             const Now& now, Counters& c) {
     if (f.inspect == Inspector::kNone) return kPass;  // not read (ended, or need not be)
     const uint32_t seq = load_be32(frame + p.l4_off + 4);
     const InspectPolicy ip = inspect_policy(f, p.src, pol, worker_);
@@ -368,8 +367,8 @@ TrackResult FlowTracker::inspect(Flow& f, const Parsed& p, const uint8_t* frame,
     return end_session(f, seq, ReplyReason::Payload, r.reply, action);
 }
 
-TrackResult FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const Policy& pol, bool to_relay,
-                                  const Now& now, Counters& c) {
+Outcome FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const Policy& pol, bool to_relay,
+                              const Now& now, Counters& c) {
     const bool syn = (p.tcp_flags & (tcpflag::SYN | tcpflag::ACK | tcpflag::RST)) == tcpflag::SYN;
     if (syn && table_.under_pressure()) {
         // A flood's worth of SYNs (or a busy table): a SYN keeps nothing and touches no table; its entry is
@@ -382,9 +381,9 @@ TrackResult FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const P
         if (!p.payload_len) return kPass;
         if (!tcp_checksums_ok(frame, p)) {
             c.add(Ctr::tcp_bad_checksum);
-            return kDrop;
+            return kUnacceptable;
         }
-        TrackResult r = kPass;
+        Outcome r = kPass;
         r.strip_payload = true;
         c.add(Ctr::tcp_syn_data_stripped);
         return r;
@@ -400,26 +399,26 @@ TrackResult FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const P
     }
     if (!syn) {
         if (p.tcp_flags & tcpflag::RST) return kPass;
-        return {TrackVerdict::Untracked, ReplyReason::Unapproved};
+        return {Verdict::Untracked, ReplyReason::Unapproved};
     }
 
     // A new connection: a SYN, which costs its sender nothing. It is checked, peeked at and remembered as
     // half-open; its source's slot waits for the handshake.
     if (!tcp_checksums_ok(frame, p)) {
         c.add(Ctr::tcp_bad_checksum);
-        return kDrop;
+        return kUnacceptable;
     }
     const Limits& limits = to_relay ? pol.relay_limits : pol.limit_overrides.find(p.src, pol.default_limits);
     const uint64_t id = sources_->id_of(p.src);
     // (Monitor mode lets it through: the admission at the handshake counts what it would have refused.)
     if (const Admit a = sources_->peek(id, limits, now.us, now.day); a != Admit::Ok && !pol.monitor) {
         c.add(counter_of(a));
-        return {TrackVerdict::Refuse, reason_of(a)};
+        return {Verdict::Refuse, reason_of(a), pol.action_limit};
     }
     const auto cell = static_cast<uint16_t>(id >> 48);
     if (half_open_cap_ && half_open_[cell] >= half_open_cap_ && table_.under_pressure()) {
         c.add(Ctr::half_open_capped);  // one source's SYNs may not crowd out everyone else's
-        if (!pol.monitor) return kDrop;
+        if (!pol.monitor) return kUnacceptable;
         c.add(Ctr::monitor_passed);
         return kPass;
     }
@@ -431,9 +430,9 @@ TrackResult FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const P
         c.add(Ctr::flow_table_full);
         if (pol.monitor) {
             c.add(Ctr::monitor_passed);
-            return {TrackVerdict::Forward, ReplyReason::Busy};
+            return {Verdict::Forward, ReplyReason::Busy};
         }
-        return {TrackVerdict::Refuse, ReplyReason::Busy};
+        return {Verdict::Refuse, ReplyReason::Busy, pol.action_limit};
     }
     const TcpSegment seg = read_tcp_segment(frame, p);
     f->state = FlowState::SynSent;
@@ -456,7 +455,7 @@ TrackResult FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const P
     f->ctl |= flowctl::kHalfOpen;
     if (half_open_[cell] != UINT16_MAX) ++half_open_[cell];
     c.add(Ctr::flows_half_open);
-    TrackResult r = kPass;
+    Outcome r = kPass;
     if (p.payload_len) {
         r.strip_payload = true;
         c.add(Ctr::tcp_syn_data_stripped);
@@ -464,8 +463,8 @@ TrackResult FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const P
     return r;
 }
 
-TrackResult FlowTracker::outbound_other(const Parsed& p, const uint8_t* frame, const Policy& pol,
-                                        const Now& now, Counters& c) {
+Outcome FlowTracker::outbound_other(const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
+                                    Counters& c) {
     // Only a watched port or a command that could open a session is worth a table lookup.
     const bool opens = inspector_ && pol.inspect && pol.rules &&
                        looks_like_smtp_command(frame + p.payload_off, p.payload_len);
@@ -481,7 +480,7 @@ TrackResult FlowTracker::outbound_other(const Parsed& p, const uint8_t* frame, c
     const TcpSegment seg = read_tcp_segment(frame, p);
     if (!tcp_checksums_ok(frame, p)) {
         c.add(Ctr::tcp_bad_checksum);
-        return kDrop;
+        return kUnacceptable;
     }
     if (!approved && pol.smtp_other_ports == OtherPorts::Refuse) {
         // Refused at once and statelessly: a flood of such segments leaves nothing behind.
@@ -490,8 +489,8 @@ TrackResult FlowTracker::outbound_other(const Parsed& p, const uint8_t* frame, c
             c.add(Ctr::monitor_passed);
             return kPass;
         }
-        return {TrackVerdict::RefuseSession, ReplyReason::Unapproved,
-                &pol.replies[static_cast<size_t>(ReplyReason::Unapproved)], pol.action_unapproved};
+        return {Verdict::RefuseSession, ReplyReason::Unapproved, pol.action_unapproved, false,
+                &pol.replies[static_cast<size_t>(ReplyReason::Unapproved)]};
     }
     // A source with connections open may already be over its limits; one with none has nothing against it
     // until the server acknowledges this session (a spoofed one-segment "session" never is).
@@ -499,8 +498,8 @@ TrackResult FlowTracker::outbound_other(const Parsed& p, const uint8_t* frame, c
     if (const Admit a = sources_->peek(sources_->id_of(p.src), limits, now.us, now.day);
         a != Admit::Ok && !pol.monitor) {
         c.add(counter_of(a));
-        return {TrackVerdict::RefuseSession, reason_of(a), &pol.replies[static_cast<size_t>(reason_of(a))],
-                pol.action_limit};
+        return {Verdict::RefuseSession, reason_of(a), pol.action_limit, false,
+                &pol.replies[static_cast<size_t>(reason_of(a))]};
     }
     Flow* f = table_.insert_early_drop(k, h, [&](Flow& victim) {
         c.add(Ctr::flows_early_dropped);
@@ -509,8 +508,8 @@ TrackResult FlowTracker::outbound_other(const Parsed& p, const uint8_t* frame, c
     if (!f) {
         c.add(Ctr::flow_table_full);
         if (!pol.monitor)
-            return {TrackVerdict::RefuseSession, ReplyReason::Busy,
-                    &pol.replies[static_cast<size_t>(ReplyReason::Busy)], pol.action_limit};
+            return {Verdict::RefuseSession, ReplyReason::Busy, pol.action_limit, false,
+                    &pol.replies[static_cast<size_t>(ReplyReason::Busy)]};
         c.add(Ctr::monitor_passed);
         return kPass;
     }
@@ -530,14 +529,14 @@ TrackResult FlowTracker::outbound_other(const Parsed& p, const uint8_t* frame, c
     return known(*f, p, frame, pol, now, c);
 }
 
-TrackResult FlowTracker::unknown(const Parsed& p, const Policy& pol, Counters& c) {
+Outcome FlowTracker::unknown(const Parsed& p, const Policy& pol, Counters& c) {
     if (p.tcp_flags & tcpflag::RST) return kPass;
     c.add(Ctr::flows_unknown_reset);
     if (pol.monitor) {
         c.add(Ctr::monitor_passed);
         return kPass;
     }
-    return {TrackVerdict::RefuseSession, ReplyReason::Busy, nullptr, Action::Rst};
+    return {Verdict::RefuseSession, ReplyReason::Busy, Action::Rst};
 }
 
 void FlowTracker::learn_synack(Flow& f, const TcpSegment& seg, const Now& now) {

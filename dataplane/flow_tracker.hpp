@@ -30,25 +30,9 @@
 #include "dataplane/policy.hpp"
 #include "dataplane/source_table.hpp"
 #include "dataplane/tcp_segment.hpp"
+#include "dataplane/verdict.hpp"
 
 namespace portcullis {
-
-enum class TrackVerdict : uint8_t {
-    Forward,        // send it on (strip_payload: without its payload)
-    Refuse,         // a new connection over a limit: answer with policy.action_limit and `reason`
-    Untracked,      // a segment of no known flow: the caller checks for a stateless refusal, then unknown()
-    RefuseSession,  // end the session on both sides (`action`, `reply`)
-    Refused,        // a later client segment of a session so ended
-    Drop,           // discard it (counted): the server would not take it as it is
-};
-
-struct TrackResult {
-    TrackVerdict verdict;
-    ReplyReason reason;
-    const std::string* reply = nullptr;  // RefuseSession: the reply line
-    Action action = Action::Smtp;        // RefuseSession: how the client is answered
-    bool strip_payload = false;          // Forward: a SYN's data (TCP Fast Open) is removed first
-};
 
 class FlowTracker {
   public:
@@ -64,14 +48,14 @@ class FlowTracker {
 
     // An outbound segment classify_outbound marked for tracking; to_relay: its destination is a relay. frame:
     // the segment's bytes (its payload is inspected).
-    TrackResult outbound(const Parsed& p, const uint8_t* frame, const Policy& pol, bool to_relay,
-                         const Now& now, Counters& c);
+    Outcome outbound(const Parsed& p, const uint8_t* frame, const Policy& pol, bool to_relay, const Now& now,
+                     Counters& c);
     // A TCP segment to a port that is not an SMTP port, which other_port() picked: a segment of a session
     // found earlier by its commands, or a first command (EHLO, HELO, MAIL FROM) that makes it one. Such a
     // session is a Candidate until the server acknowledges its bytes; then it is admitted against its
     // source's limits. An unapproved source's gets what policy.smtp_other_ports says.
-    TrackResult outbound_other(const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
-                               Counters& c);
+    Outcome outbound_other(const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
+                           Counters& c);
     // Cheap, per forwarded TCP segment: worth outbound_other()? (a port with such sessions, or a command
     // start)
     bool other_port(const Parsed& p, const uint8_t* frame) const {
@@ -81,7 +65,7 @@ class FlowTracker {
 
     // An outbound segment of no known flow that is no stateless refusal's either. Returns what to do: reset
     // both ways (RefuseSession with Action::Rst), or Forward (a RST; monitor mode).
-    TrackResult unknown(const Parsed& p, const Policy& pol, Counters& c);
+    Outcome unknown(const Parsed& p, const Policy& pol, Counters& c);
     // An inbound segment from an SMTP port: moves its flow's state, if it has one (a SYN-ACK makes one when
     // the SYN made none). False: drop it (a server segment out of order in a session being read; counted).
     bool inbound(const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now, Counters& c);
@@ -97,13 +81,13 @@ class FlowTracker {
     const FlowTimeouts& timeouts() const { return timeouts_; }
 
   private:
-    TrackResult known(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
-                      Counters& c);
+    Outcome known(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
+                  Counters& c);
     // The client segment's checks against what the server would accept; Forward when it may go on.
-    TrackResult normalise(Flow& f, const Parsed& p, const uint8_t* frame, const TcpSegment& seg, Counters& c);
+    Outcome normalise(Flow& f, const Parsed& p, const uint8_t* frame, const TcpSegment& seg, Counters& c);
     // The handshake (or, for a Candidate, the server's acknowledgement) is seen: admit the connection.
-    std::optional<TrackResult> confirm(Flow& f, const IpAddr& client, const Policy& pol, const Now& now,
-                                       Counters& c);
+    std::optional<Outcome> confirm(Flow& f, const IpAddr& client, const Policy& pol, const Now& now,
+                                   Counters& c);
     void forget(Flow& f);  // before an entry is erased
     void learn_synack(Flow& f, const TcpSegment& seg, const Now& now);
     void close(Flow& f, Counters& c);  // a FIN pair or an accepted RST: holds nothing from now on
@@ -111,14 +95,13 @@ class FlowTracker {
     std::optional<ReplyReason> admit(const IpAddr& src, const Limits& limits, const Policy& pol,
                                      const Now& now, Counters& c, uint32_t* slot);
     void release(Flow& f);  // gives back the source's unit and ends inspection
-    TrackResult inspect(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
-                        Counters& c);
-    TrackResult end_session(Flow& f, uint32_t seq, ReplyReason reason, const std::string* reply,
-                            Action action);
+    Outcome inspect(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
+                    Counters& c);
+    Outcome end_session(Flow& f, uint32_t seq, ReplyReason reason, const std::string* reply, Action action);
     // Starts reading a flow (from its start when server_seq is known); a refusal when the inspector pool is
     // empty and the flow must be read.
-    std::optional<TrackResult> open_inspection(Flow& f, const IpAddr& client, const Policy& pol,
-                                               std::optional<uint32_t> server_seq, Counters& c);
+    std::optional<Outcome> open_inspection(Flow& f, const IpAddr& client, const Policy& pol,
+                                           std::optional<uint32_t> server_seq, Counters& c);
     uint32_t timeout_ms(FlowState s) const;
     const Limits& limits_for(const Flow& f, const IpAddr& src, const Policy& pol) const {
         return (f.ctl & flowctl::kRelay) ? pol.relay_limits

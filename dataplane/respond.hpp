@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "dataplane/cookie.hpp"
+#include "dataplane/counters.hpp"
 #include "dataplane/parse.hpp"
 
 namespace portcullis {
@@ -44,6 +45,27 @@ enum class SmtpStep : uint8_t {
     Forged,  // does not acknowledge a valid cookie: no answer
     NoRoom,  // the reply does not fit the buffer
 };
+
+// The counter each step is counted under (NoRoom: the refusal could not be answered, and is dropped).
+inline Ctr smtp_step_counter(SmtpStep step) {
+    switch (step) {
+        case SmtpStep::SynAck:
+            return Ctr::smtp_synack_sent;
+        case SmtpStep::Reply:
+            return Ctr::smtp_reply_sent;
+        case SmtpStep::FinAck:
+            return Ctr::smtp_finack_sent;
+        case SmtpStep::Reset:
+            return Ctr::rst_sent;
+        case SmtpStep::Quiet:
+            return Ctr::smtp_quiet;
+        case SmtpStep::Forged:
+            return Ctr::smtp_forged;
+        case SmtpStep::NoRoom:
+            break;
+    }
+    return Ctr::dropped_refused;
+}
 
 struct SmtpAnswer {
     SmtpStep step;

@@ -80,7 +80,8 @@ bool tcp_checksums_ok(const uint8_t* frame, const Parsed& p) {
     } else {
         sum = __rte_raw_cksum(ip + 8, 32, 0);
     }
-    sum += rte_cpu_to_be_16(static_cast<uint16_t>(kProtoTcp)) + rte_cpu_to_be_16(static_cast<uint16_t>(tcp_len));
+    sum +=
+        rte_cpu_to_be_16(static_cast<uint16_t>(kProtoTcp)) + rte_cpu_to_be_16(static_cast<uint16_t>(tcp_len));
     sum = __rte_raw_cksum(frame + p.l4_off, tcp_len, sum);
     return __rte_raw_cksum_reduce(sum) == 0xffff;
 }

@@ -26,26 +26,6 @@ uint16_t send_or_free(uint16_t port, uint16_t queue, rte_mbuf** pkts, uint16_t n
     return sent;
 }
 
-Ctr smtp_counter(SmtpStep step) {
-    switch (step) {
-        case SmtpStep::SynAck:
-            return Ctr::smtp_synack_sent;
-        case SmtpStep::Reply:
-            return Ctr::smtp_reply_sent;
-        case SmtpStep::FinAck:
-            return Ctr::smtp_finack_sent;
-        case SmtpStep::Reset:
-            return Ctr::rst_sent;
-        case SmtpStep::Quiet:
-            return Ctr::smtp_quiet;
-        case SmtpStep::Forged:
-            return Ctr::smtp_forged;
-        case SmtpStep::NoRoom:
-            break;
-    }
-    return Ctr::dropped_refused;
-}
-
 // Records a refusal for the control thread's per-source figures.
 void note_refusal(RefusalEvent& e, const Parsed& p, ReplyReason reason) {
     e.syn = (p.tcp_flags & tcpflag::SYN) ? 1 : 0;
@@ -93,7 +73,7 @@ bool answer_refusal(const Policy& pol, rte_mbuf* m, const Parsed& p, LazyNow& no
     if (action == Action::Smtp) {
         SmtpStep step;
         len = answer_smtp(pol, m, p, now, reason, &step);
-        c.add(smtp_counter(step));
+        c.add(smtp_step_counter(step));
     } else {
         len = make_rst_in_place(rte_pktmbuf_mtod(m, uint8_t*), p);
         c.add(Ctr::rst_sent);
@@ -141,7 +121,7 @@ Dest refuse(Segment& s, Action action, ReplyReason reason) {
 
 // Ends a session whose client said what the policy refuses: the server gets a RST (a fresh buffer, its own
 // sequence number: it never got this segment) in s.extra; the client gets action_payload's answer in place.
-Dest end_session(Segment& s, Action action, const std::string& reply) {
+Dest end_session(Segment& s, Action action, std::string_view reply) {
     Counters& c = s.c;
     if (s.m->nb_segs != 1) {
         c.add(Ctr::multi_segment);
@@ -204,51 +184,56 @@ Dest after_session(Segment& s) {
     return Dest::Back;
 }
 
-// Files the tracker's verdict on a segment (all but Untracked): forward it, refuse the connection, end the
-// session.
-Dest on_verdict(Segment& s, const TrackResult& t) {
-    switch (t.verdict) {
-        case TrackVerdict::RefuseSession:
-            s.report(t.reason);
-            return end_session(s, t.action, t.reply ? *t.reply : std::string());
-        case TrackVerdict::Refused:
+// Files a segment's outcome (all but Track and Untracked, which the callers resolve first): forward it,
+// refuse the connection, end the session, drop it.
+Dest file(Segment& s, const Outcome& o) {
+    switch (o.verdict) {
+        case Verdict::Forward:
+            return o.strip_payload ? strip_syn_data(s) : Dest::Fwd;
+        case Verdict::Refuse:
+            return refuse(s, o.action, o.reason);
+        case Verdict::RefuseSession:
+            s.report(o.reason);
+            return end_session(s, o.action, o.reply ? std::string_view(*o.reply) : std::string_view());
+        case Verdict::Refused:
             return after_session(s);
-        case TrackVerdict::Refuse:
-            return refuse(s, s.pol.action_limit, t.reason);
-        case TrackVerdict::Drop:  // the normaliser's (counted): in monitor mode nothing is refused
+        case Verdict::Unacceptable:  // the normaliser's (counted): in monitor mode nothing is refused
             if (!s.pol.monitor) return Dest::Drop;
             s.c.add(Ctr::monitor_passed);
             return Dest::Fwd;
-        default:
-            return t.strip_payload ? strip_syn_data(s) : Dest::Fwd;
+        case Verdict::Track:      // the classifier's: tracked before it is filed
+        case Verdict::Untracked:  // the tracker's: resolved by track()
+        case Verdict::Drop:
+            break;
     }
+    return Dest::Drop;
 }
 
 // A segment to a port that is not an SMTP port that may belong to an SMTP session found by its commands.
 Dest track_other(Segment& s) {
-    return on_verdict(s, s.ctx.flows->outbound_other(s.p, s.data(), s.pol, s.now.get(), s.c));
+    return file(s, s.ctx.flows->outbound_other(s.p, s.data(), s.pol, s.now.get(), s.c));
 }
 
 // An SMTP-class segment from a managed source: tracked, admitted or refused by the source's limits, and read.
 Dest track(Segment& s, bool to_relay) {
     FlowTracker& flows = *s.ctx.flows;
-    const TrackResult t = flows.outbound(s.p, s.data(), s.pol, to_relay, s.now.get(), s.c);
-    if (t.verdict == TrackVerdict::Forward && !t.strip_payload) [[likely]]
+    const Outcome o = flows.outbound(s.p, s.data(), s.pol, to_relay, s.now.get(), s.c);
+    if (o.verdict == Verdict::Forward && !o.strip_payload) [[likely]]
         return Dest::Fwd;
-    if (t.verdict != TrackVerdict::Untracked) return on_verdict(s, t);
+    if (o.verdict != Verdict::Untracked) return file(s, o);
     // A segment of no connection this worker knows: maybe the next step of a stateless limit refusal.
     if (s.pol.action_limit == Action::Smtp && s.m->nb_segs == 1) {
         SmtpStep step;
         const uint32_t len = answer_smtp(s.pol, s.m, s.p, s.now, ReplyReason::Unapproved, &step);
         if (step != SmtpStep::Forged) {
-            s.c.add(smtp_counter(step));
+            s.c.add(smtp_step_counter(step));
             if (!len) return Dest::Drop;
             set_length(s.m, len);
             return Dest::Back;
         }
     }
     // A segment of a connection this worker has no record of: it cannot be vouched for, so it is reset.
-    return on_verdict(s, flows.unknown(s.p, s.pol, s.c));
+    return file(s, flows.unknown(s.p, s.pol, s.c));
 }
 
 }  // namespace
@@ -304,15 +289,13 @@ void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pk
             c.add(d.reason);
         }
         Segment seg{ctx, pol, m, p, now, c, &events[ne]};
-        Dest dest = Dest::Drop;  // malformed: counted, dropped
-        if (d.verdict == Verdict::Forward) {
+        Dest dest;
+        if (d.verdict == Verdict::Forward)
             dest = track_other(seg);
-        } else if (d.verdict == Verdict::Track) {
+        else if (d.verdict == Verdict::Track)
             dest = ctx.flows ? track(seg, d.reason == Ctr::pass_relay) : Dest::Fwd;
-        } else if (d.reason == Ctr::refused_unapproved) {
-            dest = refuse(seg, d.verdict == Verdict::Drop ? Action::Drop : pol.action_unapproved,
-                          ReplyReason::Unapproved);
-        }
+        else
+            dest = file(seg, outcome_of(d, pol));
         ne += seg.reported;
         if (seg.extra) fwd[nf++] = seg.extra;
         if (dest == Dest::Fwd)

@@ -373,7 +373,7 @@ struct Ends {
     uint32_t cli_isn, srv_isn, cli_nxt, srv_nxt;
 };
 
-const char* verdict_name(TrackVerdict v) {
+const char* verdict_name(Verdict v) {
     static constexpr const char* kNames[] = {"Forward",       "Refuse",  "Untracked",
                                              "RefuseSession", "Refused", "Drop"};
     return static_cast<size_t>(v) < std::size(kNames) ? kNames[static_cast<size_t>(v)] : "?";
@@ -580,12 +580,12 @@ class Session {
 
         // process_outbound, up to the tracker's verdict.
         const Decision d = classify_outbound(p, pol_);
-        TrackResult r{TrackVerdict::Forward, ReplyReason::Unapproved};
+        Outcome r{Verdict::Forward, ReplyReason::Unapproved};
         const char* path = "stateless";
         if (d.verdict == Verdict::Track) {
             path = "outbound";
             r = flows_.outbound(p, frame, pol_, d.reason == Ctr::pass_relay, now_, c_);
-            if (r.verdict == TrackVerdict::Untracked) {
+            if (r.verdict == Verdict::Untracked) {
                 path = "unknown";
                 r = flows_.unknown(p, pol_, c_);
             }
@@ -593,7 +593,7 @@ class Session {
             path = "outbound_other";
             r = flows_.outbound_other(p, frame, pol_, now_, c_);
         } else if (d.verdict != Verdict::Forward) {
-            r = {TrackVerdict::Drop, ReplyReason::Unapproved};  // refused statelessly, not the tracker's
+            r = {Verdict::Unacceptable, ReplyReason::Unapproved};  // refused statelessly, not the tracker's
         }
         const Flow* after = find(t);
         if (fuzz::verbose())
@@ -603,10 +603,10 @@ class Session {
                          r.strip_payload ? " (strip)" : "", existed ? flow_state_name(was) : "-",
                          after ? flow_state_name(after->state) : "-");
 
-        if (r.verdict == TrackVerdict::Untracked) fuzz::fail("an Untracked verdict after unknown()");
-        if (r.verdict == TrackVerdict::RefuseSession && r.action == Action::Smtp && !r.reply)
+        if (r.verdict == Verdict::Untracked) fuzz::fail("an Untracked verdict after unknown()");
+        if (r.verdict == Verdict::RefuseSession && r.action == Action::Smtp && !r.reply)
             fuzz::fail("RefuseSession with action smtp and no reply line (%s)", path);
-        if (r.verdict == TrackVerdict::Refuse && r.reason == ReplyReason::Payload)
+        if (r.verdict == Verdict::Refuse && r.reason == ReplyReason::Payload)
             fuzz::fail("Refuse (a new connection over a limit) for what a session said");
 
         const bool carries = p.payload_len || (p.tcp_flags & (tcpflag::SYN | tcpflag::FIN | tcpflag::RST));
@@ -614,11 +614,11 @@ class Session {
         // discards it if its sum is wrong, as it would without the gateway.
         const bool stateless_bare_syn = c_.get(Ctr::syn_stateless) != stateless_before && !p.payload_len;
         if (bad_checksum && carries && existed && !was_refused && was != FlowState::Closed &&
-            r.verdict == TrackVerdict::Forward && !stateless_bare_syn)
+            r.verdict == Verdict::Forward && !stateless_bare_syn)
             fuzz::fail(
                 "a client segment with a wrong checksum (flags %02x, %u bytes) was forwarded in state %s",
                 p.tcp_flags, p.payload_len, flow_state_name(was));
-        if (!pol_.monitor && r.verdict == TrackVerdict::Forward && p.payload_len && !r.strip_payload &&
+        if (!pol_.monitor && r.verdict == Verdict::Forward && p.payload_len && !r.strip_payload &&
             !(p.tcp_flags & (tcpflag::RST | tcpflag::SYN)) && d.verdict == Verdict::Track) {
             if (!after) fuzz::fail("client data forwarded on port %u with no flow", p.dport);
             if (after->state == FlowState::SynSent || after->state == FlowState::SynRecv)

@@ -216,7 +216,7 @@ class Tracker : public ::testing::Test {
         pol.default_limits = {2, 0, 0};
         pol.relay_limits = {};
     }
-    TrackResult out(const FrameSpec& s, uint64_t ms, bool to_relay = false) {
+    Outcome out(const FrameSpec& s, uint64_t ms, bool to_relay = false) {
         const Parsed p = parsed(s);  // before g_frame.data() is taken
         return tracker.outbound(p, g_frame.data(), pol, to_relay, clock.after_us(ms * 1000), c);
     }
@@ -244,8 +244,8 @@ class Tracker : public ::testing::Test {
         return seg(port, flags, seq, ack);
     }
     // SYN, SYN-ACK, ACK: the client's next sequence number is 1001, the server's 5001.
-    TrackResult handshake(uint16_t port, uint64_t ms = 0) {
-        EXPECT_EQ(out(seg(port, SYN, 1000, 0), ms).verdict, TrackVerdict::Forward);
+    Outcome handshake(uint16_t port, uint64_t ms = 0) {
+        EXPECT_EQ(out(seg(port, SYN, 1000, 0), ms).verdict, Verdict::Forward);
         in(from_server(port, SYN | ACK, 5000, 1001), ms);
         return out(seg(port, ACK, 1001, 5001), ms);
     }
@@ -258,21 +258,21 @@ class Tracker : public ::testing::Test {
 };
 
 TEST_F(Tracker, ConcurrencyIsCountedAtTheHandshakeAndHeldUntilClose) {
-    EXPECT_EQ(handshake(1001).verdict, TrackVerdict::Forward);
-    EXPECT_EQ(handshake(1002).verdict, TrackVerdict::Forward);
+    EXPECT_EQ(handshake(1001).verdict, Verdict::Forward);
+    EXPECT_EQ(handshake(1002).verdict, Verdict::Forward);
     EXPECT_EQ(open(), 2u);
     const auto third = out(seg(1003, SYN, 1000, 0), 0);
-    EXPECT_EQ(third.verdict, TrackVerdict::Refuse) << "the source's slot is full: refused at its SYN";
+    EXPECT_EQ(third.verdict, Verdict::Refuse) << "the source's slot is full: refused at its SYN";
     EXPECT_EQ(third.reason, ReplyReason::Concurrency);
-    EXPECT_EQ(out(seg(1001, SYN, 1000, 0), 10).verdict, TrackVerdict::Forward) << "inside the connection";
+    EXPECT_EQ(out(seg(1001, SYN, 1000, 0), 10).verdict, Verdict::Forward) << "inside the connection";
 
     // Connection 1001 closes: FIN both ways, each at its next sequence number.
-    EXPECT_EQ(out(seg(1001, FIN | ACK, 1001, 5001), 30).verdict, TrackVerdict::Forward);
+    EXPECT_EQ(out(seg(1001, FIN | ACK, 1001, 5001), 30).verdict, Verdict::Forward);
     EXPECT_EQ(open(), 2u) << "half-closed still counts";
     in(from_server(1001, FIN | ACK, 5001, 1002), 31);
     EXPECT_EQ(open(), 1u);
     EXPECT_EQ(c.get(Ctr::flows_closed), 1u);
-    EXPECT_EQ(handshake(1003, 40).verdict, TrackVerdict::Forward);
+    EXPECT_EQ(handshake(1003, 40).verdict, Verdict::Forward);
 }
 
 TEST_F(Tracker, SynsThatNeverCompleteAHandshakeClaimNoSourceState) {
@@ -280,7 +280,7 @@ TEST_F(Tracker, SynsThatNeverCompleteAHandshakeClaimNoSourceState) {
     for (uint16_t p = 1; p <= 90; ++p) {
         FrameSpec s = seg(p, SYN, 1000, 0);
         s.src = "198.51.100." + std::to_string(p);
-        EXPECT_EQ(out(s, 0).verdict, TrackVerdict::Forward);
+        EXPECT_EQ(out(s, 0).verdict, Verdict::Forward);
     }
     EXPECT_EQ(sources.in_use(), 0u);
     EXPECT_EQ(c.get(Ctr::flows_half_open), 75u) << "up to 3/4 of the table";
@@ -289,7 +289,7 @@ TEST_F(Tracker, SynsThatNeverCompleteAHandshakeClaimNoSourceState) {
     // A forged ACK without the server's SYN-ACK (the attacker cannot know its sequence number) is dropped.
     FrameSpec forged = seg(5, ACK, 1001, 777);
     forged.src = "198.51.100.5";
-    EXPECT_EQ(out(forged, 1).verdict, TrackVerdict::Drop);
+    EXPECT_EQ(out(forged, 1).verdict, Verdict::Unacceptable);
     EXPECT_EQ(sources.in_use(), 0u);
 }
 
@@ -304,28 +304,28 @@ TEST_F(Tracker, UnderPressureSynsKeepNothingAndTheServersAnswerMakesRoom) {
         if (outbound)
             return small.outbound(p, g_frame.data(), pol, false, clock.after_us(ms * 1000), c).verdict;
         small.inbound(p, g_frame.data(), pol, clock.after_us(ms * 1000), c);
-        return TrackVerdict::Forward;
+        return Verdict::Forward;
     };
     // A flood from spoofed sources that nobody answers: entries up to 3/4 of the table, then none.
     for (uint16_t p = 1; p <= 20; ++p) {
         FrameSpec syn = seg(p, SYN, 1000, 0);
         syn.src = "198.51.100.1";
-        EXPECT_EQ(go(syn, true, p), TrackVerdict::Forward);
+        EXPECT_EQ(go(syn, true, p), Verdict::Forward);
     }
     EXPECT_EQ(small.table().size(), 6u);
     EXPECT_EQ(c.get(Ctr::syn_stateless), 14u);
     // Three honest clients: their SYNs keep nothing, the servers' SYN-ACKs make their entries; the third
     // finds the table full and pushes out the oldest entry whose server never answered.
     for (uint16_t p = 4001; p <= 4003; ++p) {
-        EXPECT_EQ(go(seg(p, SYN, 1000, 0), true, 100), TrackVerdict::Forward);
+        EXPECT_EQ(go(seg(p, SYN, 1000, 0), true, 100), Verdict::Forward);
         go(from_server(p, SYN | ACK, 5000, 1001), false, 101);
     }
     EXPECT_EQ(c.get(Ctr::flows_half_open_at_synack), 3u);
     EXPECT_EQ(c.get(Ctr::flows_early_dropped), 1u);
     for (uint16_t p = 4001; p <= 4002; ++p)
-        EXPECT_EQ(go(seg(p, ACK, 1001, 5001), true, 102), TrackVerdict::Forward);
+        EXPECT_EQ(go(seg(p, ACK, 1001, 5001), true, 102), Verdict::Forward);
     EXPECT_EQ(open(), 2u) << "admitted at their handshakes";
-    EXPECT_EQ(go(seg(4003, ACK, 1001, 5001), true, 102), TrackVerdict::RefuseSession) << "the limit of 2";
+    EXPECT_EQ(go(seg(4003, ACK, 1001, 5001), true, 102), Verdict::RefuseSession) << "the limit of 2";
 }
 
 TEST_F(Tracker, UnderPressureABareSynGoesOnUnchangedAndACorruptSynWithDataGoesNowhere) {
@@ -337,16 +337,15 @@ TEST_F(Tracker, UnderPressureABareSynGoesOnUnchangedAndACorruptSynWithDataGoesNo
     FrameSpec bare = seg(4001, SYN, 1000, 0);
     bare.bad_checksum = true;
     const auto r = out(bare, 1);
-    EXPECT_EQ(r.verdict, TrackVerdict::Forward)
-        << "unchanged: the server discards it, as without the gateway";
+    EXPECT_EQ(r.verdict, Verdict::Forward) << "unchanged: the server discards it, as without the gateway";
     EXPECT_FALSE(r.strip_payload);
     FrameSpec tfo = seg(4002, SYN, 1000, 0, "EHLO a.example\r\n");
     tfo.bad_checksum = true;
-    EXPECT_EQ(out(tfo, 1).verdict, TrackVerdict::Drop) << "stripping it would write a valid checksum";
+    EXPECT_EQ(out(tfo, 1).verdict, Verdict::Unacceptable) << "stripping it would write a valid checksum";
     EXPECT_EQ(c.get(Ctr::tcp_bad_checksum), 1u);
     FrameSpec good = seg(4003, SYN, 1000, 0, "EHLO a.example\r\n");
     const auto g = out(good, 1);
-    EXPECT_EQ(g.verdict, TrackVerdict::Forward);
+    EXPECT_EQ(g.verdict, Verdict::Forward);
     EXPECT_TRUE(g.strip_payload);
     EXPECT_EQ(c.get(Ctr::syn_stateless), 3u);
     EXPECT_EQ(tracker.table().size(), 75u) << "none of them made an entry";
@@ -380,21 +379,21 @@ TEST_F(Tracker, AnEntryMadeAtTheSynAckLearnsTheClientsTimestampFromItsAck) {
     in(sa, 1);
     FrameSpec ack = seg(4001, ACK, 1001, 5001);
     ack.tcp_opt_bytes = ts(0x90000001u);
-    EXPECT_EQ(out(ack, 2).verdict, TrackVerdict::Forward);
+    EXPECT_EQ(out(ack, 2).verdict, Verdict::Forward);
     FrameSpec data = seg(4001, ACK | PSH, 1001, 5001, "EHLO a.example\r\n");
     data.tcp_opt_bytes = ts(0x90000002u);
-    EXPECT_EQ(out(data, 3).verdict, TrackVerdict::Forward) << "not mistaken for an old timestamp";
+    EXPECT_EQ(out(data, 3).verdict, Verdict::Forward) << "not mistaken for an old timestamp";
     data.tcp_opt_bytes = ts(0x80000000u);
     data.seq += 16;
-    EXPECT_EQ(out(data, 3).verdict, TrackVerdict::Drop) << "an older one is";
+    EXPECT_EQ(out(data, 3).verdict, Verdict::Unacceptable) << "an older one is";
 }
 
 TEST_F(Tracker, ARstOutsideTheWindowKeepsTheConnectionAndItsUnit) {
     handshake(1001);
     out(seg(1001, ACK | PSH, 1001, 5001, "EHLO a.example\r\n"), 1);
     // RFC 5961: only a RST at exactly the next sequence number (1017) resets the server's connection.
-    EXPECT_EQ(out(seg(1001, RST, 1001 + 100000, 0), 2).verdict, TrackVerdict::Forward);
-    EXPECT_EQ(out(seg(1001, RST, 1016, 0), 2).verdict, TrackVerdict::Forward);
+    EXPECT_EQ(out(seg(1001, RST, 1001 + 100000, 0), 2).verdict, Verdict::Forward);
+    EXPECT_EQ(out(seg(1001, RST, 1016, 0), 2).verdict, Verdict::Forward);
     EXPECT_EQ(c.get(Ctr::tcp_rst_ignored), 2u);
     EXPECT_EQ(open(), 1u) << "the session lives on at the server: its unit stays";
     out(seg(1001, RST, 1017, 0), 3);
@@ -405,23 +404,23 @@ TEST_F(Tracker, SegmentsTheServerWouldDiscardAreDroppedNotRead) {
     handshake(1001);
     FrameSpec bad = seg(1001, ACK | PSH, 1001, 5001, "EHLO good.example\r\n");
     bad.bad_checksum = true;
-    EXPECT_EQ(out(bad, 1).verdict, TrackVerdict::Drop);
+    EXPECT_EQ(out(bad, 1).verdict, Verdict::Unacceptable);
     EXPECT_EQ(c.get(Ctr::tcp_bad_checksum), 1u);
     FrameSpec low = seg(1001, ACK | PSH, 1001, 5001, "EHLO good.example\r\n");
     low.ttl = 3;  // might expire between the gateway and the server
-    EXPECT_EQ(out(low, 1).verdict, TrackVerdict::Drop);
+    EXPECT_EQ(out(low, 1).verdict, Verdict::Unacceptable);
     EXPECT_EQ(c.get(Ctr::tcp_ttl_low), 1u);
     FrameSpec md5 = seg(1001, ACK | PSH, 1001, 5001, "EHLO good.example\r\n");
     md5.tcp_opt_bytes = {19, 18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-    EXPECT_EQ(out(md5, 1).verdict, TrackVerdict::Drop);
+    EXPECT_EQ(out(md5, 1).verdict, Verdict::Unacceptable);
     EXPECT_EQ(c.get(Ctr::tcp_signed), 1u);
     // Ahead of the next in-order byte: dropped; the client sends it again in order.
-    EXPECT_EQ(out(seg(1001, ACK | PSH, 1001 + 100000, 5001, "NOOP\r\n"), 1).verdict, TrackVerdict::Drop);
+    EXPECT_EQ(out(seg(1001, ACK | PSH, 1001 + 100000, 5001, "NOOP\r\n"), 1).verdict, Verdict::Unacceptable);
     EXPECT_EQ(c.get(Ctr::tcp_out_of_order), 1u);
     // Past the server's window (65535 from its SYN-ACK).
-    EXPECT_EQ(out(seg(1001, ACK | PSH, 1001 + 65530, 5001, "NOOP\r\n"), 1).verdict, TrackVerdict::Drop);
+    EXPECT_EQ(out(seg(1001, ACK | PSH, 1001 + 65530, 5001, "NOOP\r\n"), 1).verdict, Verdict::Unacceptable);
     // In order: forwarded.
-    EXPECT_EQ(out(seg(1001, ACK | PSH, 1001, 5001, "NOOP\r\n"), 1).verdict, TrackVerdict::Forward);
+    EXPECT_EQ(out(seg(1001, ACK | PSH, 1001, 5001, "NOOP\r\n"), 1).verdict, Verdict::Forward);
 }
 
 TEST_F(Tracker, AnOldTimestampIsDroppedAsTheServersPawsCheckWould) {
@@ -437,25 +436,24 @@ TEST_F(Tracker, AnOldTimestampIsDroppedAsTheServersPawsCheckWould) {
     out(ack, 0);
     FrameSpec old = seg(1001, ACK | PSH, 1001, 5001, "EHLO good.example\r\n");
     old.tcp_opt_bytes = {8, 10, 0, 0, 0, 50, 0, 0, 0, 9};
-    EXPECT_EQ(out(old, 1).verdict, TrackVerdict::Drop);
+    EXPECT_EQ(out(old, 1).verdict, Verdict::Unacceptable);
     EXPECT_EQ(c.get(Ctr::tcp_paws), 1u);
 }
 
 TEST_F(Tracker, DataOnASynIsStripped) {
     const auto r = out(seg(1001, SYN, 1000, 0, "EHLO evil.example\r\n"), 0);
-    EXPECT_EQ(r.verdict, TrackVerdict::Forward);
+    EXPECT_EQ(r.verdict, Verdict::Forward);
     EXPECT_TRUE(r.strip_payload);
     EXPECT_EQ(c.get(Ctr::tcp_syn_data_stripped), 1u);
     // The server acknowledges the SYN alone; the client's data comes again at 1001, in order.
     in(from_server(1001, SYN | ACK, 5000, 1001), 0);
-    EXPECT_EQ(out(seg(1001, ACK | PSH, 1001, 5001, "EHLO evil.example\r\n"), 1).verdict,
-              TrackVerdict::Forward);
+    EXPECT_EQ(out(seg(1001, ACK | PSH, 1001, 5001, "EHLO evil.example\r\n"), 1).verdict, Verdict::Forward);
 }
 
 TEST_F(Tracker, HalfOpenFlowsExpireAndHoldNothing) {
     out(seg(1001, SYN, 1000, 0), 0);
     out(seg(1002, SYN, 1000, 0), 0);
-    EXPECT_EQ(out(seg(1003, SYN, 1000, 0), 0).verdict, TrackVerdict::Forward) << "SYNs hold no unit";
+    EXPECT_EQ(out(seg(1003, SYN, 1000, 0), 0).verdict, Verdict::Forward) << "SYNs hold no unit";
     tracker.sweep(clock.after_us(3'000'000), 1024, c);
     EXPECT_EQ(c.get(Ctr::flows_expired_half_open), 3u);
     EXPECT_EQ(tracker.table().size(), 0u);
@@ -465,10 +463,10 @@ TEST_F(Tracker, ConnectionsOverTheLimitAtTheHandshakeAreEndedThere) {
     // Three SYNs at once: none finds anything against it, but the third handshake is one too many.
     for (uint16_t p = 1; p <= 3; ++p) out(seg(p, SYN, 1000, 0), 0);
     for (uint16_t p = 1; p <= 3; ++p) in(from_server(p, SYN | ACK, 5000, 1001), 0);
-    EXPECT_EQ(out(seg(1, ACK, 1001, 5001), 0).verdict, TrackVerdict::Forward);
-    EXPECT_EQ(out(seg(2, ACK, 1001, 5001), 0).verdict, TrackVerdict::Forward);
+    EXPECT_EQ(out(seg(1, ACK, 1001, 5001), 0).verdict, Verdict::Forward);
+    EXPECT_EQ(out(seg(2, ACK, 1001, 5001), 0).verdict, Verdict::Forward);
     const auto r = out(seg(3, ACK, 1001, 5001), 0);
-    EXPECT_EQ(r.verdict, TrackVerdict::RefuseSession);
+    EXPECT_EQ(r.verdict, Verdict::RefuseSession);
     EXPECT_EQ(r.reason, ReplyReason::Concurrency);
     EXPECT_EQ(c.get(Ctr::refused_at_handshake), 1u);
     EXPECT_EQ(open(), 2u);
@@ -489,22 +487,22 @@ TEST_F(Tracker, ReusedPortsAfterCloseAreANewConnection) {
     out(seg(1001, SYN, 1000, 0), 0);
     in(from_server(1001, RST | ACK, 0, 1001), 1);  // the server refused
     EXPECT_EQ(tracker.table().size(), 1u);
-    EXPECT_EQ(handshake(1001, 2).verdict, TrackVerdict::Forward);
+    EXPECT_EQ(handshake(1001, 2).verdict, Verdict::Forward);
     EXPECT_EQ(open(), 1u);
     EXPECT_EQ(tracker.table().size(), 1u);
 }
 
 TEST_F(Tracker, UnknownSegmentsAreResetNotPickedUp) {
     const FrameSpec s = seg(1001, ACK | PSH, 1001, 5001, "MAIL FROM:<a@example.com>\r\n");
-    EXPECT_EQ(out(s, 0).verdict, TrackVerdict::Untracked);
+    EXPECT_EQ(out(s, 0).verdict, Verdict::Untracked);
     const auto r = tracker.unknown(parsed(s), pol, c);
-    EXPECT_EQ(r.verdict, TrackVerdict::RefuseSession);
+    EXPECT_EQ(r.verdict, Verdict::RefuseSession);
     EXPECT_EQ(r.action, Action::Rst);
     EXPECT_EQ(c.get(Ctr::flows_unknown_reset), 1u);
     EXPECT_EQ(tracker.table().size(), 0u) << "no state for what nobody vouched for";
     EXPECT_EQ(sources.in_use(), 0u);
     pol.monitor = true;
-    EXPECT_EQ(tracker.unknown(parsed(s), pol, c).verdict, TrackVerdict::Forward);
+    EXPECT_EQ(tracker.unknown(parsed(s), pol, c).verdict, Verdict::Forward);
 }
 
 TEST_F(Tracker, AFullTableOfConfirmedFlowsKeepsThemAndResetsNewOnesUntilRoomComes) {
@@ -520,30 +518,28 @@ TEST_F(Tracker, AFullTableOfConfirmedFlowsKeepsThemAndResetsNewOnesUntilRoomCome
         const Now now = clock.after_us(ms * 1000);
         if (outbound) return small.outbound(p, g_frame.data(), pol, false, now, c).verdict;
         small.inbound(p, g_frame.data(), pol, now, c);
-        return TrackVerdict::Forward;
+        return Verdict::Forward;
     };
     for (uint16_t p = 1; p <= 5; ++p) {
-        EXPECT_EQ(go(seg(p, SYN, 1000, 0), true, 0), TrackVerdict::Forward)
-            << "a SYN is never refused for room";
+        EXPECT_EQ(go(seg(p, SYN, 1000, 0), true, 0), Verdict::Forward) << "a SYN is never refused for room";
         go(from_server(p, SYN | ACK, 5000, 1001), false, 0);
         if (p < 5) {
-            EXPECT_EQ(go(seg(p, ACK, 1001, 5001), true, 0), TrackVerdict::Forward);
+            EXPECT_EQ(go(seg(p, ACK, 1001, 5001), true, 0), Verdict::Forward);
         }
     }
     EXPECT_EQ(c.get(Ctr::flow_table_full), 1u) << "the fifth server's answer found no room";
-    EXPECT_EQ(go(seg(5, ACK, 1001, 5001), true, 0), TrackVerdict::Untracked)
-        << "no record: the worker resets it";
-    EXPECT_EQ(go(seg(2, ACK | PSH, 1001, 5001, "NOOP\r\n"), true, 0), TrackVerdict::Forward)
+    EXPECT_EQ(go(seg(5, ACK, 1001, 5001), true, 0), Verdict::Untracked) << "no record: the worker resets it";
+    EXPECT_EQ(go(seg(2, ACK | PSH, 1001, 5001, "NOOP\r\n"), true, 0), Verdict::Forward)
         << "an open connection is never refused";
     small.sweep(clock.after_us(60'000'000), 64, c);
     EXPECT_EQ(small.table().size(), 0u);
-    EXPECT_EQ(go(seg(5, SYN, 1000, 0), true, 60'000), TrackVerdict::Forward);
+    EXPECT_EQ(go(seg(5, SYN, 1000, 0), true, 60'000), Verdict::Forward);
     EXPECT_EQ(small.table().size(), 1u);
 }
 
 TEST_F(Tracker, MonitorModeForwardsAndCountsWhatItWouldRefuse) {
     pol.monitor = true;
-    for (uint16_t p = 1; p <= 3; ++p) EXPECT_EQ(handshake(p).verdict, TrackVerdict::Forward);
+    for (uint16_t p = 1; p <= 3; ++p) EXPECT_EQ(handshake(p).verdict, Verdict::Forward);
     EXPECT_EQ(c.get(Ctr::refused_concurrency), 1u);
     EXPECT_EQ(c.get(Ctr::monitor_passed), 1u);
     EXPECT_EQ(open(), 3u);
@@ -551,10 +547,10 @@ TEST_F(Tracker, MonitorModeForwardsAndCountsWhatItWouldRefuse) {
 
 TEST_F(Tracker, PerApprovalOverridesAndRelayLimitsApply) {
     pol.limit_overrides.assign(false, {{u128{0xc6336414u}, u128{0xc6336414u}, Limits{1, 0, 0}}});  // .20
-    EXPECT_EQ(handshake(1).verdict, TrackVerdict::Forward);
-    EXPECT_EQ(out(seg(2, SYN, 1000, 0), 0).verdict, TrackVerdict::Refuse);
+    EXPECT_EQ(handshake(1).verdict, Verdict::Forward);
+    EXPECT_EQ(out(seg(2, SYN, 1000, 0), 0).verdict, Verdict::Refuse);
     // To a relay: the relay limits (unlimited here), same source counters.
-    EXPECT_EQ(out(seg(3, SYN, 1000, 0), 0, true).verdict, TrackVerdict::Forward);
+    EXPECT_EQ(out(seg(3, SYN, 1000, 0), 0, true).verdict, Verdict::Forward);
 }
 
 TEST(SourceTable, AnIpv6SourceIsItsSlash64) {
