@@ -39,6 +39,9 @@ inline constexpr const char* kRelay = "relay";
 inline constexpr const char* kMonitor = "monitor";
 inline constexpr const char* kLimits = "limits";
 inline constexpr const char* kRules = "rules";
+// The fleet (store = etcd).
+inline constexpr const char* kFleetInit = "fleet_init";
+inline constexpr const char* kFleetAdopt = "fleet_adopt";
 }  // namespace cmd
 
 }  // namespace portcullis

@@ -1,6 +1,8 @@
 // Option parsing and validation with Boost.Program_options (see config.hpp).
 #include "control/config.hpp"
 
+#include <unistd.h>
+
 #include "api/approval.hpp"
 
 #include <boost/program_options.hpp>
@@ -161,6 +163,22 @@ po::options_description make_description() {
         ("control_group", po::value<std::string>(), "group owning the control socket (default: the daemon's)")
         ("state_dir", po::value<std::string>()->default_value("/var/lib/portcullis"),
             "directory for approvals (snapshot + journal) and the audit log")
+        ("store", po::value<std::string>()->default_value("local"),
+            "local: approvals in state_dir alone; etcd: a fleet's shared set in etcd (state_dir keeps the last "
+            "revision applied; docs/fleet.md)")
+        ("etcd_endpoints", po::value<std::vector<std::string>>(),
+            "store = etcd: the members' client URLs, comma-separated (http://host:2379 or https://...)")
+        ("etcd_prefix", po::value<std::string>()->default_value("/portcullis/"), "store = etcd: the fleet's keys")
+        ("gateway_name", po::value<std::string>(), "this gateway's name in the fleet and its audit (default: host name)")
+        ("etcd_ca", po::value<std::string>(), "store = etcd: CA certificate (PEM) etcd's certificate is checked against")
+        ("etcd_cert", po::value<std::string>(), "store = etcd: client certificate (PEM)")
+        ("etcd_key", po::value<std::string>(), "store = etcd: the client certificate's key (PEM)")
+        ("etcd_user", po::value<std::string>(), "store = etcd: user name (with etcd_password_file)")
+        ("etcd_password_file", po::value<std::string>(), "store = etcd: a file holding the user's password")
+        ("etcd_timeout_ms", po::value<unsigned>()->default_value(2000),
+            "store = etcd: how long one request to etcd may take")
+        ("idle_sleep_us", po::value<unsigned>()->default_value(0),
+            "microseconds a worker sleeps after a pass with no packet (0: it polls without pause)")
         ("rx_desc", po::value<unsigned>()->default_value(1024), "RX descriptors per queue")
         ("tx_desc", po::value<unsigned>()->default_value(1024), "TX descriptors per queue")
         ("mbufs", po::value<unsigned>()->default_value(16383), "packet buffers in the pool");
@@ -330,6 +348,41 @@ Config build(const po::variables_map& vm) {
     if (vm.count("control_group")) c.control_group = vm["control_group"].as<std::string>();
     c.state_dir = vm["state_dir"].as<std::string>();
     if (c.state_dir.empty()) throw ConfigError{"state_dir: must not be empty"};
+    c.store = vm["store"].as<std::string>();
+    if (c.store != "local" && c.store != "etcd")
+        throw ConfigError{"store: '" + c.store + "' is not one of local, etcd"};
+    c.etcd_endpoints = split_list(vm, "etcd_endpoints");
+    for (const auto& e : c.etcd_endpoints)
+        if (!(e.starts_with("http://") || e.starts_with("https://")) || e.size() > 200 ||
+            e.find_first_of(" \t\"'") != std::string::npos)
+            throw ConfigError{"etcd_endpoints: '" + e.substr(0, 60) + "' is not an http:// or https:// URL"};
+    if (c.store == "etcd" && c.etcd_endpoints.empty())
+        throw ConfigError{"etcd_endpoints: store = etcd needs at least one endpoint"};
+    c.etcd_prefix = vm["etcd_prefix"].as<std::string>();
+    if (c.etcd_prefix.empty() || c.etcd_prefix.size() > 100 || c.etcd_prefix.back() != '/')
+        throw ConfigError{"etcd_prefix: must be 1 to 100 characters ending in '/'"};
+    if (vm.count("gateway_name")) {
+        c.gateway_name = vm["gateway_name"].as<std::string>();
+        if (c.gateway_name.empty() || c.gateway_name.size() > 64 ||
+            c.gateway_name.find_first_not_of(
+                "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") != std::string::npos)
+            throw ConfigError{"gateway_name: 1 to 64 letters, digits, '.', '-' or '_'"};
+    } else {
+        char host[256] = {};
+        c.gateway_name = ::gethostname(host, sizeof host - 1) == 0 && host[0] ? host : "gateway";
+    }
+    for (auto [key, field] : {std::pair{"etcd_ca", &c.etcd_ca},
+                              {"etcd_cert", &c.etcd_cert},
+                              {"etcd_key", &c.etcd_key},
+                              {"etcd_user", &c.etcd_user},
+                              {"etcd_password_file", &c.etcd_password_file}})
+        if (vm.count(key)) *field = vm[key].as<std::string>();
+    if (c.etcd_cert.empty() != c.etcd_key.empty())
+        throw ConfigError{"etcd_cert and etcd_key: give both or neither"};
+    if (!c.etcd_user.empty() && c.etcd_password_file.empty())
+        throw ConfigError{"etcd_user: needs etcd_password_file"};
+    c.etcd_timeout_ms = bounded(vm, "etcd_timeout_ms", 100, 60000);
+    c.idle_sleep_us = bounded(vm, "idle_sleep_us", 0, 100000);
     c.rx_desc = static_cast<uint16_t>(bounded(vm, "rx_desc", 64, 16384));
     c.tx_desc = static_cast<uint16_t>(bounded(vm, "tx_desc", 64, 16384));
     c.mbufs = bounded(vm, "mbufs", 1023, 4u << 20);

@@ -54,6 +54,15 @@ struct Config {
     std::string control_socket = "/run/portcullis/portcullis.sock";
     std::string control_group;  // group given the socket (0660); empty: the daemon's own
     std::string state_dir = "/var/lib/portcullis";
+    // The approval store: "local" (state_dir alone) or "etcd" (a fleet's shared set; state_dir keeps the
+    // last revision applied, docs/fleet.md).
+    std::string store = "local";
+    std::vector<std::string> etcd_endpoints;  // http(s)://host:port
+    std::string etcd_prefix = "/portcullis/";
+    std::string gateway_name;  // default: the host name
+    std::string etcd_ca, etcd_cert, etcd_key, etcd_user, etcd_password_file;
+    uint32_t etcd_timeout_ms = 2000;
+    uint32_t idle_sleep_us = 0;  // a worker with nothing to do sleeps this long (0: it spins)
     uint16_t rx_desc = 1024;
     uint16_t tx_desc = 1024;
     uint32_t mbufs = 16383;

@@ -322,13 +322,15 @@ int worker_main(void* arg) {
     while (!ctx.stop->load(std::memory_order_relaxed)) {
         const Policy& pol = *ctx.policy->load(std::memory_order_acquire);
         LazyNow now(ctx.clock);
-        uint16_t n = rte_eth_rx_burst(ctx.inside_port, ctx.queue, pkts, kBurst);
-        if (n) process_outbound(ctx, pol, pkts, n, now);
-        n = rte_eth_rx_burst(ctx.outside_port, ctx.queue, pkts, kBurst);
-        if (n) process_inbound(ctx, pol, pkts, n, now);
+        const uint16_t out = rte_eth_rx_burst(ctx.inside_port, ctx.queue, pkts, kBurst);
+        if (out) process_outbound(ctx, pol, pkts, out, now);
+        const uint16_t in = rte_eth_rx_burst(ctx.outside_port, ctx.queue, pkts, kBurst);
+        if (in) process_inbound(ctx, pol, pkts, in, now);
         if (ctx.flows && ++loops % kSweepEvery == 0 && ctx.flows->table().size())
             ctx.flows->sweep(now.get(), kSweepBudget, *ctx.counters);
         rte_rcu_qsbr_quiescent(ctx.qsbr, ctx.queue);  // done with `pol`
+        if (ctx.idle_sleep_us && (out | in) == 0) [[unlikely]]
+            rte_delay_us_sleep(ctx.idle_sleep_us);  // nothing came: give the core back for a while
     }
     return 0;
 }

@@ -34,6 +34,7 @@ void Changes::begin_batch() {
     store_.begin_batch();
     audit_.begin_batch();
     audit_mark_ = audit_.savepoint();
+    fleet_mark_ = store_.fleet_revision();
 }
 
 std::string Changes::end_batch() {
@@ -51,6 +52,10 @@ std::string Changes::end_batch() {
                           nullptr, "not saved: " + err + " (every change of the batch undone)");
         spdlog::error("control changes not saved, undone: {}", err);
     }
+    if (err.empty() && fleet_ && store_.fleet_revision() != fleet_mark_)
+        audit_.record(Peer{0, 0, static_cast<int>(getpid()), "fleet"}, "fleet_commit",
+                      json{{"gateway", cfg_.gateway_name}, {"revision", store_.fleet_revision()}}, nullptr,
+                      nullptr, "ok");
     if (dirty_) republish(now_s());
     dirty_ = false;
     return err;

@@ -23,6 +23,7 @@ namespace portcullis {
 
 struct InspectDb;
 class RulesCompiler;
+class Fleet;
 
 // The inspection rules in force (published with the next snapshot), and where a reload compiles them (a
 // child process, off the control loop; null: in-process, as in unit tests).
@@ -54,6 +55,9 @@ class Changes {
     // Whether a change was made since the last call (the reply to the request just served is a change).
     bool take_changed() { return std::exchange(changed_, false); }
 
+    // store = etcd: a batch committed to the fleet gets an audit line naming this gateway and the revision.
+    void set_fleet(Fleet* fleet) { fleet_ = fleet; }
+
     // Builds and publishes a snapshot from the configuration, the store and the rules.
     void republish(int64_t now);
     // Rebuilds the snapshot when an approval has expired since the last one. Call about once a second.
@@ -70,6 +74,8 @@ class Changes {
     int64_t next_expiry_ = 0;
     bool batch_ = false, dirty_ = false, changed_ = false;
     off_t audit_mark_ = 0;
+    Fleet* fleet_ = nullptr;
+    int64_t fleet_mark_ = 0;
 };
 
 }  // namespace portcullis

@@ -3,12 +3,14 @@
 #include "control/commands/control_plane.hpp"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <array>
 #include <utility>
 #include <vector>
 
 #include "control/commands/request.hpp"
+#include "control/store/fleet.hpp"
 
 namespace portcullis {
 
@@ -32,7 +34,7 @@ Baseline baseline_of(const Config& cfg) {
 const std::vector<Handler>& handlers() {
     static const std::vector<Handler> table = [] {
         std::vector<Handler> t;
-        for (auto group : {report_handlers(), approval_handlers(), settings_handlers()})
+        for (auto group : {report_handlers(), approval_handlers(), settings_handlers(), fleet_handlers()})
             t.insert(t.end(), group.begin(), group.end());
         return t;
     }();
@@ -82,6 +84,21 @@ json ControlPlane::handle(const std::string& line, const Peer& peer, Session& se
     const auto err = end_batch();
     if (r.changed && !err.empty()) return error_reply("not saved: " + err);
     return r.body;
+}
+
+void ControlPlane::set_fleet(Fleet* fleet) {
+    services_.fleet = fleet;
+    changes_.set_fleet(fleet);
+}
+
+void ControlPlane::pump_fleet() {
+    if (!services_.fleet) return;
+    std::vector<json> lines;
+    if (services_.fleet->pump(&lines) == 0) return;
+    for (const auto& l : lines)
+        services_.audit.record(Peer{0, 0, static_cast<int>(getpid()), "fleet"}, "fleet_apply", l, nullptr,
+                               nullptr, "ok");
+    changes_.republish(now_s());
 }
 
 json ControlPlane::dispatch(const Call& call) {

@@ -50,6 +50,10 @@ class ControlPlane {
     void republish(int64_t now) { changes_.republish(now); }
     // The compiled inspection rules in force (published with the next snapshot).
     void set_rules(std::shared_ptr<const InspectDb> rules) { rules_.db = std::move(rules); }
+    // store = etcd: the fleet's replica, for status, the fleet commands and the audit of its commits.
+    void set_fleet(Fleet* fleet);
+    // Applies what the fleet's watch brought (audited), and republishes. Every pass of the control loop.
+    void pump_fleet();
     // Where `rules reload` compiles (a child process, off the control loop); without one, in-process.
     void set_rules_compiler(RulesCompiler* compiler) { rules_.compiler = compiler; }
 

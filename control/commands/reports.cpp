@@ -6,6 +6,7 @@
 
 #include "control/commands/request.hpp"
 #include "control/policy/policy_builder.hpp"
+#include "control/store/fleet.hpp"
 #include "dataplane/flow_tracker.hpp"
 #include "dataplane/inspect.hpp"
 #include "dataplane/source_table.hpp"
@@ -149,7 +150,8 @@ json status(Services& s, const Call&) {
                        {"refused_rate", c(Ctr::refused_rate)},
                        {"refused_daily", c(Ctr::refused_daily)},
                        {"rst_sent", c(Ctr::rst_sent)}}},
-                     {"flows", flow_status(s)}});
+                     {"flows", flow_status(s)},
+                     {"store", s.fleet ? s.fleet->status() : json{{"store", "local"}}}});
 }
 
 json live_limits(const Services& s, const IpAddr& a, bool relay) {

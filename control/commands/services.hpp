@@ -28,6 +28,7 @@
 
 namespace portcullis {
 
+class Fleet;
 class FlowTracker;
 class Inspector;
 class SourceTable;
@@ -82,6 +83,7 @@ struct Services {
     const Baseline& baseline;
     const Figures& figures;
     std::shared_ptr<size_t> imports;  // import sessions holding a slot
+    Fleet* fleet = nullptr;           // store = etcd: the fleet's replica (null: local)
 };
 
 // A reply that comes later (a rules compile): called once per pass of the control loop until it gives it.
@@ -105,6 +107,7 @@ struct Handler {
 std::span<const Handler> report_handlers();    // reports.cpp: status, stats, list, show, export
 std::span<const Handler> approval_handlers();  // approvals.cpp: approve .. unban, import
 std::span<const Handler> settings_handlers();  // settings.cpp: managed, relay, monitor, limits, rules
+std::span<const Handler> fleet_handlers();     // fleet.cpp: fleet init, fleet adopt
 
 // Queries several concerns share (services.cpp).
 std::vector<Prefix> managed_now(const Services& s);  // the configuration's, with the store's overlay

@@ -52,6 +52,7 @@ void run_control_loop(const Config& cfg, ControlServer& server, ControlPlane& pl
             server.poll_once(100);
             sources.drain(workers.event_rings(), now_s());
             sources.drain_observations(workers.observation_rings());
+            plane.pump_fleet();
             plane.tick(now_s());
         } catch (const std::exception& e) {
             spdlog::error("control loop: {} (carrying on)", e.what());

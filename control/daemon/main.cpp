@@ -43,6 +43,7 @@
 #include "control/socket/control_socket.hpp"
 #include "control/socket/server.hpp"
 #include "control/store/audit.hpp"
+#include "control/store/fleet.hpp"
 #include "control/store/store.hpp"
 
 namespace {
@@ -161,7 +162,7 @@ void log_ready(const Config& cfg, unsigned workers, const ApprovalStore& store) 
 // state, the rings) is gone when it returns, before rte_eal_cleanup().
 void forward(const Config& cfg, unsigned count, ApprovalStore& store, AuditLog& audit, ControlSocket socket,
              RulesCompiler& rules_compiler, std::shared_ptr<const InspectDb> rules,
-             std::unique_ptr<Policy> policy) {
+             std::unique_ptr<Policy> policy, Fleet* fleet) {
     PolicyPublisher publisher(count, std::move(policy));
     Workers workers(cfg, count, publisher, g_stop);
     workers.launch();
@@ -174,6 +175,10 @@ void forward(const Config& cfg, unsigned count, ApprovalStore& store, AuditLog& 
     plane.set_rules(std::move(rules));
     plane.set_rules_compiler(&rules_compiler);
     plane.republish(now_s());  // arms the expiry timer
+    if (fleet) {
+        plane.set_fleet(fleet);
+        fleet->start();
+    }
     ControlServer server(
         std::move(socket),
         [&](const std::string& line, const Peer& peer, Session& session) {
@@ -185,6 +190,7 @@ void forward(const Config& cfg, unsigned count, ApprovalStore& store, AuditLog& 
     run_control_loop(cfg, server, plane, workers, sources, g_stop);
 
     spdlog::info("stopping");
+    if (fleet) fleet->stop();
     workers.stop();
     if (!cfg.ready_file.empty()) std::filesystem::remove(cfg.ready_file);
     for (auto port : {cfg.inside_port, cfg.outside_port}) port_stop(port);
@@ -212,6 +218,17 @@ int run(int argc, char** argv) {
     for (const auto& w : warnings) spdlog::warn("{}", w);
     AuditLog audit(std::filesystem::path(cfg.state_dir) / "audit.log");
     if (auto err = audit.open(); !err.empty()) return die(err);
+    // store = etcd: the local store is the replica of the fleet's last revision applied, enforced from the
+    // start (etcd may be away); changes go up to etcd first.
+    std::unique_ptr<Fleet> fleet;
+    if (cfg.store == "etcd") {
+        std::string err;
+        fleet = std::make_unique<Fleet>(cfg, store, &err);
+        if (!err.empty()) return die(err, 2);
+        store.set_upstream(fleet.get());
+        spdlog::info("store: etcd at {} (prefix {}), as gateway {}; the replica holds revision {}",
+                     cfg.etcd_endpoints.front(), cfg.etcd_prefix, cfg.gateway_name, store.fleet_revision());
+    }
     ControlSocket socket(cfg.control_socket, cfg.control_group);
     if (auto err = socket.listen(); !err.empty()) return die(err);
 
@@ -256,7 +273,7 @@ int run(int argc, char** argv) {
             return fail(err);
 
     forward(cfg, workers, store, audit, std::move(socket), rules_compiler, std::move(rules),
-            std::move(built.policy));
+            std::move(built.policy), fleet.get());
     spdlog::shutdown();
     rte_mempool_free(pool);
     rte_eal_cleanup();

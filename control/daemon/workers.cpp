@@ -65,6 +65,7 @@ Workers::Workers(const Config& cfg, unsigned count, PolicyPublisher& publisher, 
                                      ring,
                                      flow_view_.clock,
                                      trackers_.back().get()};
+        contexts_[w].idle_sleep_us = cfg.idle_sleep_us;
     }
 }
 

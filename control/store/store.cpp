@@ -130,6 +130,7 @@ std::string ApprovalStore::apply(const nlohmann::json& e, bool undoable) {
                         records_.erase(p);
                 });
             }
+            if (undoable && !from_upstream_) touched_.emplace(StoreItem::Kind::Record, to_string(a.prefix));
             records_[a.prefix] = a;
         } else if (op == "overlay") {
             const auto set = e.at("set").get<std::string>();
@@ -146,6 +147,9 @@ std::string ApprovalStore::apply(const nlohmann::json& e, bool undoable) {
                         if (was_added) o.added.insert(p);
                         if (was_removed) o.removed.insert(p);
                     });
+            if (undoable && !from_upstream_)
+                touched_.emplace(set == "managed" ? StoreItem::Kind::Managed : StoreItem::Kind::Relay,
+                                 to_string(*p));
             (add ? o.removed : o.added).erase(*p);
             if (add != configured) (add ? o.added : o.removed).insert(*p);
         } else if (op == "setting") {
@@ -160,7 +164,18 @@ std::string ApprovalStore::apply(const nlohmann::json& e, bool undoable) {
                         settings_.erase(name);
                 });
             }
+            if (undoable && !from_upstream_) touched_.emplace(StoreItem::Kind::Setting, name);
             settings_[name] = e.at("value");
+        } else if (op == "item") {
+            auto kind = parse_kind(e.at("kind").get<std::string>());
+            if (!kind) return "item: unknown kind";
+            if (auto err = set_item({*kind, e.at("name").get<std::string>(), e.at("value")}, undoable);
+                !err.empty())
+                return err;
+        } else if (op == "fleet") {
+            if (!e.at("meta").is_object()) return "fleet: meta must be an object";
+            if (undoable) undo_.push_back([this, before = fleet_] { fleet_ = before; });
+            fleet_ = e.at("meta");
         } else {
             return "unknown op '" + op + "'";
         }
@@ -201,6 +216,10 @@ std::string ApprovalStore::open(std::vector<std::string>& warnings) {
             read_prefix_list(j, "managed_removed", managed_.removed);
             read_prefix_list(j, "relay_added", relay_.added);
             read_prefix_list(j, "relay_removed", relay_.removed);
+            if (j.contains("fleet")) {
+                if (!j.at("fleet").is_object()) return snap.string() + ": fleet: must be an object";
+                fleet_ = j.at("fleet");
+            }
             if (j.contains("settings")) {
                 if (!j.at("settings").is_object()) return snap.string() + ": settings: must be an object";
                 for (const auto& [name, v] : j.at("settings").items())
@@ -321,7 +340,8 @@ nlohmann::json ApprovalStore::snapshot_json() const {
             {"managed_removed", prefix_list(managed_.removed)},
             {"relay_added", prefix_list(relay_.added)},
             {"relay_removed", prefix_list(relay_.removed)},
-            {"settings", settings_}};
+            {"settings", settings_},
+            {"fleet", fleet_}};
 }
 
 std::string ApprovalStore::compact() {
@@ -396,9 +416,12 @@ std::string ApprovalStore::end_batch() {
     batch_ = false;
     if (journal_size_ == batch_start_.journal_size) {
         undo_.clear();
+        touched_.clear();
         return {};
     }
     std::string err = broken_;
+    if (err.empty() && upstream_ && !from_upstream_ && !touched_.empty()) err = commit_upstream();
+    touched_.clear();
     if (err.empty()) err = append(nlohmann::json{{"op", "commit"}, {"seq", seq_}}.dump() + "\n");
     if (err.empty() && ::fdatasync(journal_fd_) != 0) err = errno_text("journal sync");
     if (!err.empty()) {
@@ -416,6 +439,7 @@ std::string ApprovalStore::end_batch() {
 
 void ApprovalStore::abort_batch() {
     batch_ = false;
+    touched_.clear();
     rollback(batch_start_);
     undo_.clear();
 }
@@ -477,6 +501,188 @@ std::string ApprovalStore::change_overlay(const std::string& set, bool add, cons
                    {"add", add},
                    {"prefix", to_string(p)},
                    {"configured", in_config}});
+}
+
+const char* kind_name(StoreItem::Kind k) {
+    switch (k) {
+        case StoreItem::Kind::Record:
+            return "records";
+        case StoreItem::Kind::Managed:
+            return "managed";
+        case StoreItem::Kind::Relay:
+            return "relay";
+        case StoreItem::Kind::Setting:
+            return "settings";
+    }
+    return "?";
+}
+
+std::optional<StoreItem::Kind> parse_kind(std::string_view s) {
+    for (auto k : {StoreItem::Kind::Record, StoreItem::Kind::Managed, StoreItem::Kind::Relay,
+                   StoreItem::Kind::Setting})
+        if (s == kind_name(k)) return k;
+    return std::nullopt;
+}
+
+StoreItem ApprovalStore::item(StoreItem::Kind kind, const std::string& name) const {
+    StoreItem it{kind, name, nullptr};
+    if (kind == StoreItem::Kind::Setting) {
+        if (settings_.contains(name)) it.value = settings_[name];
+        return it;
+    }
+    const auto p = parse_prefix(name);
+    if (!p) return it;
+    if (kind == StoreItem::Kind::Record) {
+        if (const Approval* a = find(*p)) it.value = to_json(*a);
+        return it;
+    }
+    const Overlay& o = kind == StoreItem::Kind::Managed ? managed_ : relay_;
+    if (o.added.count(*p))
+        it.value = "added";
+    else if (o.removed.count(*p))
+        it.value = "removed";
+    return it;
+}
+
+std::vector<StoreItem> ApprovalStore::items() const {
+    std::vector<StoreItem> out;
+    out.reserve(records_.size() + settings_.size());
+    for (const auto& [p, a] : records_) out.push_back({StoreItem::Kind::Record, to_string(p), to_json(a)});
+    for (const auto* o : {&managed_, &relay_}) {
+        const auto kind = o == &managed_ ? StoreItem::Kind::Managed : StoreItem::Kind::Relay;
+        for (const auto& p : o->added) out.push_back({kind, to_string(p), "added"});
+        for (const auto& p : o->removed) out.push_back({kind, to_string(p), "removed"});
+    }
+    for (const auto& [name, v] : settings_.items()) out.push_back({StoreItem::Kind::Setting, name, v});
+    return out;
+}
+
+std::string ApprovalStore::check_item(const StoreItem& it) {
+    try {
+        if (it.kind == StoreItem::Kind::Setting) {
+            if (it.name.size() > 40) return "a setting's name of more than 40 bytes";
+            return it.value.is_null() ? "" : check_setting(it.name, it.value);
+        }
+        const auto p = parse_prefix(it.name);
+        if (!p || to_string(*p) != it.name) return "'" + it.name.substr(0, 60) + "' is not a prefix";
+        if (it.kind == StoreItem::Kind::Record) {
+            if (it.value.is_null()) return {};
+            const Approval a = approval_from_json(it.value);
+            if (!(a.prefix == *p)) return it.name + ": the record is for " + to_string(a.prefix);
+            return {};
+        }
+        if (!it.value.is_null() && it.value != "added" && it.value != "removed")
+            return it.name + ": an overlay entry is \"added\" or \"removed\"";
+        return {};
+    } catch (const std::exception& e) {
+        return it.name.substr(0, 60) + ": " + e.what();
+    }
+}
+
+// Sets one item as upstream holds it (validated as strictly as a local change).
+std::string ApprovalStore::set_item(const StoreItem& it, bool undoable) {
+    if (it.kind == StoreItem::Kind::Setting) {
+        if (!it.value.is_null())
+            if (auto err = check_setting(it.name, it.value); !err.empty()) return err;
+        if (undoable) {
+            const bool had = settings_.contains(it.name);
+            undo_.push_back(
+                [this, name = it.name, had, before = had ? settings_[it.name] : nlohmann::json()] {
+                    if (had)
+                        settings_[name] = before;
+                    else
+                        settings_.erase(name);
+                });
+        }
+        if (it.value.is_null())
+            settings_.erase(it.name);
+        else
+            settings_[it.name] = it.value;
+        return {};
+    }
+    const auto p = parse_prefix(it.name);
+    if (!p || to_string(*p) != it.name) return "item: '" + it.name.substr(0, 60) + "' is not a prefix";
+    if (it.kind == StoreItem::Kind::Record) {
+        std::optional<Approval> a;
+        if (!it.value.is_null()) {
+            a = approval_from_json(it.value);
+            if (!(a->prefix == *p)) return "item " + it.name + ": the record is for " + to_string(a->prefix);
+        }
+        if (undoable) {
+            auto at = records_.find(*p);
+            std::optional<Approval> before;
+            if (at != records_.end()) before = at->second;
+            undo_.push_back([this, p = *p, before] {
+                if (before)
+                    records_[p] = *before;
+                else
+                    records_.erase(p);
+            });
+        }
+        if (a)
+            records_[*p] = *a;
+        else
+            records_.erase(*p);
+        return {};
+    }
+    if (!it.value.is_null() && it.value != "added" && it.value != "removed")
+        return "item " + it.name + ": an overlay entry is \"added\" or \"removed\"";
+    Overlay& o = it.kind == StoreItem::Kind::Managed ? managed_ : relay_;
+    if (undoable)
+        undo_.push_back(
+            [&o, p = *p, was_added = o.added.count(*p) > 0, was_removed = o.removed.count(*p) > 0] {
+                o.added.erase(p);
+                o.removed.erase(p);
+                if (was_added) o.added.insert(p);
+                if (was_removed) o.removed.insert(p);
+            });
+    o.added.erase(*p);
+    o.removed.erase(*p);
+    if (it.value == "added") o.added.insert(*p);
+    if (it.value == "removed") o.removed.insert(*p);
+    return {};
+}
+
+std::string ApprovalStore::apply_upstream(const std::vector<StoreItem>& items, const nlohmann::json& fleet) {
+    if (!broken_.empty()) return broken_;
+    if (batch_) return "the fleet's changes cannot be applied inside a batch";
+    from_upstream_ = true;
+    begin_batch();
+    std::string err;
+    for (const auto& it : items) {
+        err = change({{"seq", seq_ + 1},
+                      {"op", "item"},
+                      {"kind", kind_name(it.kind)},
+                      {"name", it.name},
+                      {"value", it.value}});
+        if (!err.empty()) break;
+    }
+    if (err.empty()) err = change({{"seq", seq_ + 1}, {"op", "fleet"}, {"meta", fleet}});
+    if (!err.empty()) {
+        abort_batch();
+        from_upstream_ = false;
+        return err;
+    }
+    compact_due_ = compact_due_ || items.size() > 1024;
+    err = end_batch();
+    from_upstream_ = false;
+    return err;
+}
+
+// Called by end_batch() with the batch's changes written and applied, before its commit line.
+std::string ApprovalStore::commit_upstream() {
+    std::vector<StoreItem> up;
+    up.reserve(touched_.size());
+    for (const auto& [kind, name] : touched_) up.push_back(item(kind, name));
+    int64_t revision = 0;
+    if (auto err = upstream_->commit(up, fleet_revision(), &revision); !err.empty()) return err;
+    nlohmann::json meta = fleet_;
+    meta["revision"] = revision;
+    const nlohmann::json entry{{"seq", seq_ + 1}, {"op", "fleet"}, {"meta", meta}};
+    if (auto err = apply(entry, true); !err.empty()) return err;
+    if (auto err = append(entry.dump() + "\n"); !err.empty()) return err;
+    ++journal_entries_;
+    return {};
 }
 
 }  // namespace portcullis

@@ -19,13 +19,36 @@
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "api/approval.hpp"
 
 namespace portcullis {
+
+// One item of the state a fleet of gateways shares (store = etcd: control/store/fleet.hpp keeps each in its
+// own key): a record, one prefix's entry in the managed or relay overlay ("added" or "removed"), or a
+// setting. value null: absent.
+struct StoreItem {
+    enum class Kind : uint8_t { Record, Managed, Relay, Setting };
+    Kind kind;
+    std::string name;  // the prefix, as text, or the setting's name
+    nlohmann::json value;
+};
+const char* kind_name(StoreItem::Kind k);
+std::optional<StoreItem::Kind> parse_kind(std::string_view s);
+
+// Where a replica's changes are committed before they are kept (the fleet's etcd). commit(): "" and
+// *revision once the items are committed there as they are after the batch, or why not (then the batch is
+// undone). base: the revision this replica applied last.
+class Upstream {
+  public:
+    virtual ~Upstream() = default;
+    virtual std::string commit(const std::vector<StoreItem>& items, int64_t base, int64_t* revision) = 0;
+};
 
 class ApprovalStore {
   public:
@@ -83,6 +106,21 @@ class ApprovalStore {
     Savepoint savepoint() const;
     void rollback(const Savepoint& sp);
 
+    // A fleet's replica (store = etcd). Changes made here are committed upstream at end_batch(), before the
+    // local commit; the items the batch touched go up as they are after it.
+    void set_upstream(Upstream* u) { upstream_ = u; }
+    // The whole state as items, and one item as it is now.
+    std::vector<StoreItem> items() const;
+    StoreItem item(StoreItem::Kind kind, const std::string& name) const;
+    // "" or why an item from upstream would not be kept (as strict as a local change).
+    static std::string check_item(const StoreItem& it);
+    // Items as upstream holds them, applied and kept as one local commit with the fleet's facts (`fleet`: its
+    // marker, cluster, the revision applied), never sent back up. "" or why not (nothing changed).
+    std::string apply_upstream(const std::vector<StoreItem>& items, const nlohmann::json& fleet);
+    // The fleet's facts as last kept ({} before the first): "marker", "cluster", "revision".
+    const nlohmann::json& fleet() const { return fleet_; }
+    int64_t fleet_revision() const { return fleet_.value("revision", int64_t{0}); }
+
     const std::filesystem::path& dir() const { return dir_; }
     size_t journal_entries() const { return journal_entries_; }
 
@@ -106,6 +144,12 @@ class ApprovalStore {
     Savepoint batch_start_;
     std::vector<std::function<void()>> undo_;  // this batch's changes, to undo on rollback
     size_t journal_entries_ = 0;
+    nlohmann::json fleet_ = nlohmann::json::object();
+    Upstream* upstream_ = nullptr;
+    bool from_upstream_ = false;
+    std::set<std::pair<StoreItem::Kind, std::string>> touched_;  // this batch's, for upstream
+    std::string set_item(const StoreItem& it, bool undoable);
+    std::string commit_upstream();
 };
 
 }  // namespace portcullis

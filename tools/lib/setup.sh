@@ -8,6 +8,8 @@ PORTCULLIS_PACKAGES=(
     # libraries (the design card's list)
     libdpdk-dev dpdk dpdk-dev libhyperscan-dev libboost-program-options-dev libspdlog-dev libfmt-dev
     libroaring-dev libgtest-dev nlohmann-json3-dev
+    # store = etcd: etcd's JSON gateway over libcurl; base64 from OpenSSL; a real etcd for the fleet tests
+    libcurl4-openssl-dev libssl-dev etcd-server etcd-client
     # the lab: namespaces, offload switches, captures, real mail tools
     iproute2 ethtool tcpdump procps swaks libio-socket-inet6-perl libnet-ssleay-perl libio-socket-ssl-perl
     openssl postfix

@@ -1,0 +1,261 @@
+// The fleet's replica against a real etcd (Debian's, started here on loopback): two gateways' stores share
+// one set; the transaction guard holds when two act at once; etcd away leaves the replica as it was and
+// refuses writes; a compacted watch is followed by a whole read that loses nothing; an empty etcd is not a
+// mass revocation. (The daemons, traffic and the CLI: tests/integration/test_fleet.py.)
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <thread>
+
+#include "control/store/etcd_client.hpp"
+#include "control/store/fleet.hpp"
+
+using namespace portcullis;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        char tmpl[] = "/tmp/portcullis-fleet-XXXXXX";
+        path = mkdtemp(tmpl);
+    }
+    ~TempDir() { fs::remove_all(path); }
+};
+
+int free_port() {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+bool eventually(const std::function<bool()>& f, int ms = 10000) {
+    for (int i = 0; i < ms / 20; ++i) {
+        if (f()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return f();
+}
+
+// Debian's etcd on loopback, its data in `dir`; stopped (SIGKILL) by stop() or at the end.
+class Etcd {
+  public:
+    explicit Etcd(fs::path dir) : dir_(std::move(dir)), client_(free_port()), peer_(free_port()) { start(); }
+    ~Etcd() { stop(); }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(client_); }
+    void start() {
+        pid_ = fork();
+        if (pid_ == 0) {
+            const std::string c = url(), p = "http://127.0.0.1:" + std::to_string(peer_);
+            const std::string data = (dir_ / "etcd").string();
+            freopen((dir_ / "etcd.log").c_str(), "a", stderr);
+            execl("/usr/bin/etcd", "etcd", "--name", "t", "--data-dir", data.c_str(), "--listen-client-urls",
+                  c.c_str(), "--advertise-client-urls", c.c_str(), "--listen-peer-urls", p.c_str(),
+                  "--initial-advertise-peer-urls", p.c_str(), "--initial-cluster", ("t=" + p).c_str(),
+                  "--log-level", "error", static_cast<char*>(nullptr));
+            _exit(127);
+        }
+        EtcdClient probe({{url()}, {}, {}, {}, {}, {}, 500});
+        ASSERT_TRUE(eventually([&] {
+            EtcdRange r;
+            return probe.range("x", "", 0, 0, r).empty();
+        })) << "etcd did not start ("
+            << (dir_ / "etcd.log") << ")";
+    }
+    void stop() {
+        if (pid_ > 0) {
+            kill(pid_, SIGKILL);
+            waitpid(pid_, nullptr, 0);
+            pid_ = -1;
+        }
+    }
+    void wipe() {
+        stop();
+        fs::remove_all(dir_ / "etcd");
+    }
+
+  private:
+    fs::path dir_;
+    int client_, peer_;
+    pid_t pid_ = -1;
+};
+
+Config fleet_config(const std::string& url, const std::string& name) {
+    Config c;
+    c.store = "etcd";
+    c.etcd_endpoints = {url};
+    c.gateway_name = name;
+    c.etcd_timeout_ms = 1000;
+    return c;
+}
+
+// One gateway's replica: its store (in its own directory) and its fleet.
+struct Gateway {
+    Config cfg;
+    ApprovalStore store;
+    std::unique_ptr<Fleet> fleet;
+    Gateway(const std::string& url, const std::string& name, const fs::path& dir)
+        : cfg(fleet_config(url, name)), store(dir / name) {
+        std::vector<std::string> warnings;
+        EXPECT_EQ(store.open(warnings), "");
+        start();
+    }
+    void start() {
+        std::string err;
+        fleet = std::make_unique<Fleet>(cfg, store, &err);
+        EXPECT_EQ(err, "");
+        store.set_upstream(fleet.get());
+        fleet->start();
+    }
+    void stop() {
+        store.set_upstream(nullptr);
+        fleet.reset();
+    }
+    // Pumps until `f` holds.
+    bool until(const std::function<bool()>& f, int ms = 10000) {
+        return eventually(
+            [&] {
+                fleet->pump(nullptr);
+                return f();
+            },
+            ms);
+    }
+    bool synced() {
+        return until([&] { return fleet->in_sync(); });
+    }
+    std::string put(const std::string& prefix, ApprovalState state) {
+        Approval a;
+        a.prefix = *parse_prefix(prefix);
+        a.state = state;
+        a.operator_name = cfg.gateway_name;
+        return store.put(a);
+    }
+    const Approval* find(const std::string& prefix) { return store.find(*parse_prefix(prefix)); }
+};
+
+}  // namespace
+
+class FleetOnEtcd : public ::testing::Test {
+  protected:
+    TempDir dir;
+    std::unique_ptr<Etcd> etcd;
+    void SetUp() override {
+        if (!fs::exists("/usr/bin/etcd"))
+            GTEST_FAIL() << "etcd is not installed (apt-get install etcd-server)";
+        etcd = std::make_unique<Etcd>(dir.path);
+    }
+};
+
+TEST_F(FleetOnEtcd, AnApprovalOnOneIsEnforcedByTheOtherAndABanCannotBeRaced) {
+    Gateway a(etcd->url(), "gw-a", dir.path), b(etcd->url(), "gw-b", dir.path);
+    // A new etcd holds no fleet: neither gateway takes it as anything until one initialises it.
+    ASSERT_TRUE(a.until([&] { return a.fleet->status().contains("problem"); }));
+    ASSERT_EQ(a.put("198.51.100.7/32", ApprovalState::Approved).substr(0, 5), "etcd:");
+    json init;
+    ASSERT_EQ(a.fleet->init(&init), "");
+    ASSERT_TRUE(a.synced());
+    ASSERT_TRUE(b.synced());
+
+    ASSERT_EQ(a.put("198.51.100.7/32", ApprovalState::Approved), "");
+    ASSERT_TRUE(b.until([&] { return b.find("198.51.100.7/32") != nullptr; }));
+    EXPECT_EQ(b.find("198.51.100.7/32")->state, ApprovalState::Approved);
+    EXPECT_EQ(b.store.fleet_revision(), a.store.fleet_revision());
+
+    // Two operators at once: both gateways at the same revision; A bans, then B (which has not seen the ban
+    // yet) tries to approve on what it saw. etcd's transaction refuses B's.
+    a.fleet->pump(nullptr);
+    b.fleet->pump(nullptr);
+    const int64_t seen = b.store.fleet_revision();
+    ASSERT_EQ(a.put("198.51.100.9/32", ApprovalState::Banned), "");
+    const auto race = b.put("198.51.100.9/32", ApprovalState::Approved);
+    EXPECT_NE(race.find("changed on another gateway"), std::string::npos) << race;
+    EXPECT_EQ(b.store.fleet_revision(), seen);  // B's store is as it was: the refused change is undone
+    ASSERT_TRUE(b.until([&] { return b.find("198.51.100.9/32") != nullptr; }));
+    EXPECT_EQ(b.find("198.51.100.9/32")->state, ApprovalState::Banned);
+}
+
+TEST_F(FleetOnEtcd, EtcdAwayKeepsTheSetRefusesWritesAndCatchesUp) {
+    Gateway a(etcd->url(), "gw-a", dir.path), b(etcd->url(), "gw-b", dir.path);
+    json init;
+    ASSERT_EQ(a.fleet->init(&init), "");
+    ASSERT_TRUE(a.synced() && b.synced());
+    ASSERT_EQ(a.put("198.51.100.7/32", ApprovalState::Approved), "");
+    ASSERT_TRUE(b.until([&] { return b.find("198.51.100.7/32") != nullptr; }));
+
+    etcd->stop();
+    ASSERT_TRUE(a.until([&] { return !a.fleet->in_sync(); }));
+    const auto err = a.put("198.51.100.8/32", ApprovalState::Approved);
+    EXPECT_NE(err.find("etcd"), std::string::npos) << err;
+    EXPECT_EQ(a.find("198.51.100.8/32"), nullptr);
+    EXPECT_NE(a.find("198.51.100.7/32"), nullptr);  // fail-static: the set stays
+    EXPECT_TRUE(a.fleet->status().contains("stale_since"));
+
+    // Restarted while etcd is away: the replica is what it enforces.
+    b.stop();
+    b.start();
+    EXPECT_NE(b.find("198.51.100.7/32"), nullptr);
+
+    etcd->start();
+    ASSERT_TRUE(a.synced() && b.synced());
+    ASSERT_EQ(b.put("198.51.100.8/32", ApprovalState::Approved), "");
+    ASSERT_TRUE(a.until([&] { return a.find("198.51.100.8/32") != nullptr; }));
+}
+
+TEST_F(FleetOnEtcd, ACompactedWatchIsFollowedByAWholeReadThatLosesNothing) {
+    Gateway a(etcd->url(), "gw-a", dir.path), b(etcd->url(), "gw-b", dir.path);
+    json init;
+    ASSERT_EQ(a.fleet->init(&init), "");
+    ASSERT_TRUE(a.synced() && b.synced());
+    ASSERT_EQ(a.put("198.51.100.1/32", ApprovalState::Approved), "");
+    ASSERT_TRUE(b.until([&] { return b.find("198.51.100.1/32") != nullptr; }));
+    b.stop();  // B is away while A changes things and etcd is compacted past B's revision
+    for (int i = 2; i < 40; ++i)
+        ASSERT_EQ(a.put("198.51.100." + std::to_string(i) + "/32", ApprovalState::Approved), "");
+    ASSERT_EQ(a.put("198.51.100.1/32", ApprovalState::Revoked), "");
+    const auto head = a.store.fleet_revision();
+    const std::string cmd = "ETCDCTL_API=3 etcdctl --endpoints=" + etcd->url() + " compact " +
+                            std::to_string(head) + " >/dev/null";
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    b.start();
+    ASSERT_TRUE(b.until([&] { return b.store.fleet_revision() == head; }));
+    EXPECT_EQ(b.store.records().size(), 39u);
+    EXPECT_EQ(b.find("198.51.100.1/32")->state, ApprovalState::Revoked);
+    EXPECT_TRUE(b.fleet->in_sync());
+}
+
+TEST_F(FleetOnEtcd, AnEmptyEtcdIsNotAMassRevocation) {
+    Gateway a(etcd->url(), "gw-a", dir.path);
+    json init;
+    ASSERT_EQ(a.fleet->init(&init), "");
+    ASSERT_TRUE(a.synced());
+    for (int i = 1; i <= 5; ++i)
+        ASSERT_EQ(a.put("198.51.100." + std::to_string(i) + "/32", ApprovalState::Approved), "");
+    etcd->wipe();
+    etcd->start();
+    ASSERT_TRUE(a.until([&] { return a.fleet->status().contains("problem"); }));
+    EXPECT_NE(a.fleet->status()["problem"].get<std::string>().find("no fleet marker"), std::string::npos);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    a.fleet->pump(nullptr);
+    EXPECT_EQ(a.store.records().size(), 5u);  // kept
+    EXPECT_FALSE(a.fleet->in_sync());
+    // The operator's explicit answer: seed the new etcd from this gateway's set.
+    ASSERT_EQ(a.fleet->init(&init), "");
+    ASSERT_TRUE(a.synced());
+    EXPECT_EQ(a.store.records().size(), 5u);
+    EXPECT_EQ(init["items"], 5);
+}
