@@ -39,7 +39,8 @@ inline constexpr const char* kRelay = "relay";
 inline constexpr const char* kMonitor = "monitor";
 inline constexpr const char* kLimits = "limits";
 inline constexpr const char* kRules = "rules";
-// The fleet (store = etcd).
+// The fleet (store = etcd); the CLI's word for both.
+inline constexpr const char* kFleet = "fleet";
 inline constexpr const char* kFleetInit = "fleet_init";
 inline constexpr const char* kFleetAdopt = "fleet_adopt";
 }  // namespace cmd

@@ -185,6 +185,7 @@ void forward(const Config& cfg, unsigned count, ApprovalStore& store, AuditLog& 
             return plane.serve(line, peer, session);
         },
         ControlServer::Batch{[&] { plane.begin_batch(); }, [&] { return plane.end_batch(); }});
+    if (fleet) server.set_wake_fd(fleet->wake_fd());
     log_ready(cfg, count, store);
 
     run_control_loop(cfg, server, plane, workers, sources, g_stop);

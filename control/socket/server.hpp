@@ -48,6 +48,8 @@ class ControlServer {
     // Waits up to timeout_ms for activity, then serves what is ready.
     void poll_once(int timeout_ms);
     size_t clients() const { return clients_.size(); }
+    // An eventfd whose readiness ends the wait early (the fleet's updates); drained here. -1: none.
+    void set_wake_fd(int fd) { wake_fd_ = fd; }
 
   private:
     struct Client {
@@ -76,6 +78,7 @@ class ControlServer {
     Batch batch_;
     Limits limits_;
     std::list<Client> clients_;
+    int wake_fd_ = -1;
 };
 
 }  // namespace portcullis

@@ -2,6 +2,8 @@
 #include "control/store/fleet.hpp"
 
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <fstream>
@@ -102,10 +104,18 @@ Fleet::Fleet(const Config& cfg, ApprovalStore& store, std::string* error) : cfg_
     applied_ = store.fleet_revision();
     stale_since_ms_ = wall_ms();
     writer_ = std::make_unique<EtcdClient>(opt_);
+    wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+}
+
+void Fleet::wake() {
+    if (wake_fd_ < 0) return;
+    const uint64_t one = 1;
+    [[maybe_unused]] const auto n = ::write(wake_fd_, &one, sizeof one);
 }
 
 Fleet::~Fleet() {
     stop();
+    if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
 void Fleet::start() {
@@ -209,6 +219,7 @@ std::string Fleet::full_read(EtcdClient& c, int64_t* next, bool whole) {
     adopting_ = false;
     applied_ = u.revision;
     inbox_.push_back(std::move(u));
+    wake();
     return {};
 }
 
@@ -276,6 +287,7 @@ void Fleet::read_loop() {
                 std::lock_guard lk(m_);
                 applied_ = std::max(applied_, top);
                 inbox_.push_back(std::move(u));
+                wake();
                 return true;
             },
             interrupt_);

@@ -72,6 +72,9 @@ class Fleet : public Upstream {
     // next read. The operator's explicit decision, audited by the caller.
     void adopt();
 
+    // Readable when the reader has handed over revisions to apply (an eventfd for the control loop's poll).
+    int wake_fd() const { return wake_fd_; }
+
     // For `status`: store, endpoint, revision applied, in sync or stale since when, and why.
     nlohmann::json status() const;
     // Whether a write would be tried now (etcd answered within the last 3 s and nothing is amiss).
@@ -116,6 +119,8 @@ class Fleet : public Upstream {
     bool watching_ = false;
     int64_t last_ok_ms_ = 0, stale_since_ms_ = 0, etcd_revision_ = 0;
     std::string problem_, error_, endpoint_;
+    int wake_fd_ = -1;
+    void wake();
 };
 
 }  // namespace portcullis

@@ -16,84 +16,14 @@
 
 #include "control/store/etcd_client.hpp"
 #include "control/store/fleet.hpp"
+#include "tests/support/etcd_process.hpp"
 
 using namespace portcullis;
+using namespace portcullis::testing;
 using nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        char tmpl[] = "/tmp/portcullis-fleet-XXXXXX";
-        path = mkdtemp(tmpl);
-    }
-    ~TempDir() { fs::remove_all(path); }
-};
-
-int free_port() {
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-bool eventually(const std::function<bool()>& f, int ms = 10000) {
-    for (int i = 0; i < ms / 20; ++i) {
-        if (f()) return true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return f();
-}
-
-// Debian's etcd on loopback, its data in `dir`; stopped (SIGKILL) by stop() or at the end.
-class Etcd {
-  public:
-    explicit Etcd(fs::path dir) : dir_(std::move(dir)), client_(free_port()), peer_(free_port()) { start(); }
-    ~Etcd() { stop(); }
-    std::string url() const { return "http://127.0.0.1:" + std::to_string(client_); }
-    void start() {
-        pid_ = fork();
-        if (pid_ == 0) {
-            const std::string c = url(), p = "http://127.0.0.1:" + std::to_string(peer_);
-            const std::string data = (dir_ / "etcd").string();
-            freopen((dir_ / "etcd.log").c_str(), "a", stderr);
-            execl("/usr/bin/etcd", "etcd", "--name", "t", "--data-dir", data.c_str(), "--listen-client-urls",
-                  c.c_str(), "--advertise-client-urls", c.c_str(), "--listen-peer-urls", p.c_str(),
-                  "--initial-advertise-peer-urls", p.c_str(), "--initial-cluster", ("t=" + p).c_str(),
-                  "--log-level", "error", static_cast<char*>(nullptr));
-            _exit(127);
-        }
-        EtcdClient probe({{url()}, {}, {}, {}, {}, {}, 500});
-        ASSERT_TRUE(eventually([&] {
-            EtcdRange r;
-            return probe.range("x", "", 0, 0, r).empty();
-        })) << "etcd did not start ("
-            << (dir_ / "etcd.log") << ")";
-    }
-    void stop() {
-        if (pid_ > 0) {
-            kill(pid_, SIGKILL);
-            waitpid(pid_, nullptr, 0);
-            pid_ = -1;
-        }
-    }
-    void wipe() {
-        stop();
-        fs::remove_all(dir_ / "etcd");
-    }
-
-  private:
-    fs::path dir_;
-    int client_, peer_;
-    pid_t pid_ = -1;
-};
 
 Config fleet_config(const std::string& url, const std::string& name) {
     Config c;

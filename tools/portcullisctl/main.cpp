@@ -345,6 +345,25 @@ int monitor(Ctx& c) {
                         "\n");
 }
 
+int fleet(Ctx& c) {
+    const std::string action = c.has("ACTION") ? c.str("ACTION") : "";
+    if (action != "init" && action != "adopt") throw Usage("fleet: say init or adopt");
+    const json r = c.call({{key::kCmd, action == "init" ? cmd::kFleetInit : cmd::kFleetAdopt}});
+    if (action == "init")
+        return c.out(r, "etcd now holds fleet " + r.value("fleet", std::string()) +
+                            ", seeded with this gateway's " + std::to_string(r.value("items", 0)) +
+                            " item(s) at revision " + std::to_string(r.value("revision", int64_t{0})) + "\n");
+    return c.out(r, r.value("note", std::string()) + "\n");
+}
+
+constexpr const char* kFleetHelp =
+    "store = etcd only (docs/fleet.md).\n"
+    "  init   make an etcd that holds no fleet this fleet's, seeded with this gateway's set (refused when "
+    "etcd\n"
+    "         holds a fleet already)\n"
+    "  adopt  take etcd's set as it is, even when it came back empty, from another cluster or from an older\n"
+    "         backup: what this gateway enforces becomes etcd's (audited)\n";
+
 constexpr const char* kImportHelp =
     "FILE: one record a line, as 'export' prints them:\n"
     "  PREFIX [state=S] [hostname=H] [domains=D1,D2] [max_concurrent=N] [rate=N/min] [daily=N]\n"
@@ -439,6 +458,13 @@ const std::vector<Subcommand> kSubcommands = {
      no_options,
      {{"ACTION", false, "show or reload"}},
      rules},
+    {cmd::kFleet,
+     "fleet init|adopt",
+     "store = etcd: make etcd this fleet's, or take etcd's set as it is",
+     no_options,
+     {{"ACTION", true, "init or adopt"}},
+     fleet,
+     kFleetHelp},
 };
 
 std::string command_list() {

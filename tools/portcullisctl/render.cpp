@@ -173,6 +173,24 @@ std::string render_status(const json& s) {
                                                          " MiB of flow tables)"});
         rows.push_back({"sources with limit state:", str(f, "sources") + " of " + str(f, "sources_max")});
     }
+    if (s.contains("store") && s["store"].is_object()) {
+        const json& st = s["store"];
+        if (st.value("store", std::string()) == "etcd") {
+            rows.push_back({"store:", "etcd " + str(st, "endpoint") + " " + str(st, "prefix") + ", fleet " +
+                                          str(st, "fleet") + ", as gateway " + str(st, "gateway")});
+            rows.push_back(
+                {"revision applied:", str(st, "revision") + " (etcd at " + str(st, "etcd_revision") + ")"});
+            rows.push_back({"fleet sync:", st.value("in_sync", false)
+                                               ? std::string("in sync")
+                                               : "STALE since " + str(st, "stale_since") + " (" +
+                                                     str(st, "stale_seconds") +
+                                                     " s): enforcing the last set applied"});
+            if (st.contains("problem")) rows.push_back({"fleet problem:", str(st, "problem")});
+            if (st.contains("error")) rows.push_back({"etcd error:", str(st, "error")});
+        } else {
+            rows.push_back({"store:", "local (state_dir)"});
+        }
+    }
     const json counters = s.value("counters", json::object());
     for (const auto& [k, v] : counters.items()) rows.push_back({k + ":", v.dump()});
     return table(rows);
