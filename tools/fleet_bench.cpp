@@ -84,15 +84,55 @@ double percentile(std::vector<double> v, double p) {
 
 }  // namespace
 
+// --writer URL: another gateway of a running fleet, writing `rate` changes a second (approve and revoke in
+// turn over 128 addresses) for `seconds`, in transactions of `rate / 100` changes (one every 10 ms): the load
+// tools/bench puts on a forwarding gateway (its fleet scenario). Prints what it wrote.
+int writer(const std::string& url, int rate, double seconds) {
+    TempDir dir;
+    Replica w(url, "bench-writer", dir.path);
+    if (!w.wait_sync()) {
+        std::fprintf(stderr, "writer: not in sync with the fleet at %s\n", url.c_str());
+        return 1;
+    }
+    const int per_txn = std::max(1, rate / 100);
+    const auto t0 = Clock::now();
+    int written = 0, failed = 0;
+    for (int tick = 0; ms_since(t0) < seconds * 1000; ++tick) {
+        while (ms_since(t0) < tick * 10.0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+        w.fleet->pump(nullptr);
+        w.store.begin_batch();
+        for (int i = 0; i < per_txn; ++i) {
+            Approval a = record(static_cast<uint32_t>((written + i) % 128));
+            a.prefix = Prefix{IpAddr::from_v4(0xc6336440u + static_cast<uint32_t>((written + i) % 128)), 32};
+            a.state = ((written + i) / 128) % 2 ? ApprovalState::Revoked : ApprovalState::Approved;
+            (void)w.store.put(a);
+        }
+        if (auto err = w.store.end_batch(); err.empty())
+            written += per_txn;
+        else
+            ++failed;
+    }
+    const double s = ms_since(t0) / 1000;
+    std::printf("writer: %d changes in %.1f s (%.0f/s), %d transactions refused\n", written, s, written / s,
+                failed);
+    return 0;
+}
+
 int main(int argc, char** argv) {
-    int changes = 1000;
+    int changes = 1000, rate = 1000;
     uint32_t records = 100000;
+    double seconds = 5;
+    std::string writer_url;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string k = argv[i];
         if (k == "--changes") changes = std::atoi(argv[i + 1]);
         if (k == "--records") records = static_cast<uint32_t>(std::atoi(argv[i + 1]));
+        if (k == "--writer") writer_url = argv[i + 1];
+        if (k == "--rate") rate = std::atoi(argv[i + 1]);
+        if (k == "--seconds") seconds = std::atof(argv[i + 1]);
     }
     spdlog::set_level(spdlog::level::warn);
+    if (!writer_url.empty()) return writer(writer_url, rate, seconds);
     TempDir dir;
     Etcd etcd(dir.path);
     Replica a(etcd.url(), "gw-a", dir.path), b(etcd.url(), "gw-b", dir.path);

@@ -8,7 +8,8 @@ Then the control-plane figures: a 100,000-entry import, and 1,000 approval chang
 mix, with the frames lost meanwhile.
 
 --scenario picks one mix instead of all that: nonsmtp64, imix, or synflood (a SYN flood from a million spoofed
-managed sources mixed into the imix, with configs/bench-synflood.conf; prints the flood's counters too)."""
+managed sources mixed into the imix, with configs/bench-synflood.conf; prints the flood's counters too); or fleet
+(the imix through a gateway with store = etcd while another writes 1,000 changes a second to etcd)."""
 import argparse
 import json
 import os
@@ -238,6 +239,80 @@ def control_bench(build, pcap, huge, seconds):
     return out
 
 
+ETCD_URL = "http://127.0.0.1:23790"
+
+
+def fleet_bench(build, pcap, huge, seconds):
+    """The imix replay through a gateway with store = etcd while another gateway of its fleet (fleet-bench
+    --writer) writes 1,000 changes a second to etcd: the forwarding rate quiet and during, the revisions the
+    gateway applied meanwhile, and the frames lost. etcd, the gateway and the writer run in a network namespace
+    of their own (removed at the end, and first when a killed run left it)."""
+    ns, prefix = "pcbench-etcd", "benchfleet"
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
+    data = WORK / "etcd-data"
+    shutil.rmtree(data, ignore_errors=True)
+    shutil.rmtree(WORK / f"{prefix}-state", ignore_errors=True)
+    etcd = start(["ip", "netns", "exec", ns, "etcd", "--name", "bench", "--data-dir", str(data),
+                  "--listen-client-urls", ETCD_URL, "--advertise-client-urls", ETCD_URL,
+                  "--listen-peer-urls", "http://127.0.0.1:23800", "--initial-advertise-peer-urls",
+                  "http://127.0.0.1:23800", "--initial-cluster", "bench=http://127.0.0.1:23800",
+                  "--log-level", "error"], WORK / "etcd.log")
+    log = WORK / f"{prefix}.log"
+    gw = None
+    out = {}
+    try:
+        gw = start(["ip", "netns", "exec", ns, *gateway_cmd(build, prefix, pcap, huge, [
+            "--store", "etcd", "--etcd_endpoints", ETCD_URL, "--gateway_name", "bench-gw"])], log)
+        wait_for("the gateway's control socket", lambda: (WORK / f"{prefix}.sock").exists(), timeout=60, proc=gw,
+                 log=log)
+        wait_for("etcd", lambda: subprocess.run(["ip", "netns", "exec", ns, "env", "ETCDCTL_API=3", "etcdctl",
+                                                 f"--endpoints={ETCD_URL}", "endpoint", "health"],
+                                                capture_output=True).returncode == 0, timeout=30)
+        wait_for("fleet init", lambda: subprocess.run(
+            [str(build / "tools" / "portcullisctl"), "--socket", str(WORK / f"{prefix}.sock"), "fleet", "init"],
+            capture_output=True).returncode == 0, timeout=30)
+        wait_for("the gateway in sync", lambda: ctl(build, prefix, "status")["store"].get("in_sync"), timeout=30)
+        out["quiet"] = measure(prefix, gw, seconds, log)
+        rev0 = ctl(build, prefix, "status")["store"]["revision"]
+        writer = subprocess.Popen(["ip", "netns", "exec", ns, str(build / "tools" / "fleet-bench"), "--writer",
+                                   ETCD_URL, "--rate", "1000", "--seconds", str(seconds + 1.5)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        out["during"] = measure(prefix, gw, seconds, log)
+        out["writer"] = writer.communicate(timeout=120)[0].strip()
+        time.sleep(0.5)
+        st = ctl(build, prefix, "status")["store"]
+        out["revisions"] = st["revision"] - rev0
+        out["in_sync"] = st["in_sync"]
+        out["counters"] = ctl(build, prefix, "stats")["counters"]
+    finally:
+        if gw is not None:
+            stop(gw)
+        etcd.kill()
+        etcd.wait()
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+    return out
+
+
+def print_losses(cnt):
+    lost = cnt["tx_full_outside"] + cnt["tx_full_inside"] + cnt["multi_segment"]
+    # Where a frame can end besides forwarded: answered, or dropped and counted (a refusal with no answer, a
+    # malformed frame, a policed fragment, a segment the normaliser drops, e.g. tcp_unconfirmed: this replay
+    # carries no server, so no handshake is ever confirmed).
+    dropped = ("dropped_refused", "dropped_fragment_policed", "tcp_bad_checksum", "tcp_signed", "tcp_ttl_low",
+               "tcp_paws", "tcp_out_of_order", "tcp_beyond_window", "tcp_unconfirmed", "smtp_quiet", "smtp_forged")
+    answered = ("rst_sent", "smtp_synack_sent", "smtp_reply_sent", "smtp_finack_sent")
+    accounted = (cnt["fwd_outbound"] + lost + sum(cnt.get(k, 0) for k in dropped + answered) +
+                 sum(v for k, v in cnt.items() if k.startswith("malformed_")))
+    # The counters are read while the worker runs: a burst (32 frames) may be counted as received and not yet as
+    # sent. Loss is what the loss counters say; the difference within a burst is frames in flight.
+    in_flight = cnt["rx_inside"] - accounted
+    print(f"  frames received {cnt['rx_inside']}, forwarded or answered or counted {accounted} "
+          f"(in flight at the reading: {in_flight}), lost (tx_full, multi_segment) {lost}")
+
+
 def flow_bench(build, pcap, args):
     """The 64-byte non-SMTP mix again, with each worker's flow table holding a million synthetic SMTP flows
     (bench_prefill_flows): what a big table costs traffic that never touches it (the expiry sweep walks it)."""
@@ -368,7 +443,7 @@ def main():
     ap.add_argument("--flows", type=int, default=131072)
     ap.add_argument("--hugepages", action="store_true", help="back both programs with hugepages (reserve them first)")
     ap.add_argument("--skip-control", action="store_true")
-    ap.add_argument("--scenario", choices=["all", "nonsmtp64", "imix", "synflood"], default="all",
+    ap.add_argument("--scenario", choices=["all", "nonsmtp64", "imix", "synflood", "fleet"], default="all",
                     help="all (the default): nonsmtp64 and imix, then the flow, inspection and control figures; "
                          "a mix's name: only that mix against testpmd")
     args = ap.parse_args()
@@ -376,6 +451,12 @@ def main():
     WORK.mkdir(parents=True, exist_ok=True)
     if args.scenario == "synflood":
         return synflood_bench(build, args)
+    if args.scenario == "fleet":
+        pcap = WORK / "imix.pcap"
+        subprocess.run(["/usr/bin/python3", str(REPO / "tools/benchlib/mix.py"), "imix", str(pcap), "--flows",
+                        str(args.flows)], check=True)
+        print_fleet(build, pcap, args)
+        return 0
     mixes = {}
     for mix in ("nonsmtp64", "imix") if args.scenario == "all" else (args.scenario,):
         pcap = WORK / f"{mix}.pcap"
@@ -405,22 +486,24 @@ def main():
     if args.skip_control:
         return 0
     c = control_bench(build, mixes["imix"], args.hugepages, args.seconds)
-    cnt = c["counters"]
-    lost = cnt["tx_full_outside"] + cnt["tx_full_inside"] + cnt["multi_segment"]
-    accounted = (cnt["fwd_outbound"] + cnt["rst_sent"] + cnt["dropped_refused"] + lost +
-                 sum(v for k, v in cnt.items() if k.startswith("malformed_")))
     print("\ncontrol plane, against the imix replay:")
     print(f"  1,000 changes/s: {c['acked']} acknowledged, {c['errors']} refused, at {c['rate']:.0f}/s; "
           f"reply p99 {c['p99_ms']:.1f} ms")
     print(f"  gateway Mpps quiet {c['quiet']:.2f}, during the changes {c['during']:.2f} "
           f"({c['during'] / c['quiet']:.2f} of quiet)")
-    # The counters are read while the worker runs: a burst (32 frames) may be counted as received and not yet as
-    # sent. Loss is what the loss counters say; the difference within a burst is frames in flight.
-    in_flight = cnt["rx_inside"] - accounted
-    print(f"  frames received {cnt['rx_inside']}, forwarded or answered or counted {accounted} "
-          f"(in flight at the reading: {in_flight}), lost (tx_full, multi_segment) {lost}")
+    print_losses(c["counters"])
     print(f"  import of 100,000 entries: {c['import_s']:.2f} s (portcullisctl import, acknowledged and published)")
+    print_fleet(build, mixes["imix"], args)
     return 0
+
+
+def print_fleet(build, pcap, args):
+    f = fleet_bench(build, pcap, args.hugepages, args.seconds)
+    print("\nfleet (store = etcd), against the imix replay, while another gateway writes 1,000 changes/s to etcd:")
+    print(f"  {f['writer']}; the gateway applied {f['revisions']} revisions, in sync at the end: {f['in_sync']}")
+    print(f"  gateway Mpps quiet {f['quiet']:.2f}, during the changes {f['during']:.2f} "
+          f"({f['during'] / f['quiet']:.2f} of quiet)")
+    print_losses(f["counters"])
 
 
 if __name__ == "__main__":
