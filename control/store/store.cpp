@@ -111,6 +111,37 @@ const Approval* ApprovalStore::most_specific(const IpAddr& a) const {
     return covering(Prefix{a, static_cast<uint8_t>(a.v6 ? 128 : 32)});
 }
 
+void ApprovalStore::remember_record(const Prefix& p) {
+    auto at = records_.find(p);
+    std::optional<Approval> before;
+    if (at != records_.end()) before = at->second;
+    undo_.push_back([this, p, before] {
+        if (before)
+            records_[p] = *before;
+        else
+            records_.erase(p);
+    });
+}
+
+void ApprovalStore::remember_overlay(Overlay& o, const Prefix& p) {
+    undo_.push_back([&o, p, was_added = o.added.count(p) > 0, was_removed = o.removed.count(p) > 0] {
+        o.added.erase(p);
+        o.removed.erase(p);
+        if (was_added) o.added.insert(p);
+        if (was_removed) o.removed.insert(p);
+    });
+}
+
+void ApprovalStore::remember_setting(const std::string& name) {
+    const bool had = settings_.contains(name);
+    undo_.push_back([this, name, had, before = had ? settings_[name] : nlohmann::json()] {
+        if (had)
+            settings_[name] = before;
+        else
+            settings_.erase(name);
+    });
+}
+
 std::string ApprovalStore::apply(const nlohmann::json& e, bool undoable) {
     try {
         if (!e.is_object()) return "an entry must be an object";
@@ -119,17 +150,7 @@ std::string ApprovalStore::apply(const nlohmann::json& e, bool undoable) {
         const auto seq = e.at("seq").get<uint64_t>();
         if (op == "put") {
             Approval a = approval_from_json(e.at("record"));
-            if (undoable) {
-                auto it = records_.find(a.prefix);
-                std::optional<Approval> before;
-                if (it != records_.end()) before = it->second;
-                undo_.push_back([this, p = a.prefix, before] {
-                    if (before)
-                        records_[p] = *before;
-                    else
-                        records_.erase(p);
-                });
-            }
+            if (undoable) remember_record(a.prefix);
             if (undoable && !from_upstream_) touched_.emplace(StoreItem::Kind::Record, to_string(a.prefix));
             records_[a.prefix] = a;
         } else if (op == "overlay") {
@@ -139,14 +160,7 @@ std::string ApprovalStore::apply(const nlohmann::json& e, bool undoable) {
             Overlay& o = set == "managed" ? managed_ : relay_;
             const bool add = e.at("add").get<bool>();
             const bool configured = e.value("configured", false);
-            if (undoable)
-                undo_.push_back(
-                    [&o, p = *p, was_added = o.added.count(*p) > 0, was_removed = o.removed.count(*p) > 0] {
-                        o.added.erase(p);
-                        o.removed.erase(p);
-                        if (was_added) o.added.insert(p);
-                        if (was_removed) o.removed.insert(p);
-                    });
+            if (undoable) remember_overlay(o, *p);
             if (undoable && !from_upstream_)
                 touched_.emplace(set == "managed" ? StoreItem::Kind::Managed : StoreItem::Kind::Relay,
                                  to_string(*p));
@@ -155,15 +169,7 @@ std::string ApprovalStore::apply(const nlohmann::json& e, bool undoable) {
         } else if (op == "setting") {
             const auto name = e.at("name").get<std::string>();
             if (auto err = check_setting(name, e.at("value")); !err.empty()) return err;
-            if (undoable) {
-                const bool had = settings_.contains(name);
-                undo_.push_back([this, name, had, before = had ? settings_[name] : nlohmann::json()] {
-                    if (had)
-                        settings_[name] = before;
-                    else
-                        settings_.erase(name);
-                });
-            }
+            if (undoable) remember_setting(name);
             if (undoable && !from_upstream_) touched_.emplace(StoreItem::Kind::Setting, name);
             settings_[name] = e.at("value");
         } else if (op == "item") {
@@ -584,16 +590,7 @@ std::string ApprovalStore::set_item(const StoreItem& it, bool undoable) {
     if (it.kind == StoreItem::Kind::Setting) {
         if (!it.value.is_null())
             if (auto err = check_setting(it.name, it.value); !err.empty()) return err;
-        if (undoable) {
-            const bool had = settings_.contains(it.name);
-            undo_.push_back(
-                [this, name = it.name, had, before = had ? settings_[it.name] : nlohmann::json()] {
-                    if (had)
-                        settings_[name] = before;
-                    else
-                        settings_.erase(name);
-                });
-        }
+        if (undoable) remember_setting(it.name);
         if (it.value.is_null())
             settings_.erase(it.name);
         else
@@ -608,17 +605,7 @@ std::string ApprovalStore::set_item(const StoreItem& it, bool undoable) {
             a = approval_from_json(it.value);
             if (!(a->prefix == *p)) return "item " + it.name + ": the record is for " + to_string(a->prefix);
         }
-        if (undoable) {
-            auto at = records_.find(*p);
-            std::optional<Approval> before;
-            if (at != records_.end()) before = at->second;
-            undo_.push_back([this, p = *p, before] {
-                if (before)
-                    records_[p] = *before;
-                else
-                    records_.erase(p);
-            });
-        }
+        if (undoable) remember_record(*p);
         if (a)
             records_[*p] = *a;
         else
@@ -628,14 +615,7 @@ std::string ApprovalStore::set_item(const StoreItem& it, bool undoable) {
     if (!it.value.is_null() && it.value != "added" && it.value != "removed")
         return "item " + it.name + ": an overlay entry is \"added\" or \"removed\"";
     Overlay& o = it.kind == StoreItem::Kind::Managed ? managed_ : relay_;
-    if (undoable)
-        undo_.push_back(
-            [&o, p = *p, was_added = o.added.count(*p) > 0, was_removed = o.removed.count(*p) > 0] {
-                o.added.erase(p);
-                o.removed.erase(p);
-                if (was_added) o.added.insert(p);
-                if (was_removed) o.removed.insert(p);
-            });
+    if (undoable) remember_overlay(o, *p);
     o.added.erase(*p);
     o.removed.erase(*p);
     if (it.value == "added") o.added.insert(*p);

@@ -149,6 +149,10 @@ class ApprovalStore {
     bool from_upstream_ = false;
     std::set<std::pair<StoreItem::Kind, std::string>> touched_;  // this batch's, for upstream
     std::string set_item(const StoreItem& it, bool undoable);
+    // What a change is about to alter, kept so that rollback() can put it back.
+    void remember_record(const Prefix& p);
+    void remember_overlay(Overlay& o, const Prefix& p);
+    void remember_setting(const std::string& name);
     std::string commit_upstream();
 };
 

@@ -4,10 +4,12 @@ Gateway A forwards the lab's traffic (af_packet on the veth pair); gateway B run
 traffic) in the same namespace, where etcd listens on loopback. What an operator does on one must hold on the
 other: an approval made on B lets the rack's server send through A; a ban made on A cannot be undone by an
 approve on B; with etcd killed A keeps its verdicts (also across its own restart), writes fail naming etcd and
-status says stale; etcd back, both catch up; an etcd that comes back empty is not taken as a mass revocation.
-(The store's transaction guard, compaction and the watch: tests/unit/test_fleet_etcd.cpp.)"""
+status says stale; etcd back, both catch up; a compaction past a gateway's revision is followed by a whole read
+that loses nothing; an etcd that comes back empty is not taken as a mass revocation. (The store's transaction
+guard, TLS and users: tests/unit/test_fleet_etcd.cpp.)"""
 import json
 import shutil
+import signal
 import subprocess
 import time
 
@@ -182,6 +184,22 @@ def test_etcd_back_both_catch_up(fleet):
     assert fleet.ctl("a", "approve", "198.51.100.31").returncode == 0
     portcullis_lab.wait_for("B to apply it", lambda: fleet.record_state("b", "198.51.100.31") == "approved",
                             timeout=10)
+
+
+def test_a_compaction_past_a_gateways_revision_loses_nothing(fleet):
+    fleet.b.send_signal(signal.SIGTERM)
+    fleet.b.wait(timeout=30)
+    for i in range(40, 45):
+        assert fleet.ctl("a", "approve", f"198.51.100.{i}").returncode == 0
+    assert fleet.ctl("a", "suspend", "198.51.100.31").returncode == 0
+    head = fleet.store("a")["revision"]
+    assert fleet.etcdctl("compact", str(head)).returncode == 0
+    fleet.start_b()
+    portcullis_lab.wait_for("B to catch up past the compaction", lambda: fleet.store("b").get("revision") == head,
+                            timeout=20)
+    assert all(fleet.record_state("b", f"198.51.100.{i}") == "approved" for i in range(40, 45))
+    assert fleet.record_state("b", "198.51.100.31") == "suspended"
+    assert "reading the whole set again" in fleet.b_log.read_text()
 
 
 def test_an_empty_etcd_is_not_a_mass_revocation(fleet):

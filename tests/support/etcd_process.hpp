@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "control/store/etcd_client.hpp"
 
@@ -51,25 +52,57 @@ inline bool eventually(const std::function<bool()>& f, int ms = 10000) {
     return f();
 }
 
-// Debian's etcd on loopback, its data in `dir`; stopped (SIGKILL) by stop() or at the end.
+// Debian's etcd on loopback, its data in `dir`; stopped (SIGKILL) by stop() or at the end. With `tls` (a
+// directory holding ca.pem, server.pem, server-key.pem), it serves https and requires a client certificate
+// signed by that CA.
 class Etcd {
   public:
-    explicit Etcd(fs::path dir) : dir_(std::move(dir)), client_(free_port()), peer_(free_port()) { start(); }
+    explicit Etcd(fs::path dir, fs::path tls = {})
+        : dir_(std::move(dir)), tls_(std::move(tls)), client_(free_port()), peer_(free_port()) {
+        start();
+    }
     ~Etcd() { stop(); }
-    std::string url() const { return "http://127.0.0.1:" + std::to_string(client_); }
+    std::string url() const {
+        return std::string(tls_.empty() ? "http" : "https") + "://127.0.0.1:" + std::to_string(client_);
+    }
+    // The options a client needs to reach it (the client certificate when tls).
+    EtcdOptions client_options() const {
+        EtcdOptions o{{url()}, {}, {}, {}, {}, {}, 1000};
+        if (!tls_.empty()) {
+            o.ca = (tls_ / "ca.pem").string();
+            o.cert = (tls_ / "client.pem").string();
+            o.key = (tls_ / "client-key.pem").string();
+        }
+        return o;
+    }
     void start() {
         pid_ = fork();
         if (pid_ == 0) {
             const std::string c = url(), p = "http://127.0.0.1:" + std::to_string(peer_);
             const std::string data = (dir_ / "etcd").string();
-            freopen((dir_ / "etcd.log").c_str(), "a", stderr);
-            execl("/usr/bin/etcd", "etcd", "--name", "t", "--data-dir", data.c_str(), "--listen-client-urls",
-                  c.c_str(), "--advertise-client-urls", c.c_str(), "--listen-peer-urls", p.c_str(),
-                  "--initial-advertise-peer-urls", p.c_str(), "--initial-cluster", ("t=" + p).c_str(),
-                  "--log-level", "error", static_cast<char*>(nullptr));
+            if (!freopen((dir_ / "etcd.log").c_str(), "a", stderr)) _exit(126);
+            std::vector<std::string> args = {"etcd",   "--name",
+                                             "t",      "--data-dir",
+                                             data,     "--listen-client-urls",
+                                             c,        "--advertise-client-urls",
+                                             c,        "--listen-peer-urls",
+                                             p,        "--initial-advertise-peer-urls",
+                                             p,        "--initial-cluster",
+                                             "t=" + p, "--log-level",
+                                             "error"};
+            if (!tls_.empty())
+                for (const std::string& a : {std::string("--cert-file=") + (tls_ / "server.pem").string(),
+                                             std::string("--key-file=") + (tls_ / "server-key.pem").string(),
+                                             std::string("--trusted-ca-file=") + (tls_ / "ca.pem").string(),
+                                             std::string("--client-cert-auth")})
+                    args.push_back(a);
+            std::vector<char*> argv;
+            for (auto& a : args) argv.push_back(a.data());
+            argv.push_back(nullptr);
+            execv("/usr/bin/etcd", argv.data());
             _exit(127);
         }
-        EtcdClient probe({{url()}, {}, {}, {}, {}, {}, 500});
+        EtcdClient probe(client_options());
         if (!eventually([&] {
                 EtcdRange r;
                 return probe.range("x", "", 0, 0, r).empty();
@@ -89,9 +122,34 @@ class Etcd {
     }
 
   private:
-    fs::path dir_;
+    fs::path dir_, tls_;
     int client_, peer_;
     pid_t pid_ = -1;
 };
+
+}  // namespace portcullis::testing
+
+namespace portcullis::testing {
+
+// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl in `dir`.
+inline void make_certificates(const fs::path& dir) {
+    const std::string d = dir.string();
+    const std::string cmd =
+        "(cd " + d +
+        " && "
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem -days 2 -subj /CN=test-ca "
+        "&& "
+        "openssl req -newkey rsa:2048 -nodes -keyout server-key.pem -out server.csr -subj /CN=etcd && "
+        "printf 'subjectAltName=IP:127.0.0.1' > san.ext && "
+        "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out server.pem -days "
+        "2 "
+        "-extfile san.ext && "
+        "openssl req -newkey rsa:2048 -nodes -keyout client-key.pem -out client.csr -subj /CN=portcullis && "
+        "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out client.pem -days "
+        "2"
+        ") >/dev/null 2>&1";
+    if (std::system(cmd.c_str()) != 0)
+        throw std::runtime_error("openssl could not make the test certificates");
+}
 
 }  // namespace portcullis::testing

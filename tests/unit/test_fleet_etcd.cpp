@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <thread>
 
@@ -25,10 +26,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-Config fleet_config(const std::string& url, const std::string& name) {
+Config fleet_config(const EtcdOptions& o, const std::string& name) {
     Config c;
     c.store = "etcd";
-    c.etcd_endpoints = {url};
+    c.etcd_endpoints = o.endpoints;
+    c.etcd_ca = o.ca;
+    c.etcd_cert = o.cert;
+    c.etcd_key = o.key;
     c.gateway_name = name;
     c.etcd_timeout_ms = 1000;
     return c;
@@ -39,8 +43,10 @@ struct Gateway {
     Config cfg;
     ApprovalStore store;
     std::unique_ptr<Fleet> fleet;
-    Gateway(const std::string& url, const std::string& name, const fs::path& dir)
-        : cfg(fleet_config(url, name)), store(dir / name) {
+    Gateway(const Etcd& etcd, const std::string& name, const fs::path& dir,
+            const std::function<void(Config&)>& adjust = {})
+        : cfg(fleet_config(etcd.client_options(), name)), store(dir / name) {
+        if (adjust) adjust(cfg);
         std::vector<std::string> warnings;
         EXPECT_EQ(store.open(warnings), "");
         start();
@@ -92,7 +98,7 @@ class FleetOnEtcd : public ::testing::Test {
 };
 
 TEST_F(FleetOnEtcd, AnApprovalOnOneIsEnforcedByTheOtherAndABanCannotBeRaced) {
-    Gateway a(etcd->url(), "gw-a", dir.path), b(etcd->url(), "gw-b", dir.path);
+    Gateway a(*etcd, "gw-a", dir.path), b(*etcd, "gw-b", dir.path);
     // A new etcd holds no fleet: neither gateway takes it as anything until one initialises it.
     ASSERT_TRUE(a.until([&] { return a.fleet->status().contains("problem"); }));
     ASSERT_EQ(a.put("198.51.100.7/32", ApprovalState::Approved).substr(0, 5), "etcd:");
@@ -120,7 +126,7 @@ TEST_F(FleetOnEtcd, AnApprovalOnOneIsEnforcedByTheOtherAndABanCannotBeRaced) {
 }
 
 TEST_F(FleetOnEtcd, EtcdAwayKeepsTheSetRefusesWritesAndCatchesUp) {
-    Gateway a(etcd->url(), "gw-a", dir.path), b(etcd->url(), "gw-b", dir.path);
+    Gateway a(*etcd, "gw-a", dir.path), b(*etcd, "gw-b", dir.path);
     json init;
     ASSERT_EQ(a.fleet->init(&init), "");
     ASSERT_TRUE(a.synced() && b.synced());
@@ -147,7 +153,7 @@ TEST_F(FleetOnEtcd, EtcdAwayKeepsTheSetRefusesWritesAndCatchesUp) {
 }
 
 TEST_F(FleetOnEtcd, ACompactedWatchIsFollowedByAWholeReadThatLosesNothing) {
-    Gateway a(etcd->url(), "gw-a", dir.path), b(etcd->url(), "gw-b", dir.path);
+    Gateway a(*etcd, "gw-a", dir.path), b(*etcd, "gw-b", dir.path);
     json init;
     ASSERT_EQ(a.fleet->init(&init), "");
     ASSERT_TRUE(a.synced() && b.synced());
@@ -169,7 +175,7 @@ TEST_F(FleetOnEtcd, ACompactedWatchIsFollowedByAWholeReadThatLosesNothing) {
 }
 
 TEST_F(FleetOnEtcd, AnEmptyEtcdIsNotAMassRevocation) {
-    Gateway a(etcd->url(), "gw-a", dir.path);
+    Gateway a(*etcd, "gw-a", dir.path);
     json init;
     ASSERT_EQ(a.fleet->init(&init), "");
     ASSERT_TRUE(a.synced());
@@ -188,4 +194,57 @@ TEST_F(FleetOnEtcd, AnEmptyEtcdIsNotAMassRevocation) {
     ASSERT_TRUE(a.synced());
     EXPECT_EQ(a.store.records().size(), 5u);
     EXPECT_EQ(init["items"], 5);
+}
+
+TEST(FleetOnEtcdSecured, TlsWithAClientCertificate) {
+    TempDir dir;
+    make_certificates(dir.path);
+    Etcd etcd(dir.path, dir.path);
+    Gateway a(etcd, "gw-a", dir.path), b(etcd, "gw-b", dir.path);
+    json init;
+    ASSERT_EQ(a.fleet->init(&init), "");
+    ASSERT_TRUE(a.synced() && b.synced());
+    ASSERT_EQ(a.put("198.51.100.7/32", ApprovalState::Approved), "");
+    ASSERT_TRUE(b.until([&] { return b.find("198.51.100.7/32") != nullptr; }));
+    // Without the client certificate etcd refuses the connection: the gateway says so and enforces its set.
+    Gateway c(etcd, "gw-c", dir.path, [](Config& cfg) {
+        cfg.etcd_cert.clear();
+        cfg.etcd_key.clear();
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    c.fleet->pump(nullptr);
+    EXPECT_FALSE(c.fleet->in_sync());
+    EXPECT_TRUE(c.fleet->status().contains("error"));
+    EXPECT_EQ(c.store.records().size(), 0u);
+}
+
+TEST(FleetOnEtcdSecured, UserAndPassword) {
+    TempDir dir;
+    Etcd etcd(dir.path);
+    auto etcdctl = [&](const std::string& args) {
+        return std::system(
+            ("ETCDCTL_API=3 etcdctl --endpoints=" + etcd.url() + " " + args + " >/dev/null 2>&1").c_str());
+    };
+    ASSERT_EQ(etcdctl("user add root:s3cret"), 0);
+    ASSERT_EQ(etcdctl("auth enable"), 0);
+    {
+        std::ofstream(dir.path / "password") << "s3cret\n";
+        std::ofstream(dir.path / "wrong") << "guess\n";
+    }
+    Gateway a(etcd, "gw-a", dir.path, [&](Config& cfg) {
+        cfg.etcd_user = "root";
+        cfg.etcd_password_file = (dir.path / "password").string();
+    });
+    json init;
+    ASSERT_EQ(a.fleet->init(&init), "");
+    ASSERT_TRUE(a.synced());
+    ASSERT_EQ(a.put("198.51.100.7/32", ApprovalState::Approved), "");
+    Gateway b(etcd, "gw-b", dir.path, [&](Config& cfg) {
+        cfg.etcd_user = "root";
+        cfg.etcd_password_file = (dir.path / "wrong").string();
+    });
+    ASSERT_TRUE(b.until([&] { return b.fleet->status().contains("error"); }));
+    EXPECT_NE(b.fleet->status()["error"].get<std::string>().find("refused user 'root'"), std::string::npos)
+        << b.fleet->status().dump();
+    EXPECT_EQ(b.find("198.51.100.7/32"), nullptr);
 }
