@@ -119,6 +119,7 @@ Fleet::~Fleet() {
 }
 
 void Fleet::start() {
+    (void)spdlog::default_logger_raw();  // spdlog's registry is built here, before two threads log at once
     reader_ = std::thread([this] { read_loop(); });
     prober_ = std::thread([this] { probe_loop(); });
 }
