@@ -125,6 +125,51 @@ TEST_F(FleetOnEtcd, AnApprovalOnOneIsEnforcedByTheOtherAndABanCannotBeRaced) {
     EXPECT_EQ(b.find("198.51.100.9/32")->state, ApprovalState::Banned);
 }
 
+TEST_F(FleetOnEtcd, OverlaysSettingsAndALargeImportReachTheOther) {
+    Gateway a(*etcd, "gw-a", dir.path), b(*etcd, "gw-b", dir.path);
+    json init;
+    ASSERT_EQ(a.fleet->init(&init), "");
+    ASSERT_TRUE(a.synced() && b.synced());
+    ASSERT_EQ(a.store.change_overlay("managed", true, *parse_prefix("192.0.2.128/25"), {}), "");
+    ASSERT_EQ(a.store.change_overlay("relay", false, *parse_prefix("203.0.113.53/32"),
+                                     {*parse_prefix("203.0.113.53/32")}),
+              "");
+    ASSERT_EQ(a.store.set_setting("monitor", true), "");
+    ASSERT_EQ(a.store.set_setting("limits", json{{"max_concurrent", 3}}), "");
+    // An import of 250 records: three transactions of at most 100 items each.
+    std::vector<Approval> all;
+    for (int i = 0; i < 250; ++i) {
+        Approval r;
+        r.prefix = Prefix{IpAddr::from_v4(0x0a000000u + static_cast<uint32_t>(i)), 32};
+        r.hostname = "h" + std::to_string(i) + ".example.com";
+        all.push_back(r);
+    }
+    ASSERT_EQ(a.store.put_all(all), "");
+    ASSERT_TRUE(b.until([&] { return b.store.fleet_revision() == a.store.fleet_revision(); }));
+    EXPECT_EQ(b.store.records().size(), 250u);
+    EXPECT_EQ(b.store.records(), a.store.records());
+    EXPECT_EQ(b.store.managed().added.count(*parse_prefix("192.0.2.128/25")), 1u);
+    EXPECT_EQ(b.store.relay().removed.count(*parse_prefix("203.0.113.53/32")), 1u);
+    EXPECT_EQ(b.store.settings(), a.store.settings());
+    // What B keeps on disk is the same set at the same revision (a restart reads it back).
+    {
+        ApprovalStore again(dir.path / "gw-b");
+        std::vector<std::string> warnings;
+        ASSERT_EQ(again.open(warnings), "");
+        EXPECT_TRUE(warnings.empty());
+        EXPECT_EQ(again.records(), b.store.records());
+        EXPECT_EQ(again.settings(), b.store.settings());
+        EXPECT_EQ(again.fleet(), b.store.fleet());
+        EXPECT_EQ(again.managed().added, b.store.managed().added);
+    }
+    // B's reader restarted: it goes on from its replica's revision.
+    b.stop();
+    b.start();
+    EXPECT_EQ(b.store.records().size(), 250u);
+    EXPECT_EQ(b.store.settings()["monitor"], true);
+    ASSERT_TRUE(b.synced());
+}
+
 TEST_F(FleetOnEtcd, EtcdAwayKeepsTheSetRefusesWritesAndCatchesUp) {
     Gateway a(*etcd, "gw-a", dir.path), b(*etcd, "gw-b", dir.path);
     json init;
