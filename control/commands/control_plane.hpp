@@ -42,7 +42,11 @@ class ControlPlane {
     // One request as its own batch: the reply, turned into an error if the change could not be saved.
     nlohmann::json handle(const std::string& line, const Peer& peer, Session& session);
     // Group commit around every request read in one pass of the server (changes.hpp).
-    void begin_batch() { changes_.begin_batch(); }
+    // (What the fleet's watch brought is applied first: the batch's commands act on the newest set.)
+    void begin_batch() {
+        pump_fleet();
+        changes_.begin_batch();
+    }
     std::string end_batch() { return changes_.end_batch(); }
     // Rebuilds the snapshot when an approval has expired since the last one. Call about once a second.
     void tick(int64_t now) { changes_.tick(now); }

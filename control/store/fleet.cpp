@@ -248,13 +248,6 @@ void Fleet::read_loop() {
         const auto err = c.watch(
             prefix_, etcd_prefix_end(prefix_), next,
             [&](const EtcdWatchMessage& m) {
-                if (m.created) {
-                    std::lock_guard lk(m_);
-                    watching_ = true;
-                    error_.clear();
-                    backoff = 100;
-                    return true;
-                }
                 if (m.compact_revision || m.canceled) {
                     compacted = true;
                     spdlog::info(
@@ -262,6 +255,13 @@ void Fleet::read_loop() {
                         "again",
                         next, m.canceled ? "cancelled" : "compacted", m.compact_revision);
                     return false;
+                }
+                if (m.created) {
+                    std::lock_guard lk(m_);
+                    watching_ = true;
+                    error_.clear();
+                    backoff = 100;
+                    return true;
                 }
                 if (m.events.empty()) return true;
                 int64_t top = 0;
