@@ -7,6 +7,7 @@
 
 #include "control/commands/request.hpp"
 #include "control/daemon/stats.hpp"
+#include "control/daemon/telemetry.hpp"
 
 namespace portcullis {
 
@@ -41,12 +42,30 @@ class FullTableWarning {
     uint64_t flows_ = 0, srcs_ = 0;
 };
 
+// The status DPDK telemetry serves (/portcullis/status): the headline of `portcullisctl status`, flat.
+nlohmann::json telemetry_status(ControlPlane& plane) {
+    static Session session;
+    const nlohmann::json s = plane.handle(R"({"v":1,"cmd":"status"})", Peer{0, 0, 0, "telemetry"}, session);
+    nlohmann::json out = nlohmann::json::object();
+    for (const char* k :
+         {"ready", "version", "uptime_s", "workers", "records", "policy_generation", "monitor"})
+        if (s.contains(k)) out[k] = s[k];
+    if (s.contains("store") && s["store"].is_object()) {
+        const auto& st = s["store"];
+        out["store"] = st.value("store", std::string("local"));
+        for (const char* k : {"in_sync", "revision", "stale_seconds"})
+            if (st.contains(k)) out[std::string("store_") + k] = st[k];
+    }
+    return out;
+}
+
 }  // namespace
 
 void run_control_loop(const Config& cfg, ControlServer& server, ControlPlane& plane, const Workers& workers,
                       SourceStats& sources, const std::atomic<bool>& stop) {
     auto next_report = std::chrono::steady_clock::now() + std::chrono::seconds(cfg.stats_interval);
     FullTableWarning full_warning;
+    auto next_status = std::chrono::steady_clock::now();
     while (!stop.load()) {
         try {
             server.poll_once(100);
@@ -60,6 +79,14 @@ void run_control_loop(const Config& cfg, ControlServer& server, ControlPlane& pl
             spdlog::error("control loop: unknown exception (carrying on)");
         }
         full_warning.check(workers.totals(), cfg);
+        if (std::chrono::steady_clock::now() >= next_status) {
+            next_status += std::chrono::seconds(1);
+            try {
+                publish_telemetry_status(telemetry_status(plane));
+            } catch (const std::exception& e) {
+                spdlog::error("telemetry status: {}", e.what());
+            }
+        }
         if (cfg.stats_interval && std::chrono::steady_clock::now() >= next_report) {
             spdlog::info("counters: {}", stats_line(workers.totals()));
             next_report += std::chrono::seconds(cfg.stats_interval);

@@ -35,6 +35,7 @@
 #include "control/daemon/ports.hpp"
 #include "control/daemon/source_stats.hpp"
 #include "control/daemon/stats.hpp"
+#include "control/daemon/telemetry.hpp"
 #include "control/daemon/workers.hpp"
 #include "control/policy/policy_builder.hpp"
 #include "control/policy/publisher.hpp"
@@ -166,6 +167,7 @@ void forward(const Config& cfg, unsigned count, ApprovalStore& store, AuditLog& 
     PolicyPublisher publisher(count, std::move(policy));
     Workers workers(cfg, count, publisher, g_stop);
     workers.launch();
+    register_telemetry([&] { return workers.totals(); });
 
     SourceStats sources;
     ControlPlane plane(cfg, store, publisher, audit,
@@ -192,6 +194,7 @@ void forward(const Config& cfg, unsigned count, ApprovalStore& store, AuditLog& 
 
     spdlog::info("stopping");
     if (fleet) fleet->stop();
+    unregister_telemetry();
     workers.stop();
     if (!cfg.ready_file.empty()) std::filesystem::remove(cfg.ready_file);
     for (auto port : {cfg.inside_port, cfg.outside_port}) port_stop(port);
