@@ -55,6 +55,14 @@ namespace portcullis {
       "dropped: server data ahead of the next in-order byte of a session being read")                        \
     X(tcp_rst_ignored, "client RSTs not at the next sequence number: forwarded, connection kept (RFC 5961)") \
     X(tcp_syn_data_stripped, "SYNs to SMTP ports with data (TCP Fast Open): data removed, sent again later") \
+    X(refusals,                                                                                              \
+      "refusals: connection attempts refused and sessions ended (monitor: would be), one event each")        \
+    X(refusal_unapproved, "of which: from a managed source not approved for the port")                       \
+    X(refusal_concurrency, "of which: over the source's concurrency limit")                                  \
+    X(refusal_rate, "of which: over the source's connection rate")                                           \
+    X(refusal_daily, "of which: over the source's daily volume")                                             \
+    X(refusal_busy, "of which: no room to track the connection (flow or source table full, unknown flow)")   \
+    X(refusal_payload, "of which: for what the session said (EHLO, MAIL FROM, a rule, unreadable)")          \
     X(refused_concurrency, "new SMTP connections refused: over the source's concurrency limit")              \
     X(refused_rate, "new SMTP connections refused: over the source's connection rate")                       \
     X(refused_daily, "new SMTP connections refused: over the source's daily volume")                         \

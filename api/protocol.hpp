@@ -43,6 +43,8 @@ inline constexpr const char* kRules = "rules";
 inline constexpr const char* kFleet = "fleet";
 inline constexpr const char* kFleetInit = "fleet_init";
 inline constexpr const char* kFleetAdopt = "fleet_adopt";
+// Tests only (allow_test_hooks = true): {"worker": N, "ms": M} stalls a worker (the watchdog's test).
+inline constexpr const char* kTestStallWorker = "test_stall_worker";
 }  // namespace cmd
 
 }  // namespace portcullis

@@ -179,6 +179,15 @@ po::options_description make_description() {
             "store = etcd: how long one request to etcd may take")
         ("idle_sleep_us", po::value<unsigned>()->default_value(0),
             "microseconds a worker sleeps after a pass with no packet (0: it polls without pause)")
+        ("metrics_listen", po::value<std::string>(),
+            "ADDR:PORT ([V6]:PORT) serving Prometheus metrics at /metrics (default: off)")
+        ("events_file", po::value<std::string>(),
+            "file the event stream (a JSON line per refusal) is appended to; reopened on SIGHUP (default: none)")
+        ("events_syslog", po::value<bool>()->default_value(false), "the event stream to syslog (LOG_DAEMON) too")
+        ("worker_stall_ms", po::value<unsigned>()->default_value(5000),
+            "a worker making no progress this long stops the systemd watchdog's pings (systemd restarts the gateway)")
+        ("allow_test_hooks", po::value<bool>()->default_value(false),
+            "tests only: accept test_stall_worker on the control socket")
         ("rx_desc", po::value<unsigned>()->default_value(1024), "RX descriptors per queue")
         ("tx_desc", po::value<unsigned>()->default_value(1024), "TX descriptors per queue")
         ("mbufs", po::value<unsigned>()->default_value(16383), "packet buffers in the pool");
@@ -231,6 +240,22 @@ std::vector<uint16_t> ports(const po::variables_map& vm, const char* key, std::v
         out.push_back(static_cast<uint16_t>(v));
     }
     return out;
+}
+
+// "192.0.2.1:9464" or "[2001:db8::1]:9464": an address and a port (0: any free one).
+bool valid_listen(const std::string& v) {
+    const auto colon = v.rfind(':');
+    if (colon == std::string::npos || colon + 1 >= v.size() || v.size() - colon - 1 > 5) return false;
+    const std::string port = v.substr(colon + 1);
+    if (port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) > 65535) return false;
+    std::string host = v.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+        const auto a = parse_addr(host);
+        return a && a->v6;
+    }
+    const auto a = parse_addr(host);
+    return a && !a->v6;
 }
 
 unsigned bounded(const po::variables_map& vm, const char* key, unsigned lo, unsigned hi) {
@@ -383,6 +408,21 @@ Config build(const po::variables_map& vm) {
         throw ConfigError{"etcd_user: needs etcd_password_file"};
     c.etcd_timeout_ms = bounded(vm, "etcd_timeout_ms", 100, 60000);
     c.idle_sleep_us = bounded(vm, "idle_sleep_us", 0, 100000);
+    if (vm.count("metrics_listen")) {
+        c.metrics_listen = vm["metrics_listen"].as<std::string>();
+        if (!valid_listen(c.metrics_listen))
+            throw ConfigError{"metrics_listen: '" + c.metrics_listen.substr(0, 60) +
+                              "' is not ADDR:PORT or [V6ADDR]:PORT"};
+    }
+    if (vm.count("events_file")) {
+        c.events_file = vm["events_file"].as<std::string>();
+        if (c.events_file.empty() || c.events_file.size() > 4000 ||
+            c.events_file.find('\0') != std::string::npos)
+            throw ConfigError{"events_file: must be a path"};
+    }
+    c.events_syslog = vm["events_syslog"].as<bool>();
+    c.worker_stall_ms = bounded(vm, "worker_stall_ms", 100, 600000);
+    c.allow_test_hooks = vm["allow_test_hooks"].as<bool>();
     c.rx_desc = static_cast<uint16_t>(bounded(vm, "rx_desc", 64, 16384));
     c.tx_desc = static_cast<uint16_t>(bounded(vm, "tx_desc", 64, 16384));
     c.mbufs = bounded(vm, "mbufs", 1023, 4u << 20);

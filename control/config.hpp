@@ -63,6 +63,12 @@ struct Config {
     std::string etcd_ca, etcd_cert, etcd_key, etcd_user, etcd_password_file;
     uint32_t etcd_timeout_ms = 2000;
     uint32_t idle_sleep_us = 0;  // a worker with nothing to do sleeps this long (0: it spins)
+    // Observability (docs/operations.md).
+    std::string metrics_listen;       // ADDR:PORT for /metrics; empty: off
+    std::string events_file;          // the event stream's file; empty: none
+    bool events_syslog = false;       // the event stream to syslog too
+    uint32_t worker_stall_ms = 5000;  // a worker's heartbeat still this long stops the systemd watchdog
+    bool allow_test_hooks = false;    // test_stall_worker (tests only)
     uint16_t rx_desc = 1024;
     uint16_t tx_desc = 1024;
     uint32_t mbufs = 16383;

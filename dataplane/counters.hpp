@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "api/counter_catalogue.hpp"
+#include "dataplane/cookie.hpp"
 #include "dataplane/parse.hpp"
 
 namespace portcullis {
@@ -31,6 +32,14 @@ inline Ctr malformed_counter(Malformation m) {
         "the last malformation must have the last malformed_* counter");
     return static_cast<Ctr>(static_cast<int>(Ctr::malformed_eth_truncated) + static_cast<int>(m) -
                             static_cast<int>(Malformation::EthTruncated));
+}
+
+// The refusal_* counter of a ReplyReason: they share an order.
+inline Ctr refusal_counter(ReplyReason r) {
+    static_assert(static_cast<int>(Ctr::refusal_payload) - static_cast<int>(Ctr::refusal_unapproved) ==
+                  static_cast<int>(ReplyReason::Payload) - static_cast<int>(ReplyReason::Unapproved));
+    static_assert(static_cast<int>(ReplyReason::Payload) + 1 == static_cast<int>(ReplyReason::count));
+    return static_cast<Ctr>(static_cast<int>(Ctr::refusal_unapproved) + static_cast<int>(r));
 }
 
 class alignas(64) Counters {

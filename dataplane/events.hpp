@@ -11,22 +11,34 @@
 
 namespace portcullis {
 
-// Plain data, no initialisers: a burst's worth sits uninitialised on the worker's stack until used.
+// Plain data, no initialisers: a burst's worth sits uninitialised on the worker's stack until used. One per
+// refusal (Segment::report): what the event stream (control/daemon/event_log.hpp) and the per-source figures
+// need, and nothing the control side can find itself (the approval record, the session's EHLO name).
 struct RefusalEvent {
-    u128 v6addr;  // the source, when v6
-    uint32_t v4;  // the source, when !v6
-    uint16_t dport;
+    u128 v6src;      // the source, when v6
+    u128 v6dst;      // the destination, when v6
+    uint64_t us;     // the worker's clock (dataplane/clock.hpp) when the segment was read
+    uint32_t v4src;  // when !v6
+    uint32_t v4dst;
+    uint32_t rule;  // Payload refused by a rule: its id; 0 otherwise
+    uint16_t sport, dport;
     uint8_t v6;
     uint8_t syn;     // a connection attempt, not a later segment
     uint8_t reason;  // a ReplyReason
-    uint8_t pad[7];
+    uint8_t flags;   // kEventMonitor, kEventSession
+    uint8_t action;  // the Action that answered it
+    uint8_t pad[3];
 
-    IpAddr source() const { return v6 ? IpAddr::from_v6(v6addr) : IpAddr::from_v4(v4); }
+    IpAddr source() const { return v6 ? IpAddr::from_v6(v6src) : IpAddr::from_v4(v4src); }
+    IpAddr destination() const { return v6 ? IpAddr::from_v6(v6dst) : IpAddr::from_v4(v4dst); }
 };
-static_assert(sizeof(RefusalEvent) % 4 == 0, "rte_ring element sizes are multiples of 4");
+static_assert(sizeof(RefusalEvent) == 64, "one cache line; rte_ring element sizes are multiples of 4");
 static_assert(std::is_trivially_default_constructible_v<RefusalEvent>);
+inline constexpr uint8_t kEventMonitor = 1;  // monitor mode: forwarded, a would-be refusal
+inline constexpr uint8_t kEventSession = 2;  // a session ended mid-way (not a connection attempt refused)
 
-inline constexpr unsigned kEventRingSize = 4096;
+// Per worker: at 64 bytes an event, 1 MiB; the control loop drains it at least every 10 ms.
+inline constexpr unsigned kEventRingSize = 16384;
 
 // What a session said, for the operator's evidence (`portcullisctl show ADDR`: the EHLO names and MAIL FROM
 // domains a source used lately). One per EHLO/HELO or MAIL FROM read, on a per-worker ring like the refusal

@@ -114,7 +114,7 @@ std::optional<ReplyReason> FlowTracker::admit(const IpAddr& src, const Limits& l
     }
     if (a == Admit::NoSlot) *slot = SourceTable::kNone;  // tracked without a unit
     c.add(Ctr::monitor_passed);
-    return std::nullopt;
+    return reason_of(a);  // monitor mode: admitted all the same, the caller reports the would-be refusal
 }
 
 void FlowTracker::leave_half_open(Flow& f) {
@@ -175,18 +175,18 @@ std::optional<Outcome> FlowTracker::open_inspection(Flow& f, const IpAddr& clien
     c.add(Ctr::refused_payload);
     if (pol.monitor) {
         c.add(Ctr::monitor_passed);
-        return std::nullopt;
+        return Outcome{Verdict::Monitored, ReplyReason::Payload};
     }
     return end_session(f, f.client_next, ReplyReason::Payload, r.reply,
                        pol.action_unreadable[static_cast<size_t>(Unreadable::PoolFull)]);
 }
 
 Outcome FlowTracker::end_session(Flow& f, uint32_t seq, ReplyReason reason, const std::string* reply,
-                                 Action action) {
+                                 Action action, uint32_t rule) {
     f.ctl |= flowctl::kRefused;
     f.server_seq = seq;
     release(f);  // the session is over on both sides: it no longer counts against its source
-    return {Verdict::RefuseSession, reason, action, false, reply};
+    return {Verdict::RefuseSession, reason, action, false, rule, reply};
 }
 
 std::optional<Outcome> FlowTracker::confirm(Flow& f, const IpAddr& client, const Policy& pol, const Now& now,
@@ -195,7 +195,8 @@ std::optional<Outcome> FlowTracker::confirm(Flow& f, const IpAddr& client, const
     f.state = FlowState::Established;
     f.expire_ms = now.ms + timeouts_.established_ms;
     uint32_t slot = SourceTable::kNone;
-    if (const auto refused = admit(client, limits_for(f, client, pol), pol, now, c, &slot)) {
+    const auto refused = admit(client, limits_for(f, client, pol), pol, now, c, &slot);
+    if (refused && !pol.monitor) {
         // Over a limit at the handshake (its SYN found nothing against it, but others got here first).
         const Outcome r = end_session(f, f.client_next, *refused, &pol.replies[static_cast<size_t>(*refused)],
                                       pol.action_limit);
@@ -205,8 +206,10 @@ std::optional<Outcome> FlowTracker::confirm(Flow& f, const IpAddr& client, const
     f.src_slot = slot;
     c.add(Ctr::flows_opened);
     // Read from the start: the server's greeting, next, is its reply 0.
-    if (!(f.ctl & flowctl::kOtherPort)) return open_inspection(f, client, pol, f.server_next, c);
-    return std::nullopt;
+    std::optional<Outcome> r;
+    if (!(f.ctl & flowctl::kOtherPort)) r = open_inspection(f, client, pol, f.server_next, c);
+    if (refused && (!r || r->verdict == Verdict::Monitored)) return Outcome{Verdict::Monitored, *refused};
+    return r;
 }
 
 Outcome FlowTracker::normalise(Flow& f, const Parsed& p, const uint8_t* frame, const TcpSegment& seg,
@@ -300,6 +303,7 @@ Outcome FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, const
         f.expire_ms = now.ms + timeout_ms(f.state);
         return kPass;
     }
+    std::optional<Outcome> monitored;  // monitor mode: a would-be refusal at the handshake
     if (f.state == FlowState::SynRecv) {
         if (!(fl & tcpflag::ACK) || seg.ack != f.server_next || seg.seq != f.client_next) {
             c.add(Ctr::tcp_unconfirmed);
@@ -310,7 +314,10 @@ Outcome FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, const
             f.tcp |= tcpctl::kClientTs;
             f.ts_recent = seg.opt.tsval;
         }
-        if (auto r = confirm(f, p.src, pol, now, c)) return *r;
+        if (auto r = confirm(f, p.src, pol, now, c)) {
+            if (r->verdict != Verdict::Monitored) return *r;
+            monitored = r;  // reported once the segment is read
+        }
     }
     const uint32_t span = p.payload_len + ((fl & tcpflag::FIN) ? 1u : 0u);
     const uint32_t end = seg.seq + span;
@@ -319,7 +326,8 @@ Outcome FlowTracker::known(Flow& f, const Parsed& p, const uint8_t* frame, const
     f.expire_ms = now.ms + timeout_ms(f.state);
     Outcome r = kPass;
     if (p.payload_len && fresh) r = inspect(f, p, frame, pol, now, c);
-    if ((fl & tcpflag::FIN) && fresh && r.verdict == Verdict::Forward) {
+    if (monitored && r.verdict == Verdict::Forward) r = *monitored;
+    if ((fl & tcpflag::FIN) && fresh && (r.verdict == Verdict::Forward || r.verdict == Verdict::Monitored)) {
         f.fins |= 1;
         if (f.fins == 3) {
             close(f, c);
@@ -359,12 +367,12 @@ Outcome FlowTracker::inspect(Flow& f, const Parsed& p, const uint8_t* frame, con
     c.add(Ctr::refused_payload);
     if (pol.monitor) {
         c.add(Ctr::monitor_passed);
-        return kPass;
+        return Outcome{Verdict::Monitored, ReplyReason::Payload, Action::Smtp, false, r.rule};
     }
     const Action action = r.kind == InspectResult::Unreadable
                               ? pol.action_unreadable[static_cast<size_t>(r.cause)]
                               : pol.action_payload;
-    return end_session(f, seq, ReplyReason::Payload, r.reply, action);
+    return end_session(f, seq, ReplyReason::Payload, r.reply, action, r.rule);
 }
 
 Outcome FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const Policy& pol, bool to_relay,
@@ -430,7 +438,7 @@ Outcome FlowTracker::outbound(const Parsed& p, const uint8_t* frame, const Polic
         c.add(Ctr::flow_table_full);
         if (pol.monitor) {
             c.add(Ctr::monitor_passed);
-            return {Verdict::Forward, ReplyReason::Busy};
+            return {Verdict::Monitored, ReplyReason::Busy};
         }
         return {Verdict::Refuse, ReplyReason::Busy, pol.action_limit};
     }
@@ -487,9 +495,13 @@ Outcome FlowTracker::outbound_other(const Parsed& p, const uint8_t* frame, const
         c.add(Ctr::refused_unapproved);
         if (pol.monitor) {
             c.add(Ctr::monitor_passed);
-            return kPass;
+            return {Verdict::Monitored, ReplyReason::Unapproved};
         }
-        return {Verdict::RefuseSession, ReplyReason::Unapproved, pol.action_unapproved, false,
+        return {Verdict::RefuseSession,
+                ReplyReason::Unapproved,
+                pol.action_unapproved,
+                false,
+                0,
                 &pol.replies[static_cast<size_t>(ReplyReason::Unapproved)]};
     }
     // A source with connections open may already be over its limits; one with none has nothing against it
@@ -498,7 +510,11 @@ Outcome FlowTracker::outbound_other(const Parsed& p, const uint8_t* frame, const
     if (const Admit a = sources_->peek(sources_->id_of(p.src), limits, now.us, now.day);
         a != Admit::Ok && !pol.monitor) {
         c.add(counter_of(a));
-        return {Verdict::RefuseSession, reason_of(a), pol.action_limit, false,
+        return {Verdict::RefuseSession,
+                reason_of(a),
+                pol.action_limit,
+                false,
+                0,
                 &pol.replies[static_cast<size_t>(reason_of(a))]};
     }
     Flow* f = table_.insert_early_drop(k, h, [&](Flow& victim) {
@@ -508,10 +524,14 @@ Outcome FlowTracker::outbound_other(const Parsed& p, const uint8_t* frame, const
     if (!f) {
         c.add(Ctr::flow_table_full);
         if (!pol.monitor)
-            return {Verdict::RefuseSession, ReplyReason::Busy, pol.action_limit, false,
+            return {Verdict::RefuseSession,
+                    ReplyReason::Busy,
+                    pol.action_limit,
+                    false,
+                    0,
                     &pol.replies[static_cast<size_t>(ReplyReason::Busy)]};
         c.add(Ctr::monitor_passed);
-        return kPass;
+        return {Verdict::Monitored, ReplyReason::Busy};
     }
     f->state = FlowState::Candidate;
     f->opened_ms = now.ms;
@@ -525,8 +545,10 @@ Outcome FlowTracker::outbound_other(const Parsed& p, const uint8_t* frame, const
         if (candidate_count_ == candidate_cap_) evict_candidate(now, c);
         candidates_[(candidate_head_ + candidate_count_++) % candidate_cap_] = k;
     }
-    if (auto r = open_inspection(*f, p.src, pol, std::nullopt, c)) return *r;  // found mid-way: no greeting
-    return known(*f, p, frame, pol, now, c);
+    const auto r = open_inspection(*f, p.src, pol, std::nullopt, c);  // found mid-way: no greeting
+    if (r && r->verdict != Verdict::Monitored) return *r;
+    const Outcome o = known(*f, p, frame, pol, now, c);
+    return r && o.verdict == Verdict::Forward ? *r : o;
 }
 
 Outcome FlowTracker::unknown(const Parsed& p, const Policy& pol, Counters& c) {
@@ -633,7 +655,8 @@ bool FlowTracker::inbound(const Parsed& p, const uint8_t* frame, const Policy& p
         if (f.state == FlowState::Candidate && !(f.ctl & flowctl::kRefused) && seq_lt(f.first_seq, seg.ack) &&
             seq_le(seg.ack, f.client_next)) {
             // A refusal here cannot be answered on this (inbound) segment: the client's next segment is.
-            if (confirm(f, p.dst, pol, now, c)) f.ctl |= flowctl::kRefused;
+            if (const auto r = confirm(f, p.dst, pol, now, c); r && r->verdict != Verdict::Monitored)
+                f.ctl |= flowctl::kRefused;
         }
     }
     if (p.payload_len && f.inspect != Inspector::kNone) {

@@ -85,19 +85,24 @@ class FlowTracker {
                   Counters& c);
     // The client segment's checks against what the server would accept; Forward when it may go on.
     Outcome normalise(Flow& f, const Parsed& p, const uint8_t* frame, const TcpSegment& seg, Counters& c);
-    // The handshake (or, for a Candidate, the server's acknowledgement) is seen: admit the connection.
+    // The handshake (or, for a Candidate, the server's acknowledgement) is seen: admit the connection. A
+    // refusal, or Monitored for one monitor mode lets through.
     std::optional<Outcome> confirm(Flow& f, const IpAddr& client, const Policy& pol, const Now& now,
                                    Counters& c);
     void forget(Flow& f);  // before an entry is erased
     void learn_synack(Flow& f, const TcpSegment& seg, const Now& now);
     void close(Flow& f, Counters& c);  // a FIN pair or an accepted RST: holds nothing from now on
     void leave_half_open(Flow& f);
+    // Takes the connection against its source's limits (*slot: the source's unit, or kNone). The reason it
+    // is over one, if it is: refused, except in monitor mode, where it is admitted all the same (the caller
+    // reports the would-be refusal) and *slot kept.
     std::optional<ReplyReason> admit(const IpAddr& src, const Limits& limits, const Policy& pol,
                                      const Now& now, Counters& c, uint32_t* slot);
     void release(Flow& f);  // gives back the source's unit and ends inspection
     Outcome inspect(Flow& f, const Parsed& p, const uint8_t* frame, const Policy& pol, const Now& now,
                     Counters& c);
-    Outcome end_session(Flow& f, uint32_t seq, ReplyReason reason, const std::string* reply, Action action);
+    Outcome end_session(Flow& f, uint32_t seq, ReplyReason reason, const std::string* reply, Action action,
+                        uint32_t rule = 0);
     // Starts reading a flow (from its start when server_seq is known); a refusal when the inspector pool is
     // empty and the flow must be read.
     std::optional<Outcome> open_inspection(Flow& f, const IpAddr& client, const Policy& pol,

@@ -21,6 +21,7 @@ enum class Verdict : uint8_t {
     Unacceptable,   // the server would not take it as it is (the normaliser; counted): dropped, monitor
                     // forwards
     Drop,           // dropped whatever the mode (a malformed frame, a policed fragment; counted)
+    Monitored,      // monitor mode: would have been RefuseSession for `reason`; reported, then forwarded
 };
 
 struct Outcome {
@@ -28,6 +29,7 @@ struct Outcome {
     ReplyReason reason = ReplyReason::Unapproved;  // Refuse, RefuseSession: why (the reply line, the event)
     Action action = Action::Smtp;                  // Refuse, RefuseSession: how the client is answered
     bool strip_payload = false;                    // Forward
+    uint32_t rule = 0;                             // RefuseSession for a rule's match: the rule's id
     const std::string* reply = nullptr;            // RefuseSession: the reply line (the policy's)
 };
 static_assert(sizeof(Outcome) <= 16, "returned in registers on the slow path");

@@ -26,14 +26,22 @@ uint16_t send_or_free(uint16_t port, uint16_t queue, rte_mbuf** pkts, uint16_t n
     return sent;
 }
 
-// Records a refusal for the control thread's per-source figures.
-void note_refusal(RefusalEvent& e, const Parsed& p, ReplyReason reason) {
+// Records a refusal for the control thread: its per-source figures and the event stream.
+void note_refusal(RefusalEvent& e, const Parsed& p, uint64_t us, ReplyReason reason, Action action,
+                  uint8_t flags, uint32_t rule) {
+    e.v6src = p.src.v6addr;
+    e.v6dst = p.dst.v6addr;
+    e.us = us;
+    e.v4src = p.src.v4;
+    e.v4dst = p.dst.v4;
+    e.rule = rule;
+    e.sport = p.sport;
+    e.dport = p.dport;
+    e.v6 = p.src.v6;
     e.syn = (p.tcp_flags & tcpflag::SYN) ? 1 : 0;
     e.reason = static_cast<uint8_t>(reason);
-    e.v6addr = p.src.v6addr;
-    e.v4 = p.src.v4;
-    e.v6 = p.src.v6;
-    e.dport = p.dport;
+    e.flags = flags;
+    e.action = static_cast<uint8_t>(action);
 }
 
 uint64_t cookie_slot(const Now& now) {
@@ -97,19 +105,26 @@ struct Segment {
     LazyNow& now;
     Counters& c;
     RefusalEvent* ev;
-    bool reported = false;
+    bool reported = false;  // *ev was written
+    bool attempt = false;   // ... for a refusal: a connection attempt or a session, not a later segment
     rte_mbuf* extra = nullptr;
 
     uint8_t* data() const { return rte_pktmbuf_mtod(m, uint8_t*); }
-    void report(ReplyReason reason) {
-        note_refusal(*ev, p, reason);
+    // Every refusal (and, in monitor mode, would-be refusal) passes here once: its event, and when it is a
+    // connection attempt or a session ended its reason's counter (refusal_*; the burst loop counts the
+    // total, refusals, on its own).
+    void report(ReplyReason reason, Action action, bool session, uint32_t rule = 0) {
+        const uint8_t flags = (pol.monitor ? kEventMonitor : 0) | (session ? kEventSession : 0);
+        note_refusal(*ev, p, now.get().us, reason, action, flags, rule);
         reported = true;
+        attempt = session || ev->syn;
+        if (attempt) c.add(refusal_counter(reason));
     }
 };
 
 // A refusal: counted, reported, then forwarded (monitor), answered, or dropped.
 Dest refuse(Segment& s, Action action, ReplyReason reason) {
-    s.report(reason);
+    s.report(reason, action, false);
     if (reason == ReplyReason::Unapproved && (s.p.tcp_flags & tcpflag::SYN))
         s.c.add(Ctr::refused_unapproved_syn);
     if (s.pol.monitor) {  // counted and reported, not refused
@@ -193,7 +208,7 @@ Dest file(Segment& s, const Outcome& o) {
         case Verdict::Refuse:
             return refuse(s, o.action, o.reason);
         case Verdict::RefuseSession:
-            s.report(o.reason);
+            s.report(o.reason, o.action, true, o.rule);
             return end_session(s, o.action, o.reply ? std::string_view(*o.reply) : std::string_view());
         case Verdict::Refused:
             return after_session(s);
@@ -201,6 +216,9 @@ Dest file(Segment& s, const Outcome& o) {
             if (!s.pol.monitor) return Dest::Drop;
             s.c.add(Ctr::monitor_passed);
             return Dest::Fwd;
+        case Verdict::Monitored:  // counted by the tracker: reported, forwarded
+            s.report(o.reason, o.action, true, o.rule);
+            return o.strip_payload ? strip_syn_data(s) : Dest::Fwd;
         case Verdict::Track:      // the classifier's: tracked before it is filed
         case Verdict::Untracked:  // the tracker's: resolved by track()
         case Verdict::Drop:
@@ -269,7 +287,7 @@ void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pk
     rte_mbuf* back[kBurst];
     rte_mbuf* drop[kBurst];
     RefusalEvent events[kBurst];
-    uint16_t nf = 0, nb = 0, nd = 0, ne = 0;
+    uint16_t nf = 0, nb = 0, nd = 0, ne = 0, na = 0;
 
     c.add(Ctr::rx_inside, n);
     for (uint16_t i = 0; i < n; ++i) {
@@ -297,6 +315,7 @@ void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pk
         else
             dest = file(seg, outcome_of(d, pol));
         ne += seg.reported;
+        na += seg.attempt;
         if (seg.extra) fwd[nf++] = seg.extra;
         if (dest == Dest::Fwd)
             fwd[nf++] = m;
@@ -308,6 +327,7 @@ void process_outbound(const WorkerContext& ctx, const Policy& pol, rte_mbuf** pk
     c.add(Ctr::fwd_outbound, send_or_free(ctx.outside_port, ctx.queue, fwd, nf, c, Ctr::tx_full_outside));
     send_or_free(ctx.inside_port, ctx.queue, back, nb, c, Ctr::tx_full_inside);
     if (nd) rte_pktmbuf_free_bulk(drop, nd);
+    if (na) c.add(Ctr::refusals, na);
     if (ne && ctx.events) {
         const unsigned queued =
             rte_ring_enqueue_burst_elem(ctx.events, events, sizeof(RefusalEvent), ne, nullptr);
@@ -329,6 +349,14 @@ int worker_main(void* arg) {
         if (ctx.flows && ++loops % kSweepEvery == 0 && ctx.flows->table().size())
             ctx.flows->sweep(now.get(), kSweepBudget, *ctx.counters);
         rte_rcu_qsbr_quiescent(ctx.qsbr, ctx.queue);  // done with `pol`
+        if (ctx.pulse) {
+            ctx.pulse->beats.store(ctx.pulse->beats.load(std::memory_order_relaxed) + 1,
+                                   std::memory_order_relaxed);
+            if (const uint32_t ms = ctx.pulse->stall_ms.load(std::memory_order_relaxed)) [[unlikely]] {
+                ctx.pulse->stall_ms.store(0, std::memory_order_relaxed);
+                rte_delay_us_block(ms * 1000u);  // the test hook: a stuck worker, spinning without a beat
+            }
+        }
         if (ctx.idle_sleep_us && (out | in) == 0) [[unlikely]]
             rte_delay_us_sleep(ctx.idle_sleep_us);  // nothing came: give the core back for a while
     }

@@ -18,6 +18,13 @@ namespace portcullis {
 
 inline constexpr uint16_t kBurst = 32;
 
+// A worker's heartbeat, read by the control loop's watchdog (control/daemon/watchdog.hpp): one beat per pass
+// of its loop. stall_ms is a test hook (allow_test_hooks): the worker spins that long without a beat once.
+struct alignas(64) WorkerPulse {
+    std::atomic<uint64_t> beats{0};
+    std::atomic<uint32_t> stall_ms{0};
+};
+
 struct WorkerContext {
     uint16_t inside_port = 0;
     uint16_t outside_port = 1;
@@ -32,6 +39,7 @@ struct WorkerContext {
     // After a pass that received nothing, sleep this long (0: poll without pause). A lab or an idle site
     // trades a little latency for a core, as DPDK's power examples do; never taken while traffic flows.
     uint32_t idle_sleep_us = 0;
+    WorkerPulse* pulse = nullptr;  // may be null (tests)
 };
 
 // Table entries the worker examines for expiry every kSweepEvery loop iterations.

@@ -54,6 +54,8 @@ class Changes {
     std::string end_batch();
     // Whether a change was made since the last call (the reply to the request just served is a change).
     bool take_changed() { return std::exchange(changed_, false); }
+    // Whether the open batch has something to save.
+    bool pending() const { return dirty_; }
 
     // store = etcd: a batch committed to the fleet gets an audit line naming this gateway and the revision.
     void set_fleet(Fleet* fleet) { fleet_ = fleet; }

@@ -6,11 +6,13 @@
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <utility>
 #include <vector>
 
 #include "control/commands/request.hpp"
 #include "control/store/fleet.hpp"
+#include "dataplane/inspect.hpp"
 
 namespace portcullis {
 
@@ -30,6 +32,8 @@ Baseline baseline_of(const Config& cfg) {
     return b;
 }
 
+bool known_command(const std::string& cmd);
+
 // Every concern's handlers, in one table.
 const std::vector<Handler>& handlers() {
     static const std::vector<Handler> table = [] {
@@ -39,6 +43,12 @@ const std::vector<Handler>& handlers() {
         return t;
     }();
     return table;
+}
+
+bool known_command(const std::string& cmd) {
+    for (const Handler& h : handlers())
+        if (cmd == h.name) return true;
+    return false;
 }
 
 }  // namespace
@@ -65,7 +75,11 @@ Reply ControlPlane::serve(const std::string& line, const Peer& peer, Session& se
             throw RequestError("unsupported protocol version " + printable(reply_line((*req)["v"]), 40) +
                                " (this daemon speaks " + std::to_string(kProtocolVersion) + ")");
         const std::string cmd = need_string(*req, "cmd");
+        const auto t0 = std::chrono::steady_clock::now();
         body = dispatch(Call{cmd, *req, peer, session, later});
+        const std::chrono::duration<double> took = std::chrono::steady_clock::now() - t0;
+        if (peer.pid != 0)  // a client's, not the daemon's own status reads (telemetry, metrics)
+            latency_.by_command[known_command(cmd) ? cmd : "unknown"].record(took.count());
     } catch (const RequestError& e) {
         body = error_reply(e.what());
     } catch (const std::exception& e) {
@@ -99,6 +113,35 @@ void ControlPlane::pump_fleet() {
         services_.audit.record(Peer{0, 0, static_cast<int>(getpid()), "fleet"}, "fleet_apply", l, nullptr,
                                nullptr, "ok");
     changes_.republish(now_s());
+}
+
+std::string ControlPlane::end_batch() {
+    const bool changed = changes_.pending();
+    const auto t0 = std::chrono::steady_clock::now();
+    std::string err = changes_.end_batch();
+    if (changed)
+        latency_.commit.record(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    return err;
+}
+
+json ControlPlane::record_for(const IpAddr& a) const {
+    const auto [rec, source] = effective_record(services_, Prefix{a, a.v6 ? uint8_t{128} : uint8_t{32}});
+    if (!rec) return nullptr;
+    return {{"prefix", to_string(rec->prefix)},
+            {"state", state_name(rec->state)},
+            {"ticket", rec->ticket},
+            {"source", source}};
+}
+
+uint64_t ControlPlane::policy_generation() const {
+    return services_.publisher.generation();
+}
+
+std::string ControlPlane::rule_text(uint32_t id) const {
+    if (!rules_.db) return {};
+    for (const auto& r : rules_.db->rules)
+        if (r.id == id) return r.reply;
+    return {};
 }
 
 json ControlPlane::dispatch(const Call& call) {

@@ -13,6 +13,7 @@
 
 #include "api/wire.hpp"
 #include "control/commands/changes.hpp"
+#include "control/commands/latency.hpp"
 #include "control/commands/services.hpp"
 
 namespace portcullis {
@@ -47,7 +48,7 @@ class ControlPlane {
         pump_fleet();
         changes_.begin_batch();
     }
-    std::string end_batch() { return changes_.end_batch(); }
+    std::string end_batch();
     // Rebuilds the snapshot when an approval has expired since the last one. Call about once a second.
     void tick(int64_t now) { changes_.tick(now); }
     // Builds and publishes a snapshot from the configuration and the store.
@@ -61,8 +62,18 @@ class ControlPlane {
     // Where `rules reload` compiles (a child process, off the control loop); without one, in-process.
     void set_rules_compiler(RulesCompiler* compiler) { rules_.compiler = compiler; }
 
+    // Handler and commit latencies so far (for /metrics).
+    const ControlLatency& latency() const { return latency_; }
+    uint64_t policy_generation() const;
+    // The record that applies to an address as the event stream names it: {"prefix", "state", "ticket",
+    // "source"}, or null.
+    nlohmann::json record_for(const IpAddr& a) const;
+    // The reply line of the rule with this id in the rule set in force ("" if none).
+    std::string rule_text(uint32_t id) const;
+
   private:
     nlohmann::json dispatch(const Call& call);
+    ControlLatency latency_;
 
     Figures figures_;
     Baseline baseline_;

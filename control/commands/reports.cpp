@@ -36,6 +36,7 @@ json stats(Services& s, const Call&) {
     json body = {{"counters", counters_json(s.figures.counters())}};
     if (s.figures.sources) {
         body["top_refused_sources"] = s.figures.sources->top(10);
+        body["refused_last_minute"] = s.figures.sources->top_recent(10, now_s());
         body["untracked_sources"] = s.figures.sources->untracked();
     }
     return ok_reply(body);

@@ -68,6 +68,8 @@ struct Figures {
     DaemonInfo info;
     const SourceStats* sources = nullptr;
     const FlowView* flows = nullptr;
+    // allow_test_hooks: makes worker w stall for ms (test_stall_worker); null otherwise.
+    std::function<bool(unsigned w, uint32_t ms)> stall_worker{};
 };
 
 // The configuration file's approvals, as records (the store's own record for a prefix wins).

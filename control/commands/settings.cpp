@@ -28,6 +28,19 @@ json monitor(Services& s, const Call& c) {
     return ok_reply({{"monitor", enable}});
 }
 
+// The watchdog's test hook: a worker spins without a heartbeat (allow_test_hooks = true only; audited).
+json stall_worker(Services& s, const Call& c) {
+    if (!s.figures.stall_worker)
+        throw RequestError("test_stall_worker: test hooks are off (allow_test_hooks = false)");
+    const int64_t w = opt_int(c.req, "worker", 0, 1023);
+    const int64_t ms = opt_int(c.req, "ms", 1, 600'000);
+    if (w < 0 || ms < 0) throw RequestError("test_stall_worker: needs worker and ms");
+    if (!s.figures.stall_worker(static_cast<unsigned>(w), static_cast<uint32_t>(ms)))
+        throw RequestError("test_stall_worker: no worker " + std::to_string(w));
+    s.audit.record(c.peer, cmd::kTestStallWorker, c.req, nullptr, nullptr, "ok");
+    return ok_reply({{"worker", w}, {"ms", ms}});
+}
+
 // The limits that apply to a source, and where it stands against them now.
 
 json limits(Services& s, const Call& c) {
@@ -154,7 +167,7 @@ json overlay(Services& s, const Call& c) {
 std::span<const Handler> settings_handlers() {
     static const Handler table[] = {
         {cmd::kManaged, overlay}, {cmd::kRelay, overlay}, {cmd::kMonitor, monitor},
-        {cmd::kLimits, limits},   {cmd::kRules, rules},
+        {cmd::kLimits, limits},   {cmd::kRules, rules},   {cmd::kTestStallWorker, stall_worker},
     };
     return table;
 }

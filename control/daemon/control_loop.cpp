@@ -5,9 +5,22 @@
 
 #include <chrono>
 
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_mempool.h>
+#include <rte_ring_elem.h>
+
+#include <map>
+
+#include "api/approval.hpp"
 #include "control/commands/request.hpp"
+#include "control/daemon/event_log.hpp"
+#include "control/daemon/metric_families.hpp"
+#include "control/daemon/metrics.hpp"
 #include "control/daemon/stats.hpp"
 #include "control/daemon/telemetry.hpp"
+#include "control/daemon/watchdog.hpp"
+#include "control/store/store.hpp"
 
 namespace portcullis {
 
@@ -59,18 +72,136 @@ nlohmann::json telemetry_status(ControlPlane& plane) {
     return out;
 }
 
+// The workers' events: observations first (a payload refusal's EHLO name is read before its event), then
+// refusals, into the per-source figures and the event stream. At most one ring's worth a ring per pass, so a
+// flood never holds the control socket up.
+class EventDrain {
+  public:
+    EventDrain(const Workers& workers, SourceStats& sources, ControlPlane& plane, EventLog* log)
+        : workers_(workers), sources_(sources), plane_(plane), log_(log) {}
+
+    void pass() {
+        sources_.drain_observations(workers_.observation_rings());
+        const int64_t wall_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count();
+        const uint64_t clock_us = workers_.clock().at(rte_rdtsc()).us;
+        const int64_t now = wall_us / 1'000'000;
+        RefusalEvent ev[64];
+        for (auto* ring : workers_.event_rings()) {
+            unsigned n, taken = 0;
+            while (taken < kEventRingSize &&
+                   (n = rte_ring_dequeue_burst_elem(ring, ev, sizeof(RefusalEvent), 64, nullptr)) > 0) {
+                taken += n;
+                for (unsigned i = 0; i < n; ++i) {
+                    sources_.record(ev[i], now);
+                    if (log_ && log_->enabled() && is_stream_event(ev[i]))
+                        log_->add(ev[i],
+                                  wall_us - static_cast<int64_t>(clock_us - std::min(clock_us, ev[i].us)),
+                                  context(ev[i]));
+                }
+            }
+        }
+        if (log_) log_->flush();
+    }
+
+  private:
+    EventContext context(const RefusalEvent& e) {
+        EventContext c;
+        const IpAddr src = e.source();
+        c.approval = plane_.record_for(src);
+        if (e.reason == static_cast<uint8_t>(ReplyReason::Payload)) {
+            const auto seen = sources_.seen(src);
+            if (!seen["ehlo"].empty()) c.helo = seen["ehlo"][0];
+            if (!seen["mail_from_domains"].empty()) c.mail_from = seen["mail_from_domains"][0];
+            if (e.rule) {
+                if (e.rule != rule_id_) {
+                    rule_id_ = e.rule;
+                    rule_text_ = plane_.rule_text(e.rule);
+                }
+                c.signature = rule_text_;
+            }
+        }
+        return c;
+    }
+
+    const Workers& workers_;
+    SourceStats& sources_;
+    ControlPlane& plane_;
+    EventLog* log_;
+    uint32_t rule_id_ = 0;
+    std::string rule_text_;
+};
+
+// The metrics' input, gathered on the control thread once a second.
+MetricsInput metrics_input(const Config& cfg, ControlPlane& plane, const Workers& workers,
+                           const Observers& obs, double policy_age) {
+    static Session session;
+    const nlohmann::json st = plane.handle(R"({"v":1,"cmd":"status"})", Peer{0, 0, 0, "metrics"}, session);
+    MetricsInput in;
+    in.totals = workers.totals();
+    for (unsigned w = 0; w < workers.count(); ++w) in.per_worker.push_back(workers.worker_totals(w));
+    for (auto [name, port] : {std::pair{"inside", cfg.inside_port}, std::pair{"outside", cfg.outside_port}}) {
+        rte_eth_stats s{};
+        if (rte_eth_stats_get(port, &s) != 0) continue;
+        in.ports.push_back(PortFigures{name, s.ipackets, s.opackets, s.ibytes, s.obytes, s.imissed, s.ierrors,
+                                       s.oerrors, s.rx_nombuf});
+    }
+    in.flows = st.value("flows", nlohmann::json(nullptr));
+    in.store = st.value("store", nlohmann::json(nullptr));
+    in.policy_generation = st.value("policy_generation", uint64_t{0});
+    in.policy_age_seconds = policy_age;
+    in.monitor = st.value("monitor", false);
+    in.version = PORTCULLIS_VERSION;
+    in.start_time_seconds = static_cast<double>(now_s() - st.value("uptime_s", int64_t{0}));
+    if (obs.store) {
+        std::map<std::string, uint64_t> by_state;
+        for (const char* state : {"approved", "suspended", "revoked", "banned"}) by_state[state] = 0;
+        for (const auto& [p, a] : obs.store->records()) ++by_state[state_name(a.state)];
+        in.records_by_state.assign(by_state.begin(), by_state.end());
+    }
+    if (obs.pool) {
+        in.mbufs_total = obs.pool->size;
+        in.mbufs_in_use = rte_mempool_in_use_count(obs.pool);
+    }
+    if (obs.events && obs.events->enabled()) {
+        in.events_enabled = true;
+        in.events_written = obs.events->written();
+        in.events_write_lost = obs.events->lost();
+        in.event_reopens = obs.events->reopens();
+    }
+    in.latency = &plane.latency();
+    return in;
+}
+
+// Guards one once-a-second duty: an exception is logged, the loop goes on.
+template <typename F>
+void guarded(const char* what, F&& f) {
+    try {
+        f();
+    } catch (const std::exception& e) {
+        spdlog::error("{}: {}", what, e.what());
+    }
+}
+
 }  // namespace
 
 void run_control_loop(const Config& cfg, ControlServer& server, ControlPlane& plane, const Workers& workers,
-                      SourceStats& sources, const std::atomic<bool>& stop) {
-    auto next_report = std::chrono::steady_clock::now() + std::chrono::seconds(cfg.stats_interval);
+                      SourceStats& sources, const Observers& obs, const std::atomic<bool>& stop) {
+    using Steady = std::chrono::steady_clock;
+    auto next_report = Steady::now() + std::chrono::seconds(cfg.stats_interval);
     FullTableWarning full_warning;
-    auto next_status = std::chrono::steady_clock::now();
+    EventDrain drain(workers, sources, plane, obs.events);
+    auto next_second = Steady::now();
+    uint64_t generation = UINT64_MAX;
+    auto published = Steady::now();
     while (!stop.load()) {
         try {
-            server.poll_once(100);
-            sources.drain(workers.event_rings(), now_s());
-            sources.drain_observations(workers.observation_rings());
+            // 10 ms at most between passes: the event rings (kEventRingSize a worker) are drained at least
+            // a hundred times a second.
+            server.poll_once(10);
+            if (obs.reopen && obs.reopen->exchange(false) && obs.events) obs.events->reopen();
+            drain.pass();
             plane.pump_fleet();
             plane.tick(now_s());
         } catch (const std::exception& e) {
@@ -78,16 +209,23 @@ void run_control_loop(const Config& cfg, ControlServer& server, ControlPlane& pl
         } catch (...) {
             spdlog::error("control loop: unknown exception (carrying on)");
         }
+        if (obs.watchdog) obs.watchdog->tick();
         full_warning.check(workers.totals(), cfg);
-        if (std::chrono::steady_clock::now() >= next_status) {
-            next_status += std::chrono::seconds(1);
-            try {
-                publish_telemetry_status(telemetry_status(plane));
-            } catch (const std::exception& e) {
-                spdlog::error("telemetry status: {}", e.what());
+        if (Steady::now() >= next_second) {
+            next_second += std::chrono::seconds(1);
+            if (Steady::now() > next_second) next_second = Steady::now() + std::chrono::seconds(1);
+            guarded("telemetry status", [&] { publish_telemetry_status(telemetry_status(plane)); });
+            if (const uint64_t g = plane.policy_generation(); g != generation) {
+                generation = g;
+                published = Steady::now();
             }
+            if (obs.metrics)
+                guarded("metrics", [&] {
+                    const double age = std::chrono::duration<double>(Steady::now() - published).count();
+                    obs.metrics->publish(build_metric_families(metrics_input(cfg, plane, workers, obs, age)));
+                });
         }
-        if (cfg.stats_interval && std::chrono::steady_clock::now() >= next_report) {
+        if (cfg.stats_interval && Steady::now() >= next_report) {
             spdlog::info("counters: {}", stats_line(workers.totals()));
             next_report += std::chrono::seconds(cfg.stats_interval);
         }

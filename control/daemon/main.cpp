@@ -31,11 +31,14 @@
 #include "control/commands/request.hpp"
 #include "control/config.hpp"
 #include "control/daemon/control_loop.hpp"
+#include "control/daemon/event_log.hpp"
 #include "control/daemon/memory_budget.hpp"
+#include "control/daemon/metrics.hpp"
 #include "control/daemon/ports.hpp"
 #include "control/daemon/source_stats.hpp"
 #include "control/daemon/stats.hpp"
 #include "control/daemon/telemetry.hpp"
+#include "control/daemon/watchdog.hpp"
 #include "control/daemon/workers.hpp"
 #include "control/policy/policy_builder.hpp"
 #include "control/policy/publisher.hpp"
@@ -52,9 +55,15 @@ namespace {
 using namespace portcullis;
 
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reopen{false};
 
 extern "C" void on_signal(int) {
     g_stop.store(true);
+}
+
+// SIGHUP (logrotate's postrotate): the events file is opened again at its path.
+extern "C" void on_hangup(int) {
+    g_reopen.store(true);
 }
 
 int die(const std::string& msg, int code = 1) {
@@ -161,19 +170,31 @@ void log_ready(const Config& cfg, unsigned workers, const ApprovalStore& store) 
 // From the ports up to the stop: the workers launched on the policy, the control plane and its server, the
 // control loop, then the workers stopped and the ports closed. Everything that lives in EAL memory (the RCU
 // state, the rings) is gone when it returns, before rte_eal_cleanup().
+// What the daemon reports to besides its log: the event stream, /metrics, systemd. Opened before the
+// workers start, so that a path or an address it cannot use ends the start with one line.
+struct Reporting {
+    std::unique_ptr<EventLog> events;
+    std::unique_ptr<MetricsEndpoint> metrics;
+};
+
 void forward(const Config& cfg, unsigned count, ApprovalStore& store, AuditLog& audit, ControlSocket socket,
              RulesCompiler& rules_compiler, std::shared_ptr<const InspectDb> rules,
-             std::unique_ptr<Policy> policy, Fleet* fleet) {
+             std::unique_ptr<Policy> policy, Fleet* fleet, Reporting& reporting, const rte_mempool* pool) {
     PolicyPublisher publisher(count, std::move(policy));
     Workers workers(cfg, count, publisher, g_stop);
     workers.launch();
     register_telemetry([&] { return workers.totals(); });
+    Watchdog watchdog(workers.pulses(), cfg.worker_stall_ms);
 
     SourceStats sources;
-    ControlPlane plane(cfg, store, publisher, audit,
-                       Figures{[&] { return workers.totals(); },
-                               DaemonInfo{cfg.inside_port, cfg.outside_port, count, now_s()}, &sources,
-                               &workers.flow_view()});
+    Figures figures{[&] { return workers.totals(); },
+                    DaemonInfo{cfg.inside_port, cfg.outside_port, count, now_s()}, &sources,
+                    &workers.flow_view()};
+    if (cfg.allow_test_hooks) {
+        spdlog::warn("allow_test_hooks = true: test_stall_worker is accepted (never in production)");
+        figures.stall_worker = [&](unsigned w, uint32_t ms) { return workers.stall(w, ms); };
+    }
+    ControlPlane plane(cfg, store, publisher, audit, std::move(figures));
     plane.set_rules(std::move(rules));
     plane.set_rules_compiler(&rules_compiler);
     plane.republish(now_s());  // arms the expiry timer
@@ -189,10 +210,15 @@ void forward(const Config& cfg, unsigned count, ApprovalStore& store, AuditLog& 
         ControlServer::Batch{[&] { plane.begin_batch(); }, [&] { return plane.end_batch(); }});
     if (fleet) server.set_wake_fd(fleet->wake_fd());
     log_ready(cfg, count, store);
+    watchdog.ready("forwarding, " + std::to_string(count) + " worker(s)");
 
-    run_control_loop(cfg, server, plane, workers, sources, g_stop);
+    run_control_loop(
+        cfg, server, plane, workers, sources,
+        Observers{reporting.events.get(), reporting.metrics.get(), &watchdog, &store, pool, &g_reopen},
+        g_stop);
 
     spdlog::info("stopping");
+    watchdog.stopping();
     if (fleet) fleet->stop();
     unregister_telemetry();
     workers.stop();
@@ -240,6 +266,7 @@ int run(int argc, char** argv) {
         return die(std::string("EAL initialisation failed: ") + rte_strerror(rte_errno));
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
+    std::signal(SIGHUP, on_hangup);
     const auto fail = [&](const std::string& msg, int code = 1) {
         rte_eal_cleanup();
         return die(msg, code);
@@ -271,13 +298,26 @@ int run(int argc, char** argv) {
     if (!pool)
         return fail("mbufs: cannot create the pool of " + std::to_string(cfg.mbufs) +
                     " packet buffers: " + rte_strerror(rte_errno));
+    // After the EAL: the exposer's threads inherit the main lcore's core, never a worker's.
+    Reporting reporting;
+    reporting.events = std::make_unique<EventLog>(cfg.events_file, cfg.events_syslog, cfg.gateway_name);
+    if (auto err = reporting.events->open(); !err.empty()) return fail(err, 2);
+    if (!cfg.metrics_listen.empty()) {
+        try {
+            reporting.metrics = std::make_unique<MetricsEndpoint>(cfg.metrics_listen);
+            spdlog::info("metrics at http://{}/metrics", cfg.metrics_listen);
+        } catch (const std::exception& e) {
+            return fail(e.what(), 2);
+        }
+    }
     for (auto port : {cfg.inside_port, cfg.outside_port})
         if (const auto err = port_start(port, static_cast<uint16_t>(workers), cfg.rx_desc, cfg.tx_desc, pool);
             !err.empty())
             return fail(err);
 
     forward(cfg, workers, store, audit, std::move(socket), rules_compiler, std::move(rules),
-            std::move(built.policy), fleet.get());
+            std::move(built.policy), fleet.get(), reporting, pool);
+    reporting = Reporting{};
     spdlog::shutdown();
     rte_mempool_free(pool);
     rte_eal_cleanup();

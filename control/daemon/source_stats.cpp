@@ -17,33 +17,55 @@ const char* reason_name(ReplyReason r) {
     return i < kReplyReasons ? kNames[i] : "unknown";
 }
 
-void SourceStats::drain(const std::vector<rte_ring*>& rings, int64_t now) {
-    RefusalEvent ev[64];
-    for (auto* ring : rings) {
-        unsigned n;
-        while ((n = rte_ring_dequeue_burst_elem(ring, ev, sizeof(RefusalEvent), 64, nullptr)) > 0) {
-            for (unsigned i = 0; i < n; ++i) {
-                const IpAddr src = ev[i].source();
-                auto it = by_src_.find(key(src));
-                if (it == by_src_.end()) {
-                    if (by_src_.size() >= kMaxSources) {
-                        ++untracked_;
-                        continue;
-                    }
-                    it = by_src_.emplace(key(src), Entry{src}).first;
-                }
-                Entry& e = it->second;
-                ++e.refused;
-                e.attempts += ev[i].syn;
-                e.last = now;
-                e.last_port = ev[i].dport;
-                if (ev[i].reason < kReplyReasons) {
-                    e.last_reason = ev[i].reason;
-                    ++e.by_reason[ev[i].reason];
-                }
-            }
+void SourceStats::record(const RefusalEvent& ev, int64_t now) {
+    const IpAddr src = ev.source();
+    const u128 k = key(src);
+    if (ev.syn || (ev.flags & kEventSession)) count_recent(k, now);
+    auto it = by_src_.find(k);
+    if (it == by_src_.end()) {
+        if (by_src_.size() >= kMaxSources) {
+            ++untracked_;
+            return;
         }
+        it = by_src_.emplace(k, Entry{src}).first;
     }
+    Entry& e = it->second;
+    ++e.refused;
+    e.attempts += ev.syn;
+    e.last = now;
+    e.last_port = ev.dport;
+    if (ev.reason < kReplyReasons) {
+        e.last_reason = ev.reason;
+        ++e.by_reason[ev.reason];
+    }
+}
+
+void SourceStats::count_recent(const u128& k, int64_t now) {
+    if (recent_.empty() || recent_.back().second != now) {
+        recent_.push_back({{}, now});
+        while (recent_.size() > kRecentSeconds) recent_.pop_front();
+    }
+    auto& second = recent_.back().first;
+    if (second.size() < kRecentPerSecond || second.count(k)) ++second[k];
+}
+
+nlohmann::json SourceStats::top_recent(size_t n, int64_t now) const {
+    std::unordered_map<u128, uint64_t, Hash> sum;
+    for (const auto& [counts, t] : recent_)
+        if (t > now - static_cast<int64_t>(kRecentSeconds))
+            for (const auto& [k, c] : counts) sum[k] += c;
+    std::vector<std::pair<u128, uint64_t>> all(sum.begin(), sum.end());
+    n = std::min(n, all.size());
+    std::partial_sort(all.begin(), all.begin() + static_cast<long>(n), all.end(),
+                      [](const auto& a, const auto& b) { return a.second > b.second; });
+    auto out = nlohmann::json::array();
+    for (size_t i = 0; i < n; ++i) {
+        const u128 k = all[i].first;
+        const bool v4 = (k >> 32) == 0xffff;
+        const IpAddr a = v4 ? IpAddr::from_v4(static_cast<uint32_t>(k)) : IpAddr::from_v6(k);
+        out.push_back({{"addr", to_string(a)}, {"refusals", all[i].second}});
+    }
+    return out;
 }
 
 void SourceStats::drain_observations(const std::vector<rte_ring*>& rings) {

@@ -1,11 +1,14 @@
 // Refusals per source address, from the workers' refusal events (dataplane/events.hpp): how often, when last,
-// to which port. Bounded: past kMaxSources distinct sources, further new ones are only counted in aggregate.
+// to which port, and who was refused most in the last minute (`portcullisctl top`). Bounded: past
+// kMaxSources distinct sources, further new ones are only counted in aggregate; the last minute keeps at most
+// kRecentPerSecond sources a second.
 #pragma once
 
 #include <rte_ring.h>
 
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <unordered_map>
@@ -13,6 +16,7 @@
 
 #include "common/net_addr.hpp"
 #include "dataplane/cookie.hpp"
+#include "dataplane/events.hpp"
 
 namespace portcullis {
 
@@ -23,8 +27,10 @@ class SourceStats {
   public:
     static constexpr size_t kMaxSources = 100'000;
 
-    // Drains every ring; `now` stamps what it reads (unix seconds).
-    void drain(const std::vector<rte_ring*>& rings, int64_t now);
+    static constexpr size_t kRecentSeconds = 60, kRecentPerSecond = 10'000;
+
+    // One refusal event, read at `now` (unix seconds).
+    void record(const RefusalEvent& ev, int64_t now);
     // Drains the workers' observation rings (ObservationEvent): the EHLO names and MAIL FROM domains seen.
     void drain_observations(const std::vector<rte_ring*>& rings);
     // {"ehlo": [...], "mail_from_domains": [...]}, most recent first, for one address.
@@ -34,6 +40,8 @@ class SourceStats {
     nlohmann::json of(const IpAddr& a) const;
     // The n sources refused most often.
     nlohmann::json top(size_t n) const;
+    // The n sources with the most refused attempts in the last minute: [{"addr", "refusals"}].
+    nlohmann::json top_recent(size_t n, int64_t now) const;
     uint64_t untracked() const { return untracked_; }
 
   private:
@@ -58,6 +66,9 @@ class SourceStats {
     };
     static constexpr size_t kSeen = 5;
     std::unordered_map<u128, Seen, Hash> seen_;
+    void count_recent(const u128& k, int64_t now);
+    // Per second of the last minute, refused attempts per source.
+    std::deque<std::pair<std::unordered_map<u128, uint32_t, Hash>, int64_t>> recent_;
     uint64_t untracked_ = 0;
 };
 

@@ -23,7 +23,7 @@ rte_ring* make_ring(const std::string& name, unsigned element_size) {
 }  // namespace
 
 Workers::Workers(const Config& cfg, unsigned count, PolicyPublisher& publisher, const std::atomic<bool>& stop)
-    : publisher_(publisher), contexts_(count) {
+    : publisher_(publisher), contexts_(count), pulses_(std::make_unique<WorkerPulse[]>(count)) {
     const auto unix_us = std::chrono::duration_cast<std::chrono::microseconds>(
                              std::chrono::system_clock::now().time_since_epoch())
                              .count();
@@ -66,7 +66,20 @@ Workers::Workers(const Config& cfg, unsigned count, PolicyPublisher& publisher, 
                                      flow_view_.clock,
                                      trackers_.back().get()};
         contexts_[w].idle_sleep_us = cfg.idle_sleep_us;
+        contexts_[w].pulse = &pulses_[w];
     }
+}
+
+std::vector<const WorkerPulse*> Workers::pulses() const {
+    std::vector<const WorkerPulse*> out;
+    for (size_t w = 0; w < contexts_.size(); ++w) out.push_back(&pulses_[w]);
+    return out;
+}
+
+bool Workers::stall(unsigned w, uint32_t ms) {
+    if (w >= contexts_.size()) return false;
+    pulses_[w].stall_ms.store(ms, std::memory_order_relaxed);
+    return true;
 }
 
 void Workers::launch() {

@@ -34,6 +34,11 @@ class Workers {
 
     unsigned count() const { return static_cast<unsigned>(contexts_.size()); }
     Totals totals() const { return sum_counters(counter_view_); }
+    Totals worker_totals(unsigned w) const { return sum_counters({counter_view_.at(w)}); }
+    std::vector<const WorkerPulse*> pulses() const;
+    // The test hook (allow_test_hooks): worker w spins `ms` without a heartbeat. False: no such worker.
+    bool stall(unsigned w, uint32_t ms);
+    const Clock& clock() const { return flow_view_.clock; }
     const FlowView& flow_view() const { return flow_view_; }
     const std::vector<rte_ring*>& event_rings() const { return event_rings_; }
     const std::vector<rte_ring*>& observation_rings() const { return observation_rings_; }
@@ -47,6 +52,7 @@ class Workers {
     std::vector<const Counters*> counter_view_;
     std::vector<rte_ring*> event_rings_, observation_rings_;
     std::vector<WorkerContext> contexts_;
+    std::unique_ptr<WorkerPulse[]> pulses_;
     FlowView flow_view_;
     bool launched_ = false;
 };

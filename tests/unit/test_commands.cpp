@@ -178,32 +178,38 @@ TEST_F(Commands, MonitorModeIsLiveAndStored) {
     EXPECT_EQ(again.settings()["monitor"], true);
 }
 
-TEST(SourceStatsTest, CountsPerSourceAndStaysBounded) {
-    rte_ring* ring = rte_ring_create_elem("srcstats_test", sizeof(RefusalEvent), 1024, SOCKET_ID_ANY,
-                                          RING_F_SP_ENQ | RING_F_SC_DEQ);
-    ASSERT_NE(ring, nullptr);
+TEST(SourceStatsTest, CountsPerSourceAndTheLastMinute) {
     auto event = [](const char* addr, uint8_t syn) {
         RefusalEvent e{};
         const IpAddr a = *parse_addr(addr);
         e.v6 = a.v6;
-        e.v4 = a.v4;
-        e.v6addr = a.v6addr;
+        e.v4src = a.v4;
+        e.v6src = a.v6addr;
         e.dport = 25;
         e.syn = syn;
         return e;
     };
-    const RefusalEvent evs[] = {event("198.51.100.20", 1), event("198.51.100.20", 0),
-                                event("2001:db8:100::20", 1)};
-    ASSERT_EQ(rte_ring_enqueue_burst_elem(ring, evs, sizeof(RefusalEvent), 3, nullptr), 3u);
     SourceStats stats;
-    stats.drain({ring}, 1000);
+    for (const auto& e : {event("198.51.100.20", 1), event("198.51.100.20", 0), event("2001:db8:100::20", 1)})
+        stats.record(e, 1000);
     EXPECT_EQ(stats.of(*parse_addr("198.51.100.20"))["refused"], 2);
     EXPECT_EQ(stats.of(*parse_addr("198.51.100.20"))["attempts"], 1);
     EXPECT_EQ(stats.of(*parse_addr("198.51.100.20"))["last"], 1000);
     EXPECT_EQ(stats.of(*parse_addr("2001:db8:100::20"))["attempts"], 1);
     EXPECT_EQ(stats.of(*parse_addr("198.51.100.21"))["refused"], 0);
     EXPECT_EQ(stats.top(1)[0]["addr"], "198.51.100.20");
-    rte_ring_free(ring);
+    // The last minute counts attempts (not later segments): three more from the v6 source a little later.
+    for (int i = 0; i < 3; ++i) stats.record(event("2001:db8:100::20", 1), 1030);
+    auto recent = stats.top_recent(10, 1030);
+    ASSERT_EQ(recent.size(), 2u);
+    EXPECT_EQ(recent[0]["addr"], "2001:db8:100::20");
+    EXPECT_EQ(recent[0]["refusals"], 4);
+    EXPECT_EQ(recent[1]["refusals"], 1);
+    // A minute on, the first second has left the window.
+    recent = stats.top_recent(10, 1065);
+    ASSERT_EQ(recent.size(), 1u);
+    EXPECT_EQ(recent[0]["refusals"], 3);
+    EXPECT_TRUE(stats.top_recent(10, 2000).empty());
 }
 
 TEST_F(Commands, ManagedPrefixesChangeLive) {

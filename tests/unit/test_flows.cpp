@@ -539,7 +539,12 @@ TEST_F(Tracker, AFullTableOfConfirmedFlowsKeepsThemAndResetsNewOnesUntilRoomCome
 
 TEST_F(Tracker, MonitorModeForwardsAndCountsWhatItWouldRefuse) {
     pol.monitor = true;
-    for (uint16_t p = 1; p <= 3; ++p) EXPECT_EQ(handshake(p).verdict, Verdict::Forward);
+    for (uint16_t p = 1; p <= 2; ++p) EXPECT_EQ(handshake(p).verdict, Verdict::Forward);
+    // The third is over the concurrency limit: forwarded all the same, as a would-be refusal the worker
+    // reports (the event stream's monitor events).
+    const Outcome third = handshake(3);
+    EXPECT_EQ(third.verdict, Verdict::Monitored);
+    EXPECT_EQ(third.reason, ReplyReason::Concurrency);
     EXPECT_EQ(c.get(Ctr::refused_concurrency), 1u);
     EXPECT_EQ(c.get(Ctr::monitor_passed), 1u);
     EXPECT_EQ(open(), 3u);

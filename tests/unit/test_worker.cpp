@@ -6,6 +6,7 @@
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
+#include <rte_ring_elem.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "control/policy/policy_builder.hpp"
+#include "dataplane/events.hpp"
 #include "dataplane/source_table.hpp"
 #include "dataplane/worker.hpp"
 #include "tests/unit/frames.hpp"
@@ -495,3 +497,64 @@ TEST_F(TrackedWorkers, TheNormaliserDropsWhatTheServerWouldDiscardButMonitorMode
 }
 
 }  // namespace
+
+// Every refusal reaches the control side as one event with what the stream needs (both addresses and
+// ports, the reason, the answer, the time), and counts once by reason; the later segments of a refused
+// connection make events (per-source figures) but no new refusal.
+TEST_F(Worker, ARefusalIsOneEventAndOneCountByReason) {
+    rte_ring* ring = rte_ring_create_elem("worker_events", sizeof(RefusalEvent), 64, SOCKET_ID_ANY,
+                                          RING_F_SP_ENQ | RING_F_SC_DEQ);
+    ASSERT_NE(ring, nullptr);
+    ctx.events = ring;
+    now.us = 123'456;
+    const auto pol = lab_policy(Action::Rst);
+    FrameSpec ack;
+    ack.flags = 0x10;
+    ack.sport = 40001;
+    outbound({build_frame(FrameSpec{}), build_frame(ack)}, *pol);
+    RefusalEvent ev[4];
+    ASSERT_EQ(rte_ring_dequeue_burst_elem(ring, ev, sizeof(RefusalEvent), 4, nullptr), 2u);
+    EXPECT_EQ(to_string(ev[0].source()), "198.51.100.20");
+    EXPECT_EQ(to_string(ev[0].destination()), "203.0.113.25");
+    EXPECT_EQ(ev[0].sport, 40000);
+    EXPECT_EQ(ev[0].dport, 25);
+    EXPECT_EQ(ev[0].syn, 1);
+    EXPECT_EQ(ev[0].us, 123'456u);
+    EXPECT_EQ(ev[0].reason, static_cast<uint8_t>(ReplyReason::Unapproved));
+    EXPECT_EQ(ev[0].action, static_cast<uint8_t>(Action::Rst));
+    EXPECT_EQ(ev[0].flags, 0);
+    EXPECT_EQ(ev[1].syn, 0) << "the stray ACK is refused (reset) but is no connection attempt";
+    EXPECT_EQ(counters.get(Ctr::refusals), 1u);
+    EXPECT_EQ(counters.get(Ctr::refusal_unapproved), 1u);
+
+    // Monitor mode: the same SYN is forwarded, and its event says it would have been refused.
+    auto monitor = lab_policy(Action::Rst);
+    monitor->monitor = true;
+    outbound({build_frame(FrameSpec{})}, *monitor);
+    ASSERT_EQ(rte_ring_dequeue_burst_elem(ring, ev, sizeof(RefusalEvent), 4, nullptr), 1u);
+    EXPECT_EQ(ev[0].flags & kEventMonitor, kEventMonitor);
+    EXPECT_EQ(counters.get(Ctr::refusals), 2u);
+    rte_ring_free(ring);
+}
+
+// A full event ring loses events, counted, and never a frame: the refusals still count.
+TEST_F(Worker, AFullEventRingLosesEventsNotFrames) {
+    rte_ring* ring = rte_ring_create_elem("worker_events_full", sizeof(RefusalEvent), 4, SOCKET_ID_ANY,
+                                          RING_F_SP_ENQ | RING_F_SC_DEQ | RING_F_EXACT_SZ);
+    ASSERT_NE(ring, nullptr);
+    ctx.events = ring;
+    const auto pol = lab_policy(Action::Rst);
+    std::vector<std::vector<uint8_t>> syns;
+    for (uint16_t i = 0; i < 10; ++i) {
+        FrameSpec f;
+        f.sport = static_cast<uint16_t>(41000 + i);
+        syns.push_back(build_frame(f));
+    }
+    outbound(syns, *pol);
+    EXPECT_EQ(inside->drain().size(), 10u) << "every SYN answered with its RST";
+    EXPECT_EQ(rte_ring_count(ring), 4u);
+    EXPECT_EQ(counters.get(Ctr::events_lost), 6u);
+    EXPECT_EQ(counters.get(Ctr::refusals), 10u);
+    EXPECT_EQ(counters.get(Ctr::refusal_unapproved), 10u);
+    rte_ring_free(ring);
+}

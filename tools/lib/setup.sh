@@ -10,6 +10,9 @@ PORTCULLIS_PACKAGES=(
     libroaring-dev libgtest-dev nlohmann-json3-dev
     # store = etcd: etcd's JSON gateway over libcurl; base64 from OpenSSL; a real etcd for the fleet tests
     libcurl4-openssl-dev libssl-dev etcd-server etcd-client
+    # observability: /metrics (prometheus-cpp), promtool to check it (prometheus), systemd's notify protocol,
+    # the event stream's schema checked in the tests
+    prometheus-cpp-dev prometheus libsystemd-dev python3-jsonschema
     # the lab: namespaces, offload switches, captures, real mail tools
     iproute2 ethtool tcpdump procps swaks libio-socket-inet6-perl libnet-ssleay-perl libio-socket-ssl-perl
     openssl postfix

@@ -37,6 +37,7 @@ nlohmann::json Client::call(nlohmann::json req, int timeout_s) {
     const std::string line = req.dump() + "\n";
     size_t off = 0;
     while (off < line.size()) {
+        if (stopped()) throw Interrupted();
         const ssize_t n = ::send(fd_, line.data() + off, line.size() - off, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) throw std::runtime_error(std::string("lost the daemon: ") + std::strerror(errno));
@@ -53,6 +54,7 @@ nlohmann::json Client::call(nlohmann::json req, int timeout_s) {
                 throw std::runtime_error("the daemon's reply is not JSON");
             }
         }
+        if (stopped()) throw Interrupted();
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
             deadline - std::chrono::steady_clock::now());
         if (left.count() <= 0)

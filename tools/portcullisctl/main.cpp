@@ -7,7 +7,12 @@
 // api/protocol.hpp.
 #include <boost/program_options.hpp>
 
+#include <signal.h>
+#include <time.h>
+
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -73,6 +78,9 @@ class Ctx {
         return 0;
     }
     bool connected() const { return connected_; }
+    bool as_json() const { return as_json_; }
+    // From now on a signal that sets *flag ends a call waiting on the daemon (ctl::Interrupted).
+    void stop_on(const volatile std::sig_atomic_t* flag) { client_.stop_on(flag); }
 
   private:
     std::string socket_;
@@ -147,6 +155,11 @@ void relay_options(po::options_description& d) {
     d.add_options()("force", "add: a relay wider than /24 (IPv6 /48)");
 }
 
+void top_options(po::options_description& d) {
+    d.add_options()("interval", po::value<std::string>(), "seconds between frames, 0.2 to 60 (default 1)")(
+        "once", "print one frame (two samples an interval apart) without terminal control codes");
+}
+
 void limits_options(po::options_description& d) {
     d.add_options()("max-concurrent", po::value<unsigned>(), "open SMTP connections per source at once")(
         "rate", po::value<std::string>(), "new SMTP connections per source, e.g. 60/min or 600/h")(
@@ -163,6 +176,87 @@ int status(Ctx& c) {
 int stats(Ctx& c) {
     const json r = c.call({{key::kCmd, cmd::kStats}});
     return c.out(r, ctl::render_counters(r));
+}
+
+// ---- top: a live view, one frame a second (ctl::render_top); --once prints one frame for scripts.
+
+volatile std::sig_atomic_t g_interrupted = 0;
+
+void on_interrupt(int) {
+    g_interrupted = 1;
+}
+
+using SteadyClock = std::chrono::steady_clock;
+
+// Sleeps until t; false when Ctrl-C came first.
+bool sleep_until(SteadyClock::time_point t) {
+    for (;;) {
+        if (g_interrupted) return false;
+        const auto left =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(t - SteadyClock::now()).count();
+        if (left <= 0) return true;
+        const timespec ts{static_cast<time_t>(left / 1'000'000'000), static_cast<long>(left % 1'000'000'000)};
+        ::nanosleep(&ts, nullptr);  // a signal ends it early: the loop looks at the flag
+    }
+}
+
+double top_interval(const Ctx& c) {
+    if (!c.has("interval")) return 1.0;
+    const std::string text = c.str("interval");
+    char* end = nullptr;
+    errno = 0;
+    const double v = std::strtod(text.c_str(), &end);
+    if (text.empty() || end != text.c_str() + text.size() || errno != 0 || !(v >= 0.2 && v <= 60))
+        throw Usage("top: --interval '" + printable(text, 20) +
+                    "' is not a number of seconds from 0.2 to 60");
+    return v;
+}
+
+// Both replies of one sample; *when: as the counters arrived, for the rates.
+ctl::TopSample take_sample(Ctx& c, SteadyClock::time_point* when) {
+    constexpr int kTimeoutS = 10;  // a daemon that does not answer ends the view with an error
+    ctl::TopSample s;
+    s.stats = c.call({{key::kCmd, cmd::kStats}}, kTimeoutS);
+    *when = SteadyClock::now();
+    s.status = c.call({{key::kCmd, cmd::kStatus}}, kTimeoutS);
+    s.at = now_s();
+    return s;
+}
+
+int top(Ctx& c) {
+    if (c.as_json())
+        throw Usage("top: --json does not apply (stats --json and status --json give the figures)");
+    const double interval = top_interval(c);
+    const bool once = c.has("once");
+    if (!once) {
+        // Ctrl-C ends the view with exit 0, also while a call waits on the daemon. --once keeps the default.
+        struct sigaction sa {};
+        sa.sa_handler = on_interrupt;
+        sigemptyset(&sa.sa_mask);
+        ::sigaction(SIGINT, &sa, nullptr);
+        c.stop_on(&g_interrupted);
+    }
+    const auto period =
+        std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(interval));
+    try {
+        SteadyClock::time_point t0, t1;
+        ctl::TopSample before = take_sample(c, &t0);
+        for (;;) {
+            if (!sleep_until(t0 + period)) return 0;
+            ctl::TopSample after = take_sample(c, &t1);
+            const std::string frame =
+                ctl::render_top(before, after, std::chrono::duration<double>(t1 - t0).count());
+            if (once) {
+                std::cout << frame << std::flush;
+                return 0;
+            }
+            std::cout << "\x1b[H\x1b[2J" << frame << std::flush;
+            before = std::move(after);
+            t0 = t1;
+        }
+    } catch (const ctl::Interrupted&) {
+        return 0;
+    }
 }
 
 int export_records(Ctx& c) {
@@ -364,6 +458,11 @@ constexpr const char* kFleetHelp =
     "  adopt  take etcd's set as it is, even when it came back empty, from another cluster or from an older\n"
     "         backup: what this gateway enforces becomes etcd's (audited)\n";
 
+constexpr const char* kTopHelp =
+    "A new frame every --interval seconds, the screen cleared before each, until Ctrl-C (exit 0). Rates\n"
+    "are counter deltas between two samples: the first frame comes after one interval. --once prints that\n"
+    "one frame as plain text and exits. docs/control.md, \"portcullisctl top\", describes the frame.\n";
+
 constexpr const char* kImportHelp =
     "FILE: one record a line, as 'export' prints them:\n"
     "  PREFIX [state=S] [hostname=H] [domains=D1,D2] [max_concurrent=N] [rate=N/min] [daily=N]\n"
@@ -373,6 +472,13 @@ constexpr const char* kImportHelp =
 const std::vector<Subcommand> kSubcommands = {
     {cmd::kStatus, "status", "is the gateway up; ports, workers, headline counters", no_options, {}, status},
     {cmd::kStats, "stats", "every counter", no_options, {}, stats},
+    {"top",
+     "top [--interval S] [--once]",
+     "live view: traffic and refusal rates, top refused sources, tables",
+     top_options,
+     {},
+     top,
+     kTopHelp},
     {cmd::kApprove,
      "approve ADDR|CIDR [options]",
      "approve a server (or prefix) for outbound port 25",

@@ -2,6 +2,8 @@
 #include "tools/portcullisctl/render.hpp"
 
 #include <algorithm>
+#include <cstdarg>
+#include <cstdio>
 #include <vector>
 
 #include "api/approval.hpp"
@@ -216,6 +218,135 @@ std::string render_counters(const json& reply) {
                          format_time(e.value("last", int64_t{0})), str(e, "last_port")});
         out += "\nsources refused most often:\n" + table(t);
     }
+    return out;
+}
+
+// ---- top
+
+namespace {
+
+// A counter or figure of a reply: 0 when it is missing, null, or not a number.
+uint64_t count(const json& obj, const char* k) {
+    if (!obj.is_object()) return 0;
+    const auto it = obj.find(k);
+    if (it == obj.end()) return 0;
+    if (it->is_number_unsigned()) return it->get<uint64_t>();
+    if (it->is_number_integer()) return static_cast<uint64_t>(std::max<int64_t>(it->get<int64_t>(), 0));
+    if (it->is_number_float()) {
+        const double v = it->get<double>();
+        return v > 0 && v < 1.8e19 ? static_cast<uint64_t>(v) : 0;
+    }
+    return 0;
+}
+
+bool has_count(const json& obj, const char* k) {
+    return obj.is_object() && obj.contains(k) && obj[k].is_number();
+}
+
+bool flag(const json& obj, const char* k) {
+    return obj.is_object() && obj.contains(k) && obj[k].is_boolean() && obj[k].get<bool>();
+}
+
+[[gnu::format(printf, 1, 2)]] std::string fmt(const char* f, ...) {
+    char buf[160];
+    va_list ap;
+    va_start(ap, f);
+    std::vsnprintf(buf, sizeof buf, f, ap);
+    va_end(ap);
+    return buf;
+}
+
+std::string uptime(uint64_t s) {
+    const std::string hms = fmt("%02u:%02u:%02u", static_cast<unsigned>(s / 3600 % 24),
+                                static_cast<unsigned>(s / 60 % 60), static_cast<unsigned>(s % 60));
+    return s >= 86400 ? std::to_string(s / 86400) + "d " + hms : hms;
+}
+
+// "used / max  (p%)": "-" for a figure the daemon did not give.
+std::string used_of(const json& f, const char* used, const char* max) {
+    if (!has_count(f, used)) return "-";
+    const uint64_t u = count(f, used);
+    std::string s = std::to_string(u);
+    if (!has_count(f, max)) return s;
+    const uint64_t m = count(f, max);
+    s += " / " + std::to_string(m);
+    if (m > 0) s += fmt("  (%.1f%%)", 100.0 * static_cast<double>(u) / static_cast<double>(m));
+    return s;
+}
+
+// Counters per second between two samples. A counter that went backwards, or every counter when the
+// daemon's uptime did (a restart between the samples), has no rate: 0, never the wrapped difference.
+class Rates {
+  public:
+    Rates(const TopSample& before, const TopSample& after, double seconds)
+        : before_(before.stats.is_object() ? before.stats.value("counters", json::object()) : json::object()),
+          after_(after.stats.is_object() ? after.stats.value("counters", json::object()) : json::object()),
+          seconds_(seconds),
+          restarted_(has_count(before.status, "uptime_s") && has_count(after.status, "uptime_s") &&
+                     count(after.status, "uptime_s") < count(before.status, "uptime_s")) {}
+
+    bool restarted() const { return restarted_; }
+    uint64_t total(const char* name) const { return count(after_, name); }
+    double per_second(const char* name) const {
+        const uint64_t b = count(before_, name), a = count(after_, name);
+        if (restarted_ || !(seconds_ > 0) || a < b) return 0;
+        return static_cast<double>(a - b) / seconds_;
+    }
+
+  private:
+    const json before_, after_;
+    const double seconds_;
+    const bool restarted_;
+};
+
+}  // namespace
+
+std::string render_top(const TopSample& before, const TopSample& after, double seconds) {
+    const Rates r(before, after, seconds);
+    const json& st = after.status;
+    std::string out = "portcullis " + printable(str(st, "version"), 16) + "  up " +
+                      uptime(count(st, "uptime_s")) + "  monitor " + (flag(st, "monitor") ? "ON" : "off") +
+                      "  policy " + std::to_string(count(st, "policy_generation")) + "  " +
+                      format_time(after.at) + "\n";
+    if (r.restarted()) out += "the daemon restarted between samples: rates from the next frame\n";
+
+    out += fmt("\n%-10s %10s %15s\n", "PORT", "RX Mpps", "FORWARDED Mpps");
+    const auto mpps = [&](const char* k) { return fmt("%.3f", r.per_second(k) / 1e6); };
+    out += fmt("%-10s %10s %15s  %s\n", "inside", mpps("rx_inside").c_str(), mpps("fwd_outbound").c_str(),
+               "to outside");
+    out += fmt("%-10s %10s %15s  %s\n", "outside", mpps("rx_outside").c_str(), mpps("fwd_inbound").c_str(),
+               "to inside");
+
+    out += fmt("\n%-12s %12s %14s\n", "REFUSALS", "PER SECOND", "TOTAL");
+    for (const auto& [name, label] :
+         {std::pair{"refusal_unapproved", "unapproved"}, std::pair{"refusal_concurrency", "concurrency"},
+          std::pair{"refusal_rate", "rate"}, std::pair{"refusal_daily", "daily"},
+          std::pair{"refusal_busy", "busy"}, std::pair{"refusal_payload", "payload"},
+          std::pair{"refusals", "all"}})
+        out += fmt("%-12s %12.1f %14llu\n", label, r.per_second(name),
+                   static_cast<unsigned long long>(r.total(name)));
+
+    const json top = after.stats.is_object() ? after.stats.value("refused_last_minute", json()) : json();
+    if (top.is_array()) {
+        out += fmt("\n%-45s %12s\n", "REFUSED MOST IN THE LAST MINUTE", "REFUSALS");
+        if (top.empty()) out += "(none)\n";
+        size_t shown = 0;
+        for (const auto& e : top) {
+            if (!e.is_object()) continue;
+            if (shown++ == 10) break;
+            out += fmt("%-45s %12llu\n", printable(str(e, "addr"), 45).c_str(),
+                       static_cast<unsigned long long>(count(e, "refusals")));
+        }
+    }
+
+    const json flows = st.is_object() ? st.value("flows", json()) : json();
+    out += "\n";
+    out += fmt("%-20s %s\n", "tracked flows", used_of(flows, "tracked", "max").c_str());
+    out += fmt("%-20s %s\n", "inspected sessions", used_of(flows, "inspected", "inspected_max").c_str());
+    out += fmt("%-20s %s\n", "sources", used_of(flows, "sources", "sources_max").c_str());
+    if (const uint64_t lost = r.total("events_lost"); lost > 0)
+        out += fmt("%-20s %llu  (%.1f/s; refusal reports only, verdicts unaffected)\n", "events lost",
+                   static_cast<unsigned long long>(lost), r.per_second("events_lost"));
     return out;
 }
 
