@@ -184,6 +184,8 @@ po::options_description make_description() {
         ("events_file", po::value<std::string>(),
             "file the event stream (a JSON line per refusal) is appended to; reopened on SIGHUP (default: none)")
         ("events_syslog", po::value<bool>()->default_value(false), "the event stream to syslog (LOG_DAEMON) too")
+        ("events_rate", po::value<unsigned>()->default_value(10000),
+            "event lines a second at most (0: no cap); past it, one 'suppressed' line a second counts the rest")
         ("worker_stall_ms", po::value<unsigned>()->default_value(5000),
             "a worker making no progress this long stops the systemd watchdog's pings (systemd restarts the gateway)")
         ("allow_test_hooks", po::value<bool>()->default_value(false),
@@ -421,6 +423,7 @@ Config build(const po::variables_map& vm) {
             throw ConfigError{"events_file: must be a path"};
     }
     c.events_syslog = vm["events_syslog"].as<bool>();
+    c.events_rate = bounded(vm, "events_rate", 0, 10'000'000);
     c.worker_stall_ms = bounded(vm, "worker_stall_ms", 100, 600000);
     c.allow_test_hooks = vm["allow_test_hooks"].as<bool>();
     c.rx_desc = static_cast<uint16_t>(bounded(vm, "rx_desc", 64, 16384));

@@ -67,6 +67,7 @@ struct Config {
     std::string metrics_listen;       // ADDR:PORT for /metrics; empty: off
     std::string events_file;          // the event stream's file; empty: none
     bool events_syslog = false;       // the event stream to syslog too
+    uint32_t events_rate = 10000;     // lines a second at most (0: no cap); the rest summed up once a second
     uint32_t worker_stall_ms = 5000;  // a worker's heartbeat still this long stops the systemd watchdog
     bool allow_test_hooks = false;    // test_stall_worker (tests only)
     uint16_t rx_desc = 1024;

@@ -21,6 +21,7 @@
 #include "control/daemon/telemetry.hpp"
 #include "control/daemon/watchdog.hpp"
 #include "control/store/store.hpp"
+#include "dataplane/flow_tracker.hpp"
 
 namespace portcullis {
 
@@ -95,14 +96,14 @@ class EventDrain {
                 taken += n;
                 for (unsigned i = 0; i < n; ++i) {
                     sources_.record(ev[i], now);
-                    if (log_ && log_->enabled() && is_stream_event(ev[i]))
-                        log_->add(ev[i],
-                                  wall_us - static_cast<int64_t>(clock_us - std::min(clock_us, ev[i].us)),
-                                  context(ev[i]));
+                    if (!log_ || !log_->enabled() || !is_stream_event(ev[i])) continue;
+                    const int64_t at =
+                        wall_us - static_cast<int64_t>(clock_us - std::min(clock_us, ev[i].us));
+                    log_->add(ev[i], at, log_->wants(at) ? context(ev[i]) : EventContext{});
                 }
             }
         }
-        if (log_) log_->flush();
+        if (log_) log_->flush(wall_us);
     }
 
   private:
@@ -169,9 +170,20 @@ MetricsInput metrics_input(const Config& cfg, ControlPlane& plane, const Workers
         in.events_written = obs.events->written();
         in.events_write_lost = obs.events->lost();
         in.event_reopens = obs.events->reopens();
+        in.events_suppressed = obs.events->suppressed();
     }
     in.latency = &plane.latency();
     return in;
+}
+
+// systemd's STATUS= line while all is well (systemctl status shows it): the headline figures.
+std::string status_line(const Workers& workers) {
+    const Totals t = workers.totals();
+    uint64_t tracked = 0;
+    for (const auto* f : workers.flow_view().trackers) tracked += f->table().size();
+    return "forwarding: " + std::to_string(t[static_cast<size_t>(Ctr::fwd_outbound)]) + " frames out, " +
+           std::to_string(t[static_cast<size_t>(Ctr::refusals)]) + " refusals, " + std::to_string(tracked) +
+           " SMTP connections tracked";
 }
 
 // Guards one once-a-second duty: an exception is logged, the loop goes on.
@@ -193,7 +205,7 @@ void run_control_loop(const Config& cfg, ControlServer& server, ControlPlane& pl
     FullTableWarning full_warning;
     EventDrain drain(workers, sources, plane, obs.events);
     auto next_second = Steady::now();
-    uint64_t generation = UINT64_MAX;
+    uint64_t generation = UINT64_MAX, seconds = 0;
     auto published = Steady::now();
     while (!stop.load()) {
         try {
@@ -209,7 +221,7 @@ void run_control_loop(const Config& cfg, ControlServer& server, ControlPlane& pl
         } catch (...) {
             spdlog::error("control loop: unknown exception (carrying on)");
         }
-        if (obs.watchdog) obs.watchdog->tick();
+        const int stalled = obs.watchdog ? obs.watchdog->tick() : -1;
         full_warning.check(workers.totals(), cfg);
         if (Steady::now() >= next_second) {
             next_second += std::chrono::seconds(1);
@@ -219,6 +231,8 @@ void run_control_loop(const Config& cfg, ControlServer& server, ControlPlane& pl
                 generation = g;
                 published = Steady::now();
             }
+            if (obs.watchdog && stalled < 0 && ++seconds % 10 == 0)
+                guarded("systemd status", [&] { obs.watchdog->status(status_line(workers)); });
             if (obs.metrics)
                 guarded("metrics", [&] {
                     const double age = std::chrono::duration<double>(Steady::now() - published).count();

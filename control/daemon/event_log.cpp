@@ -98,13 +98,14 @@ nlohmann::ordered_json format_event(const RefusalEvent& e, int64_t unix_us, cons
     return j;
 }
 
-EventLog::EventLog(std::string path, bool syslog, std::string host)
-    : path_(std::move(path)), syslog_(syslog), host_(std::move(host)) {
+EventLog::EventLog(std::string path, bool syslog, std::string host, uint32_t rate)
+    : path_(std::move(path)), syslog_(syslog), host_(std::move(host)), rate_(rate) {
     if (syslog_) openlog("portcullis", LOG_NDELAY | LOG_PID, LOG_DAEMON);
 }
 
 EventLog::~EventLog() {
-    flush();
+    summarise();
+    flush(0);
     if (fd_ >= 0) ::close(fd_);
     if (syslog_) closelog();
 }
@@ -118,7 +119,7 @@ std::string EventLog::open() {
 
 void EventLog::reopen() {
     if (path_.empty()) return;
-    flush();
+    flush(0);
     const int fd = open_append(path_);
     if (fd < 0) {
         spdlog::error("events_file: cannot reopen {}: {} (still writing to the old file)", path_,
@@ -133,20 +134,56 @@ void EventLog::reopen() {
 
 void EventLog::add(const RefusalEvent& e, int64_t unix_us, const EventContext& ctx) {
     if (!enabled()) return;
-    const std::string line =
-        format_event(e, unix_us, ctx, host_).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    if (syslog_) syslog(LOG_NOTICE, "%s", line.c_str());
+    if (rate_) {
+        const int64_t second = unix_us / 1'000'000;
+        if (second != second_) {
+            summarise();
+            second_ = second;
+            used_ = 0;
+        }
+        if (used_ >= rate_) {
+            ++suppressed_[e.reason < kReplyReasons ? e.reason : 0];
+            ++suppressed_total_;
+            return;
+        }
+        ++used_;
+    }
+    line(format_event(e, unix_us, ctx, host_).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+void EventLog::line(const std::string& text) {
+    if (syslog_) syslog(LOG_NOTICE, "%s", text.c_str());
     if (fd_ < 0) {
         ++written_;
         return;
     }
-    pending_ += line;
+    pending_ += text;
     pending_ += '\n';
     ++pending_lines_;
-    if (pending_.size() >= (1u << 20)) flush();
+    if (pending_.size() >= (1u << 20)) flush(0);
 }
 
-void EventLog::flush() {
+// One line for the events of second_ over the rate: how many, by reason.
+void EventLog::summarise() {
+    uint64_t n = 0;
+    for (auto c : suppressed_) n += c;
+    if (n == 0) return;
+    nlohmann::ordered_json j;
+    j["timestamp"] = rfc3339((second_ + 1) * 1'000'000);
+    j["event_type"] = "suppressed";
+    j["host"] = host_;
+    j["count"] = n;
+    j["window_seconds"] = 1;
+    nlohmann::ordered_json by = nlohmann::ordered_json::object();
+    for (unsigned r = 0; r < kReplyReasons; ++r)
+        if (suppressed_[r]) by[reason_name(static_cast<ReplyReason>(r))] = suppressed_[r];
+    j["by_reason"] = by;
+    suppressed_ = {};
+    line(j.dump());
+}
+
+void EventLog::flush(int64_t now_us) {
+    if (rate_ && now_us / 1'000'000 > second_) summarise();  // a second over: its summary goes out now
     if (pending_.empty()) return;
     size_t done = 0;
     while (done < pending_.size()) {

@@ -300,7 +300,8 @@ int run(int argc, char** argv) {
                     " packet buffers: " + rte_strerror(rte_errno));
     // After the EAL: the exposer's threads inherit the main lcore's core, never a worker's.
     Reporting reporting;
-    reporting.events = std::make_unique<EventLog>(cfg.events_file, cfg.events_syslog, cfg.gateway_name);
+    reporting.events =
+        std::make_unique<EventLog>(cfg.events_file, cfg.events_syslog, cfg.gateway_name, cfg.events_rate);
     if (auto err = reporting.events->open(); !err.empty()) return fail(err, 2);
     if (!cfg.metrics_listen.empty()) {
         try {

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "dataplane/events.hpp"
 #include "dataplane/flow_tracker.hpp"
 #include "dataplane/inspect.hpp"
 #include "dataplane/source_table.hpp"
@@ -175,6 +176,10 @@ std::vector<MemoryItem> memory_needed(const Config& cfg, unsigned workers, uint6
         need.push_back({"max_inspected", std::to_string(cfg.max_inspected) + " inspected sessions per worker",
                         workers * Inspector::bytes_for(cfg.max_inspected, cfg.inspect_stream_bytes), workers,
                         false});
+    need.push_back({"event rings",
+                    std::to_string(kEventRingSize) + " refusal and observation events per worker",
+                    workers * uint64_t{kEventRingSize} * (sizeof(RefusalEvent) + sizeof(ObservationEvent)),
+                    workers, true});
     uint64_t ring = 1;
     while (ring < uint64_t{cfg.mbufs} + 1) ring <<= 1;
     need.push_back({"mbufs", std::to_string(cfg.mbufs) + " packet buffers",

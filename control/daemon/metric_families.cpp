@@ -208,6 +208,10 @@ void events(const MetricsInput& in, std::vector<MetricFamily>& out) {
                                "Event stream lines lost to a failed write (a full disk)",
                                MetricType::Counter,
                                {counter(static_cast<double>(in.events_write_lost))}});
+    out.push_back(MetricFamily{"portcullis_events_suppressed_total",
+                               "Events over events_rate, counted in the stream's once-a-second summary lines",
+                               MetricType::Counter,
+                               {counter(static_cast<double>(in.events_suppressed))}});
     out.push_back(MetricFamily{"portcullis_events_file_reopens_total",
                                "events_file reopened (SIGHUP)",
                                MetricType::Counter,

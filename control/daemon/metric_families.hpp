@@ -36,7 +36,7 @@ struct MetricsInput {
     uint64_t policy_generation = 0;
     double policy_age_seconds = 0;
     uint64_t mbufs_in_use = 0, mbufs_total = 0;
-    uint64_t events_written = 0, events_write_lost = 0, event_reopens = 0;
+    uint64_t events_written = 0, events_write_lost = 0, event_reopens = 0, events_suppressed = 0;
     bool events_enabled = false;
     double start_time_seconds = 0;
     std::string version;

@@ -27,8 +27,11 @@ class MetricsEndpoint::Snapshot : public prometheus::Collectable {
 
 MetricsEndpoint::MetricsEndpoint(const std::string& listen) : snapshot_(std::make_shared<Snapshot>()) {
     try {
-        // Two threads serve scrapes: a slow client holds one, the other still answers.
-        exposer_ = std::make_unique<prometheus::Exposer>(listen, 2);
+        // civetweb's options: four threads serve scrapes (a slow client holds one, the others answer); a
+        // request must arrive whole within 5 s and within 16 KiB, else the connection is dropped.
+        exposer_ = std::make_unique<prometheus::Exposer>(
+            std::vector<std::string>{"listening_ports", listen, "num_threads", "4", "request_timeout_ms",
+                                     "5000", "max_request_size", "16384", "enable_keep_alive", "no"});
     } catch (const std::exception& e) {
         throw std::runtime_error("metrics_listen: cannot listen on " + listen + ": " + e.what());
     }

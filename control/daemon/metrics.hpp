@@ -1,6 +1,7 @@
 // The /metrics endpoint (metrics_listen): prometheus-cpp's Exposer serves, on its own threads, the last set
 // of families the control loop published (metric_families.hpp). The control loop rebuilds them once a second;
-// a scrape copies them under a mutex and never touches the store, the workers or the control plane.
+// a scrape copies them under a mutex and never touches the store, the workers or the control plane. A client
+// that sends slowly or too much is dropped (5 s, 16 KiB).
 #pragma once
 
 #include <prometheus/metric_family.h>

@@ -231,3 +231,32 @@ TEST(Config, HelpListsEveryOption) {
 }
 
 }  // namespace
+
+TEST(Config, ObservabilityOptions) {
+    auto args = minimal();
+    const auto off = parse(args);
+    ASSERT_EQ(off.status, ConfigResult::Status::Run);
+    EXPECT_EQ(off.config.metrics_listen, "") << "metrics are off by default";
+    EXPECT_EQ(off.config.events_file, "");
+    EXPECT_FALSE(off.config.allow_test_hooks);
+    EXPECT_EQ(off.config.worker_stall_ms, 5000u);
+    for (const char* good : {"127.0.0.1:9464", "[::1]:9464", "192.0.2.1:0", "[2001:db8::1]:65535"}) {
+        auto a = minimal();
+        a.insert(a.end(), {"--metrics_listen", good});
+        const auto r = parse(a);
+        EXPECT_EQ(r.status, ConfigResult::Status::Run) << good << ": " << r.message;
+        EXPECT_EQ(r.config.metrics_listen, good);
+    }
+    for (const char* bad : {"9464", "localhost:9464", "127.0.0.1:", "127.0.0.1:65536", "::1:9464", "[::1]",
+                            "[192.0.2.1]:80", "127.0.0.1:94x4", "127.0.0.1:1234567"}) {
+        auto a = minimal();
+        a.insert(a.end(), {"--metrics_listen", bad});
+        EXPECT_EQ(error_of(a).rfind("metrics_listen: '", 0), 0u) << bad;
+    }
+    auto a = minimal();
+    a.insert(a.end(), {"--worker_stall_ms", "10"});
+    EXPECT_NE(error_of(a).find("worker_stall_ms"), std::string::npos);
+    a = minimal();
+    a.insert(a.end(), {"--events_syslog", "perhaps"});
+    EXPECT_NE(error_of(a).find("events_syslog"), std::string::npos);
+}

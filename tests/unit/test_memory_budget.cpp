@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "control/daemon/memory_budget.hpp"
+#include "dataplane/events.hpp"
 #include "dataplane/flow_tracker.hpp"
 #include "dataplane/inspect.hpp"
 #include "dataplane/source_table.hpp"
@@ -46,6 +47,9 @@ TEST(MemoryBudget, BytesAreWhatTheTablesAllocate) {
     const auto& mbufs = item(need, "mbufs");
     EXPECT_TRUE(mbufs.eal);
     EXPECT_EQ(mbufs.bytes, 16383u * 2432 + 16384 * 8);
+    const auto& rings = item(need, "event rings");
+    EXPECT_TRUE(rings.eal);
+    EXPECT_EQ(rings.bytes, 2u * kEventRingSize * (sizeof(RefusalEvent) + sizeof(ObservationEvent)));
 
     // The tables agree with the sizing functions.
     FlowTable table(1000, CookieKey{1, 2});

@@ -8,7 +8,9 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "control/daemon/event_log.hpp"
 #include "control/daemon/metric_families.hpp"
@@ -119,12 +121,12 @@ TEST(EventLogFile, AppendsReopensAfterAMoveAndSurvivesAFullDisk) {
         ASSERT_EQ(log.open(), "");
         log.add(event("198.51.100.20", ReplyReason::Unapproved), 0, {});
         log.add(event("198.51.100.21", ReplyReason::Daily), 0, {});
-        log.flush();
+        log.flush(0);
         EXPECT_EQ(log.written(), 2u);
         std::filesystem::rename(path, dir / "events.json.1");  // logrotate's move
         log.reopen();
         log.add(event("198.51.100.22", ReplyReason::Busy), 0, {});
-        log.flush();
+        log.flush(0);
         EXPECT_EQ(log.reopens(), 1u);
     }
     const std::string old = slurp(dir / "events.json.1"), fresh = slurp(path);
@@ -141,7 +143,7 @@ TEST(EventLogFile, AppendsReopensAfterAMoveAndSurvivesAFullDisk) {
     EventLog full("/dev/full", false, "gw");
     ASSERT_EQ(full.open(), "");
     for (int i = 0; i < 3; ++i) full.add(event("198.51.100.20", ReplyReason::Unapproved), 0, {});
-    full.flush();
+    full.flush(0);
     EXPECT_EQ(full.lost(), 3u);
     EXPECT_EQ(full.written(), 0u);
 
@@ -231,4 +233,37 @@ TEST(Metrics, PromtoolFindsNothingWrong) {
     std::filesystem::remove(path);
     EXPECT_EQ(rc, 0) << out;
     EXPECT_EQ(out, "") << "promtool check metrics: " << out;
+}
+
+TEST(EventLogFile, PastTheRateAFloodIsSummedUpOnceASecond) {
+    const auto dir = std::filesystem::temp_directory_path() / ("pc_events_rate_" + std::to_string(getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    const auto path = dir / "events.json";
+    {
+        EventLog log(path.string(), false, "gw", 3);
+        ASSERT_EQ(log.open(), "");
+        const int64_t t = 1'796'580'000'000'000;
+        EXPECT_TRUE(log.wants(t));
+        for (int i = 0; i < 5; ++i) log.add(event("198.51.100.20", ReplyReason::Unapproved), t + i, {});
+        for (int i = 0; i < 4; ++i) log.add(event("198.51.100.21", ReplyReason::Busy), t + 10 + i, {});
+        EXPECT_FALSE(log.wants(t + 20)) << "the second's budget is spent";
+        log.flush(t + 500'000);  // the same second: no summary yet
+        EXPECT_EQ(log.suppressed(), 6u);
+        log.flush(t + 1'000'000);  // the next: the summary of the last
+        log.add(event("198.51.100.22", ReplyReason::Rate), t + 1'000'001, {});
+        log.flush(t + 1'000'002);
+        EXPECT_EQ(log.written(), 5u) << "3 events, 1 summary, 1 event";
+    }
+    std::vector<nlohmann::json> lines;
+    std::istringstream in(slurp(path));
+    for (std::string l; std::getline(in, l);) lines.push_back(nlohmann::json::parse(l));
+    ASSERT_EQ(lines.size(), 5u);
+    EXPECT_EQ(lines[3]["event_type"], "suppressed");
+    EXPECT_EQ(lines[3]["count"], 6);
+    EXPECT_EQ(lines[3]["by_reason"]["unapproved"], 2);
+    EXPECT_EQ(lines[3]["by_reason"]["busy"], 4);
+    EXPECT_EQ(lines[3]["timestamp"], "2026-12-06T18:00:01.000000Z");
+    EXPECT_EQ(lines[4]["src_ip"], "198.51.100.22");
+    std::filesystem::remove_all(dir);
 }

@@ -9,7 +9,9 @@ mix, with the frames lost meanwhile.
 
 --scenario picks one mix instead of all that: nonsmtp64, imix, or synflood (a SYN flood from a million spoofed
 managed sources mixed into the imix, with configs/bench-synflood.conf; prints the flood's counters too); or fleet
-(the imix through a gateway with store = etcd while another writes 1,000 changes a second to etcd)."""
+(the imix through a gateway with store = etcd while another writes 1,000 changes a second to etcd); or
+observability (imix and synflood with /metrics and the event stream on against both off; the events a second
+the stream writes and drops)."""
 import argparse
 import json
 import os
@@ -435,6 +437,96 @@ def synflood_bench(build, args):
     return 0
 
 
+OBS_METRICS = "127.0.0.1:9469"
+
+
+def obs_extra(on):
+    """The gateway's options with the metrics endpoint and the event stream on (or nothing: both off)."""
+    if not on:
+        return []
+    events = WORK / "bench-events.json"
+    events.unlink(missing_ok=True)
+    return ["--metrics_listen", OBS_METRICS, "--events_file", str(events)]
+
+
+def scrape(name):
+    import urllib.request
+    with urllib.request.urlopen(f"http://{OBS_METRICS}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def run_observed(build, prefix, pcap, huge, seconds, on):
+    """One gateway run: Mpps, the refusals and events per second over the window, and the loss counters."""
+    shutil.rmtree(WORK / f"{prefix}-state", ignore_errors=True)
+    log = WORK / f"{prefix}.log"
+    proc = start(gateway_cmd(build, prefix, pcap, huge, obs_extra(on)), log)
+    try:
+        tel = Telemetry(prefix)
+        mpps = measure(prefix, proc, 0.5, log)  # warmed up and receiving
+        a, t0 = ctl(build, prefix, "stats")["counters"], time.monotonic()
+        wa = scrape("portcullis_events_written_total") if on else 0
+        tel.connect()
+        pa = tel.stats(0)["ipackets"]
+        time.sleep(seconds)
+        pb = tel.stats(0)["ipackets"]
+        b, t1 = ctl(build, prefix, "stats")["counters"], time.monotonic()
+        time.sleep(1.2)  # the metrics snapshot is refreshed each second
+        wb = scrape("portcullis_events_written_total") if on else 0
+        tel.close()
+        dt = t1 - t0
+        mpps = (pb - pa) / dt / 1e6
+        st = ctl(build, prefix, "status")
+        per_s = {k: (b[k] - a[k]) / dt for k in ("refusals", "events_lost", "tx_full_outside", "tx_full_inside")}
+        per_s["written"] = (wb - wa) / (dt + 1.2) if on else 0
+        return mpps, st["tsc_hz"], per_s
+    finally:
+        stop(proc)
+
+
+def observability_bench(build, args):
+    """The packet path with /metrics (scraped once a second by nothing but the snapshot refresh) and the event
+    stream on, against both off: the imix replay, then the synflood replay, whose refused SYNs offer the stream
+    more events a second than it writes: what it sustains, what it drops, and that dropping costs no frame."""
+    imix = WORK / "imix.pcap"
+    subprocess.run(["/usr/bin/python3", str(REPO / "tools/benchlib/mix.py"), "imix", str(imix), "--flows",
+                    str(args.flows)], check=True)
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    print(f"\nmachine: {os.cpu_count()} cores, {cpu}; one worker lcore; {args.reps} repetitions of "
+          f"{args.seconds:.0f} s, medians")
+    print(f"{'mix':<12}{'observability':<16}{'gateway Mpps':>14}{'testpmd Mpps':>14}{'ratio':>8}{'cycles/pkt':>12}"
+          f"{'refusals/s':>12}{'events/s':>10}{'lost/s':>10}")
+
+    def row(mix, pcap):
+        res = {False: [], True: []}
+        ref = []
+        for _ in range(args.reps):
+            for on in (False, True):
+                res[on].append(run_observed(build, "benchgw", pcap, args.hugepages, args.seconds, on))
+            ref.append(run_testpmd("benchref", pcap, args.hugepages, args.seconds))
+        t = statistics.median(ref)
+        for on in (False, True):
+            g = statistics.median(r[0] for r in res[on])
+            tsc = res[on][0][1]
+            med = {k: statistics.median(r[2][k] for r in res[on]) for k in res[on][0][2]}
+            print(f"{mix:<12}{'on' if on else 'off':<16}{g:>14.2f}{t:>14.2f}{g / t:>8.2f}{tsc / (g * 1e6):>12.0f}"
+                  f"{med['refusals']:>12,.0f}{med['written']:>10,.0f}{med['events_lost']:>10,.0f}", flush=True)
+            if med["tx_full_outside"] or med["tx_full_inside"]:
+                print(f"  (tx_full/s: outside {med['tx_full_outside']:.0f}, inside {med['tx_full_inside']:.0f})")
+        if args.reps > 1:
+            print("  each repetition, gateway Mpps off / on: " +
+                  ", ".join(f"{a[0]:.2f} / {b[0]:.2f}" for a, b in zip(res[False], res[True])))
+
+    row("imix", imix)
+    pcap = synflood_pcap(build, args.flows)
+    SCENARIO.update(config=REPO / "configs" / "bench-synflood.conf", mbufs=pcap_frames(pcap) + 65536)
+    SCENARIO["memory_mb"] = max(MEMORY_MB, -(-(SCENARIO["mbufs"] * 2560 // 2**20 + 3072) // 512) * 512)
+    row("synflood", pcap)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=str(REPO / "build"))
@@ -443,7 +535,8 @@ def main():
     ap.add_argument("--flows", type=int, default=131072)
     ap.add_argument("--hugepages", action="store_true", help="back both programs with hugepages (reserve them first)")
     ap.add_argument("--skip-control", action="store_true")
-    ap.add_argument("--scenario", choices=["all", "nonsmtp64", "imix", "synflood", "fleet"], default="all",
+    ap.add_argument("--scenario", choices=["all", "nonsmtp64", "imix", "synflood", "fleet", "observability"],
+                    default="all",
                     help="all (the default): nonsmtp64 and imix, then the flow, inspection and control figures; "
                          "a mix's name: only that mix against testpmd")
     args = ap.parse_args()
@@ -451,6 +544,8 @@ def main():
     WORK.mkdir(parents=True, exist_ok=True)
     if args.scenario == "synflood":
         return synflood_bench(build, args)
+    if args.scenario == "observability":
+        return observability_bench(build, args)
     if args.scenario == "fleet":
         pcap = WORK / "imix.pcap"
         subprocess.run(["/usr/bin/python3", str(REPO / "tools/benchlib/mix.py"), "imix", str(pcap), "--flows",

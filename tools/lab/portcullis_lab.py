@@ -215,11 +215,12 @@ class Lab:
                 "--control_socket", str(self.socket), "--state_dir", str(self.workdir / "state"),
                 *([] if "--rules_dir" in extra else ["--rules_dir", str(REPO / "rules")]), *extra]
 
-    def start_gateway(self, config=None, extra=()):
+    def start_gateway(self, config=None, extra=(), env=None):
+        """env: more environment for the daemon (NOTIFY_SOCKET, WATCHDOG_USEC: systemd's, in a test)."""
         ready = self.workdir / "portcullis.ready"
         ready.unlink(missing_ok=True)
         self.gateway = subprocess.Popen(self.gateway_command(config, extra), stdout=open(self.gateway_log, "w"),
-                                        stderr=subprocess.STDOUT)
+                                        stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         wait_for("portcullis to be ready", self.ready, timeout=60, proc=self.gateway, log=self.gateway_log)
 
     def ready(self):

@@ -12,7 +12,7 @@ PORTCULLIS_PACKAGES=(
     libcurl4-openssl-dev libssl-dev etcd-server etcd-client
     # observability: /metrics (prometheus-cpp), promtool to check it (prometheus), systemd's notify protocol,
     # the event stream's schema checked in the tests
-    prometheus-cpp-dev prometheus libsystemd-dev python3-jsonschema
+    prometheus-cpp-dev prometheus libsystemd-dev python3-jsonschema curl
     # the lab: namespaces, offload switches, captures, real mail tools
     iproute2 ethtool tcpdump procps swaks libio-socket-inet6-perl libnet-ssleay-perl libio-socket-ssl-perl
     openssl postfix
