@@ -440,13 +440,15 @@ def synflood_bench(build, args):
 OBS_METRICS = "127.0.0.1:9469"
 
 
-def obs_extra(on):
-    """The gateway's options with the metrics endpoint and the event stream on (or nothing: both off)."""
-    if not on:
+def obs_extra(mode):
+    """The gateway's options: "off" (no metrics, no event stream), "on" (/metrics and the event stream at its
+    default events_rate), "uncapped" (events_rate = 0: every refusal a line, as fast as the stream goes)."""
+    if mode == "off":
         return []
     events = WORK / "bench-events.json"
     events.unlink(missing_ok=True)
-    return ["--metrics_listen", OBS_METRICS, "--events_file", str(events)]
+    return ["--metrics_listen", OBS_METRICS, "--events_file", str(events),
+            *(["--events_rate", "0"] if mode == "uncapped" else [])]
 
 
 def scrape(name):
@@ -458,11 +460,12 @@ def scrape(name):
     return 0.0
 
 
-def run_observed(build, prefix, pcap, huge, seconds, on):
+def run_observed(build, prefix, pcap, huge, seconds, mode):
     """One gateway run: Mpps, the refusals and events per second over the window, and the loss counters."""
+    on = mode != "off"
     shutil.rmtree(WORK / f"{prefix}-state", ignore_errors=True)
     log = WORK / f"{prefix}.log"
-    proc = start(gateway_cmd(build, prefix, pcap, huge, obs_extra(on)), log)
+    proc = start(gateway_cmd(build, prefix, pcap, huge, obs_extra(mode)), log)
     try:
         tel = Telemetry(prefix)
         mpps = measure(prefix, proc, 0.5, log)  # warmed up and receiving
@@ -499,31 +502,31 @@ def observability_bench(build, args):
     print(f"{'mix':<12}{'observability':<16}{'gateway Mpps':>14}{'testpmd Mpps':>14}{'ratio':>8}{'cycles/pkt':>12}"
           f"{'refusals/s':>12}{'events/s':>10}{'lost/s':>10}")
 
-    def row(mix, pcap):
-        res = {False: [], True: []}
+    def row(mix, pcap, modes):
+        res = {m: [] for m in modes}
         ref = []
         for _ in range(args.reps):
-            for on in (False, True):
-                res[on].append(run_observed(build, "benchgw", pcap, args.hugepages, args.seconds, on))
+            for m in modes:
+                res[m].append(run_observed(build, "benchgw", pcap, args.hugepages, args.seconds, m))
             ref.append(run_testpmd("benchref", pcap, args.hugepages, args.seconds))
         t = statistics.median(ref)
-        for on in (False, True):
-            g = statistics.median(r[0] for r in res[on])
-            tsc = res[on][0][1]
-            med = {k: statistics.median(r[2][k] for r in res[on]) for k in res[on][0][2]}
-            print(f"{mix:<12}{'on' if on else 'off':<16}{g:>14.2f}{t:>14.2f}{g / t:>8.2f}{tsc / (g * 1e6):>12.0f}"
+        for m in modes:
+            g = statistics.median(r[0] for r in res[m])
+            tsc = res[m][0][1]
+            med = {k: statistics.median(r[2][k] for r in res[m]) for k in res[m][0][2]}
+            print(f"{mix:<12}{m:<16}{g:>14.2f}{t:>14.2f}{g / t:>8.2f}{tsc / (g * 1e6):>12.0f}"
                   f"{med['refusals']:>12,.0f}{med['written']:>10,.0f}{med['events_lost']:>10,.0f}", flush=True)
             if med["tx_full_outside"] or med["tx_full_inside"]:
                 print(f"  (tx_full/s: outside {med['tx_full_outside']:.0f}, inside {med['tx_full_inside']:.0f})")
         if args.reps > 1:
-            print("  each repetition, gateway Mpps off / on: " +
-                  ", ".join(f"{a[0]:.2f} / {b[0]:.2f}" for a, b in zip(res[False], res[True])))
+            print("  each repetition, gateway Mpps " + " / ".join(modes) + ": " +
+                  ", ".join(" / ".join(f"{res[m][i][0]:.2f}" for m in modes) for i in range(args.reps)))
 
-    row("imix", imix)
+    row("imix", imix, ("off", "on"))
     pcap = synflood_pcap(build, args.flows)
     SCENARIO.update(config=REPO / "configs" / "bench-synflood.conf", mbufs=pcap_frames(pcap) + 65536)
     SCENARIO["memory_mb"] = max(MEMORY_MB, -(-(SCENARIO["mbufs"] * 2560 // 2**20 + 3072) // 512) * 512)
-    row("synflood", pcap)
+    row("synflood", pcap, ("off", "on", "uncapped"))
     return 0
 
 
