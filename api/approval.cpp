@@ -11,7 +11,9 @@ namespace portcullis {
 
 namespace {
 
-constexpr const char* kStateNames[] = {"approved", "suspended", "revoked", "banned"};
+constexpr const char* kStateNames[] = {"approved", "suspended", "revoked", "banned", "pending", "denied"};
+static_assert(std::size(kStateNames) == kStates);
+constexpr const char* kStateList = "approved, suspended, revoked, banned, pending, denied";
 
 std::optional<uint32_t> parse_u32(std::string_view s) {
     uint32_t v = 0;
@@ -135,9 +137,33 @@ const char* state_name(ApprovalState s) {
 }
 
 std::optional<ApprovalState> parse_state(std::string_view s) {
-    for (int i = 0; i < 4; ++i)
+    for (int i = 0; i < kStates; ++i)
         if (s == kStateNames[i]) return static_cast<ApprovalState>(i);
     return std::nullopt;
+}
+
+bool is_fact_key(std::string_view k) {
+    for (const char* f : kFactKeys)
+        if (k == f) return true;
+    return false;
+}
+
+std::string check_fact(std::string_view key, std::string_view value) {
+    if (!is_fact_key(key)) return "unknown request fact '" + printable(key, 40) + "'";
+    if (key == "volume_daily" || key == "volume_monthly") {
+        const auto n = parse_u32(value);
+        if (!n || *n > kMaxDaily * 31)
+            return std::string(key) + ": '" + printable(value, 40) + "' is not a whole number of messages";
+        return {};
+    }
+    return check_text(std::string(key).c_str(), value, kMaxFact);
+}
+
+bool valid_complaint_ref(std::string_view ref) {
+    if (ref.empty() || ref.size() > kMaxComplaintRef) return false;
+    for (unsigned char c : ref)
+        if (c <= 0x20 || c >= 0x7f || c == ',' || c == '"' || c == '\\') return false;
+    return true;
 }
 
 bool PrefixLess::operator()(const Prefix& a, const Prefix& b) const {
@@ -248,7 +274,18 @@ nlohmann::json to_json(const Approval& a) {
                           {"operator", a.operator_name},
                           {"created", a.created},
                           {"updated", a.updated},
-                          {"expires", a.expires}};
+                          {"expires", a.expires},
+                          {"facts", a.facts},
+                          {"requested", a.requested},
+                          {"retry_after", a.retry_after},
+                          {"complaints", complaints_json(a.complaints)}};
+}
+
+nlohmann::json complaints_json(const std::vector<Complaint>& list) {
+    auto out = nlohmann::json::array();
+    for (const auto& c : list)
+        out.push_back({{"ref", c.ref}, {"at", c.at}, {"reason", c.reason}, {"operator", c.operator_name}});
+    return out;
 }
 
 Approval approval_from_json(const nlohmann::json& j) {
@@ -273,9 +310,7 @@ Approval approval_from_json(const nlohmann::json& j) {
     const auto st = str("state");
     if (!st.empty()) {
         auto s = parse_state(st);
-        if (!s)
-            throw std::runtime_error("state: '" + printable(st) +
-                                     "' is not one of approved, suspended, revoked, banned");
+        if (!s) throw std::runtime_error("state: '" + printable(st) + "' is not one of " + kStateList);
         a.state = *s;
     }
     a.hostname = str("hostname");
@@ -303,6 +338,43 @@ Approval approval_from_json(const nlohmann::json& j) {
     a.created = std::min(num("created", 0, INT64_MAX), kMaxTime);
     a.updated = std::min(num("updated", 0, INT64_MAX), kMaxTime);
     a.expires = std::min(num("expires", 0, INT64_MAX), kMaxTime);
+    // Records of 0.1 have none of what follows: they load as they were.
+    a.requested = std::min(num("requested", 0, INT64_MAX), kMaxTime);
+    a.retry_after = std::min(num("retry_after", 0, INT64_MAX), kMaxTime);
+    if (j.contains("facts")) {
+        if (!j["facts"].is_object()) throw std::runtime_error("facts: must be an object of strings");
+        for (const auto& [k, v] : j["facts"].items()) {
+            if (!v.is_string()) throw std::runtime_error("facts: " + printable(k, 40) + " must be a string");
+            if (auto err = check_fact(k, v.get<std::string>()); !err.empty()) throw std::runtime_error(err);
+            a.facts[k] = v.get<std::string>();
+        }
+    }
+    if (j.contains("complaints")) {
+        if (!j["complaints"].is_array()) throw std::runtime_error("complaints: must be an array");
+        if (j["complaints"].size() > kMaxComplaints)
+            throw std::runtime_error("complaints: more than " + std::to_string(kMaxComplaints));
+        for (const auto& c : j["complaints"]) {
+            if (!c.is_object() || !c.contains("ref") || !c["ref"].is_string() ||
+                !valid_complaint_ref(c["ref"].get<std::string>()))
+                throw std::runtime_error("complaints: each needs a ref of 1 to 128 printable characters");
+            Complaint k;
+            k.ref = c["ref"].get<std::string>();
+            if (c.contains("at")) {
+                if (!c["at"].is_number_integer())
+                    throw std::runtime_error("complaints: at must be an integer");
+                k.at = std::clamp<int64_t>(c["at"].get<int64_t>(), 0, kMaxTime);
+            }
+            for (auto [key, field] : {std::pair{"reason", &k.reason}, {"operator", &k.operator_name}}) {
+                if (!c.contains(key)) continue;
+                if (!c[key].is_string())
+                    throw std::runtime_error(std::string("complaints: ") + key + " must be a string");
+                *field = c[key].get<std::string>();
+            }
+            if (auto err = check_text("complaints: reason", k.reason, kMaxReason); !err.empty())
+                throw std::runtime_error(err);
+            a.complaints.push_back(std::move(k));
+        }
+    }
     return a;
 }
 
@@ -322,6 +394,10 @@ std::string to_line(const Approval& a) {
     if (a.expires) kv("expires", format_time(a.expires));
     kv("ticket", a.ticket);
     kv("reason", a.reason);
+    if (a.requested) kv("requested", format_time(a.requested));
+    if (a.retry_after) kv("retry_after", format_time(a.retry_after));
+    for (const auto& [k, v] : a.facts) kv(("req." + k).c_str(), v);
+    for (const auto& c : a.complaints) kv("complaint", c.ref + "," + format_time(c.at) + "," + c.reason);
     return s;
 }
 
@@ -350,7 +426,7 @@ std::optional<Approval> parse_line(std::string_view line, std::string* why) {
         };
         if (k == "state") {
             auto s = parse_state(v);
-            if (!s) return bad("is not one of approved, suspended, revoked, banned");
+            if (!s) return bad(std::string("is not one of ") + kStateList);
             a.state = *s;
         } else if (k == "hostname") {
             if (!valid_hostname(v)) return bad("is not a fully qualified domain name");
@@ -370,6 +446,34 @@ std::optional<Approval> parse_line(std::string_view line, std::string* why) {
             auto n = parse_rate(v);
             if (!n || *n > kMaxRatePerMin) return bad("is not a rate such as 30/min (at most 1000000/min)");
             a.rate_per_min = *n;
+        } else if (k == "requested" || k == "retry_after") {
+            auto t = parse_time(v, 0);
+            if (!t || v.starts_with("+")) return bad("is not a date such as 2026-12-31T18:00:00Z");
+            (k == "requested" ? a.requested : a.retry_after) = *t;
+        } else if (k.starts_with("req.")) {
+            if (auto err = check_fact(k.substr(4), v); !err.empty()) {
+                *why = err;
+                return std::nullopt;
+            }
+            a.facts[k.substr(4)] = v;
+        } else if (k == "complaint") {
+            // REF,TIME,REASON (the reason may hold commas)
+            const auto c1 = v.find(','), c2 = c1 == std::string::npos ? c1 : v.find(',', c1 + 1);
+            if (c2 == std::string::npos) return bad("is not REF,TIME,REASON");
+            Complaint c;
+            c.ref = v.substr(0, c1);
+            if (!valid_complaint_ref(c.ref))
+                return bad("has no valid complaint id (1 to 128 printable characters)");
+            auto t = parse_time(v.substr(c1 + 1, c2 - c1 - 1), 0);
+            if (!t || v[c1 + 1] == '+') return bad("has no date such as 2026-12-31T18:00:00Z");
+            c.at = *t;
+            c.reason = v.substr(c2 + 1);
+            if (auto err = check_text("complaint reason", c.reason, kMaxReason); !err.empty()) {
+                *why = err;
+                return std::nullopt;
+            }
+            if (a.complaints.size() == kMaxComplaints) return bad("is one complaint too many (at most 100)");
+            a.complaints.push_back(std::move(c));
         } else if (k == "expires") {
             auto t = parse_time(v, 0);
             if (!t || v.starts_with("+"))

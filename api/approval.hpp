@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -23,12 +24,36 @@ enum class ApprovalState : uint8_t {
     Suspended,  // switched off for now (by the customer or an operator); resume switches it back on
     Revoked,    // taken away; a later approve may grant it again
     Banned,     // revoked for good after abuse: approve refuses it
+    Pending,    // a customer's request, waiting for staff's review (refused meanwhile)
+    Denied,     // a request turned down: a new one only after retry_after (request_cooldown), or --force
 };
+inline constexpr int kStates = 6;
 
 // Bounds on a record's fields, the same for the CLI, the protocol, import lines and the store.
 inline constexpr int64_t kMaxTime = 253402300799;  // 9999-12-31T23:59:59Z: a date every tool can print
 inline constexpr size_t kMaxTicket = 128, kMaxReason = 1024, kMaxDomains = 64;
 inline constexpr int64_t kMaxConcurrent = 1'000'000, kMaxRatePerMin = 1'000'000, kMaxDaily = 100'000'000;
+inline constexpr size_t kMaxFact = 1024, kMaxComplaints = 100, kMaxComplaintRef = 128;
+
+// The request template's facts (seed 004), beyond the host name and domains the record holds: what staff
+// review. Keys from kFactKeys only; volume_daily and volume_monthly are whole numbers.
+inline constexpr const char* kFactKeys[] = {
+    "service_id", "software",    "mail_type", "volume_daily",   "volume_monthly",
+    "recipients", "list_source", "use_case",  "abuse_controls", "spf",
+    "dkim",       "dmarc",       "rdns",      "website",        "why_not_submission"};
+bool is_fact_key(std::string_view k);
+// "" or why the value does not do for the key (length, a number for the volumes).
+std::string check_fact(std::string_view key, std::string_view value);
+
+// One abuse complaint against the record's addresses (an abuse desk's id, or a feedback-loop report's).
+struct Complaint {
+    std::string ref;     // the id: 1 to 128 printable characters, no space or comma
+    int64_t at = 0;      // unix seconds
+    std::string reason;  // may be empty
+    std::string operator_name;
+    bool operator==(const Complaint&) const = default;
+};
+bool valid_complaint_ref(std::string_view ref);
 
 const char* state_name(ApprovalState s);
 std::optional<ApprovalState> parse_state(std::string_view s);
@@ -44,6 +69,11 @@ struct Approval {
     std::string ticket, reason, operator_name;
     int64_t created = 0, updated = 0;  // unix seconds
     int64_t expires = 0;               // unix seconds; 0: never
+    // The approval lifecycle (docs/workflow.md).
+    std::map<std::string, std::string> facts;  // the request's template (kFactKeys)
+    int64_t requested = 0;                     // when the last request was made (pending since)
+    int64_t retry_after = 0;                   // Denied: when a new request is allowed
+    std::vector<Complaint> complaints;         // the newest kMaxComplaints, oldest first
 
     // Does this record let its sources send at time `now`?
     bool grants(int64_t now) const {
@@ -53,6 +83,7 @@ struct Approval {
 };
 
 nlohmann::json to_json(const Approval& a);
+nlohmann::json complaints_json(const std::vector<Complaint>& list);
 // Throws std::runtime_error naming the field at fault.
 Approval approval_from_json(const nlohmann::json& j);
 

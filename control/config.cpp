@@ -179,6 +179,11 @@ po::options_description make_description() {
             "store = etcd: how long one request to etcd may take")
         ("idle_sleep_us", po::value<unsigned>()->default_value(0),
             "microseconds a worker sleeps after a pass with no packet (0: it polls without pause)")
+        ("request_cooldown", po::value<unsigned>()->default_value(60),
+            "days after a denial before the address may request port 25 again (staff may --force it)")
+        ("complaints_ban", po::value<unsigned>()->default_value(3),
+            "abuse complaints within complaints_window that ban an address automatically (0: never)")
+        ("complaints_window", po::value<unsigned>()->default_value(30), "days complaints_ban counts back")
         ("metrics_listen", po::value<std::string>(),
             "ADDR:PORT ([V6]:PORT) serving Prometheus metrics at /metrics (default: off)")
         ("events_file", po::value<std::string>(),
@@ -410,6 +415,9 @@ Config build(const po::variables_map& vm) {
         throw ConfigError{"etcd_user: needs etcd_password_file"};
     c.etcd_timeout_ms = bounded(vm, "etcd_timeout_ms", 100, 60000);
     c.idle_sleep_us = bounded(vm, "idle_sleep_us", 0, 100000);
+    c.request_cooldown_days = bounded(vm, "request_cooldown", 0, 3650);
+    c.complaints_ban = bounded(vm, "complaints_ban", 0, 1000);
+    c.complaints_window_days = bounded(vm, "complaints_window", 1, 3650);
     if (vm.count("metrics_listen")) {
         c.metrics_listen = vm["metrics_listen"].as<std::string>();
         if (!valid_listen(c.metrics_listen))

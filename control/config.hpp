@@ -63,6 +63,10 @@ struct Config {
     std::string etcd_ca, etcd_cert, etcd_key, etcd_user, etcd_password_file;
     uint32_t etcd_timeout_ms = 2000;
     uint32_t idle_sleep_us = 0;  // a worker with nothing to do sleeps this long (0: it spins)
+    // The approval lifecycle (docs/workflow.md).
+    uint32_t request_cooldown_days = 60;  // a denied request may be made again after this many days
+    uint32_t complaints_ban = 3;          // this many abuse complaints within the window ban (0: never)
+    uint32_t complaints_window_days = 30;
     // Observability (docs/operations.md).
     std::string metrics_listen;       // ADDR:PORT for /metrics; empty: off
     std::string events_file;          // the event stream's file; empty: none

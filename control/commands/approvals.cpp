@@ -35,7 +35,11 @@ json approve(Services& s, const Call& c) {
         throw RequestError("approving " + why + ": that needs --force");
     Approval a = existing ? *existing : Approval{};
     a.prefix = p;
+    // A pending request's host name and domains stay unless the approval says otherwise; its daily volume
+    // becomes the daily limit (below).
+    const bool from_request = existing && existing->state == ApprovalState::Pending;
     a.state = ApprovalState::Approved;
+    a.retry_after = 0;
     if (req.contains("hostname")) {
         a.hostname = need_string(req, "hostname");
         if (!a.hostname.empty() && !valid_hostname(a.hostname))
@@ -58,7 +62,12 @@ json approve(Services& s, const Call& c) {
         a.max_concurrent = static_cast<uint32_t>(v);
     if (auto v = opt_int(req, "rate_per_min", 1, kMaxRatePerMin); v >= 0)
         a.rate_per_min = static_cast<uint32_t>(v);
-    if (auto v = opt_int(req, "daily", 1, kMaxDaily); v >= 0) a.daily = static_cast<uint32_t>(v);
+    if (auto v = opt_int(req, "daily", 1, kMaxDaily); v >= 0) {
+        a.daily = static_cast<uint32_t>(v);
+    } else if (from_request && a.daily == 0) {
+        if (auto it = a.facts.find("volume_daily"); it != a.facts.end() && !it->second.empty())
+            a.daily = static_cast<uint32_t>(std::min<int64_t>(std::stoll(it->second), kMaxDaily));
+    }
     if (auto v = opt_int(req, "expires", 0, kMaxTime); v >= 0) {
         if (v != 0 && v <= now) throw RequestError("'expires' is in the past: " + format_time(v));
         a.expires = v;
@@ -70,6 +79,7 @@ json approve(Services& s, const Call& c) {
     a.updated = now;
     json reply = s.changes.commit("approve", req, peer, existing, a);
     if (reply["ok"] != true) return reply;
+    if (from_request) reply["from_request"] = existing->requested;
     const auto managed = managed_now(s);
     bool any = false, within = false;
     for (const auto& m : managed) {

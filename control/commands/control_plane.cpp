@@ -38,7 +38,8 @@ bool known_command(const std::string& cmd);
 const std::vector<Handler>& handlers() {
     static const std::vector<Handler> table = [] {
         std::vector<Handler> t;
-        for (auto group : {report_handlers(), approval_handlers(), settings_handlers(), fleet_handlers()})
+        for (auto group : {report_handlers(), approval_handlers(), settings_handlers(), fleet_handlers(),
+                           lifecycle_handlers()})
             t.insert(t.end(), group.begin(), group.end());
         return t;
     }();

@@ -52,7 +52,8 @@ json list(Services& s, const Call& c) {
     const json& req = c.req;
     const auto filter = opt_string(req, "state");
     if (!filter.empty() && !parse_state(filter))
-        throw RequestError("state: '" + filter + "' is not one of approved, suspended, revoked, banned");
+        throw RequestError("state: '" + filter +
+                           "' is not one of approved, suspended, revoked, banned, pending, denied");
     json out = json::array();
     const int64_t now = now_s();
     auto add = [&](const Approval& a, const char* source) {
@@ -82,6 +83,13 @@ json show(Services& s, const Call& c) {
         verdict = "may send on blocked ports";
     else if (rec && rec->state == ApprovalState::Approved)
         verdict = "refused on blocked ports: its approval expired " + format_time(rec->expires);
+    else if (rec && rec->state == ApprovalState::Pending)
+        verdict = "refused on blocked ports: request pending since " + format_time(rec->requested);
+    else if (rec && rec->state == ApprovalState::Denied)
+        verdict = "refused on blocked ports: request denied " + format_time(rec->updated) +
+                  (rec->reason.empty() ? "" : " (" + rec->reason + ")") +
+                  (rec->retry_after > now ? "; a new request is allowed from " + format_time(rec->retry_after)
+                                          : "; a new request may be made");
     else if (rec)
         verdict = std::string("refused on blocked ports: ") + state_name(rec->state);
     else

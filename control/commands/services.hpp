@@ -106,10 +106,11 @@ struct Handler {
 };
 
 // Each concern's part of the handler table.
-std::span<const Handler> report_handlers();    // reports.cpp: status, stats, list, show, export
-std::span<const Handler> approval_handlers();  // approvals.cpp: approve .. unban, import
-std::span<const Handler> settings_handlers();  // settings.cpp: managed, relay, monitor, limits, rules
-std::span<const Handler> fleet_handlers();     // fleet.cpp: fleet init, fleet adopt
+std::span<const Handler> report_handlers();     // reports.cpp: status, stats, list, show, export
+std::span<const Handler> approval_handlers();   // approvals.cpp: approve .. unban, import
+std::span<const Handler> settings_handlers();   // settings.cpp: managed, relay, monitor, limits, rules
+std::span<const Handler> fleet_handlers();      // fleet.cpp: fleet init, fleet adopt
+std::span<const Handler> lifecycle_handlers();  // lifecycle.cpp: request, requests, deny, complaint
 
 // Queries several concerns share (services.cpp).
 std::vector<Prefix> managed_now(const Services& s);  // the configuration's, with the store's overlay

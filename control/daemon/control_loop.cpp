@@ -157,7 +157,7 @@ MetricsInput metrics_input(const Config& cfg, ControlPlane& plane, const Workers
     in.start_time_seconds = static_cast<double>(now_s() - st.value("uptime_s", int64_t{0}));
     if (obs.store) {
         std::map<std::string, uint64_t> by_state;
-        for (const char* state : {"approved", "suspended", "revoked", "banned"}) by_state[state] = 0;
+        for (int st = 0; st < kStates; ++st) by_state[state_name(static_cast<ApprovalState>(st))] = 0;
         for (const auto& [p, a] : obs.store->records()) ++by_state[state_name(a.state)];
         in.records_by_state.assign(by_state.begin(), by_state.end());
     }

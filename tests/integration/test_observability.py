@@ -33,9 +33,7 @@ def olab():
     try:
         lab.create()
         lab.start_mx()
-        notify_path = lab.workdir / "notify.sock"
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        notify.bind(str(notify_path))
+        notify, env = lab.notify_socket()
         notify.settimeout(0.2)
         # Read at once, as systemd does: (arrival time, message) for the whole run.
         lab.notes = []
@@ -51,7 +49,7 @@ def olab():
         lab.events = lab.workdir / "events.json"
         lab.start_gateway(extra=["--metrics_listen", METRICS, "--events_file", str(lab.events),
                                  "--allow_test_hooks", "true", "--worker_stall_ms", "1000"],
-                          env={"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "1000000"})
+                          env={**env, "WATCHDOG_USEC": "1000000"})
         yield lab
     finally:
         lab.cleanup()
@@ -172,6 +170,15 @@ def test_ready_was_sent_once_forwarding(olab):
     ready = [m for _, m in olab.notes if "READY=1" in m]
     assert len(ready) == 1 and "STATUS=forwarding" in ready[0], olab.notes[:5]
     assert f"MAINPID={olab.gateway.pid}" in ready[0] or "MAINPID=" in ready[0]
+
+
+def test_top_once_shows_the_refused_source_of_the_last_minute(olab):
+    olab.swaks(RACK_V4["unapproved"], MX_V4, timeout=5)
+    frame = olab.ctl("top", "--once", "--interval", "0.5", json_out=False).stdout
+    assert "\x1b[" not in frame, "--once prints no terminal codes"
+    minute = frame.split("REFUSED MOST IN THE LAST MINUTE", 1)[1]
+    assert RACK_V4["unapproved"] in minute, frame
+    assert "unapproved" in frame and "inside" in frame
 
 
 def test_hostile_scrapers_are_dropped_and_metrics_keep_answering(olab):

@@ -8,7 +8,7 @@ RestartSec), and reports: when READY=1 came, and when the first connection throu
 both from the kill. Add RestartSec (1 s in the shipped unit) for the outage under systemd. Prints figures;
 asserts nothing. Run as root: tools/restart-timing [--reps N]."""
 import argparse
-import socket
+import os
 import statistics
 import subprocess
 import sys
@@ -43,10 +43,7 @@ def main():
     try:
         lab.create()
         lab.start_mx()
-        notify_path = lab.workdir / "notify.sock"
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        notify.bind(str(notify_path))
-        env = {"NOTIFY_SOCKET": str(notify_path)}
+        notify, env = lab.notify_socket()
         lab.start_gateway(env=env)
         log = lab.workdir / "probe.log"
         probe = subprocess.Popen(["ip", "netns", "exec", lab.ns_rack, "/usr/bin/python3", "-c", PROBE,
@@ -65,7 +62,7 @@ def main():
             lab.kill_gateway()
             # Started again at once: the outage systemd adds is RestartSec.
             proc = subprocess.Popen(lab.gateway_command(extra=()), stdout=open(lab.gateway_log, "w"),
-                                    stderr=subprocess.STDOUT, env={**__import__("os").environ, **env})
+                                    stderr=subprocess.STDOUT, env={**os.environ, **env})
             lab.gateway = proc
             notify.settimeout(60)
             while b"READY=1" not in notify.recv(4096):

@@ -215,6 +215,16 @@ class Lab:
                 "--control_socket", str(self.socket), "--state_dir", str(self.workdir / "state"),
                 *([] if "--rules_dir" in extra else ["--rules_dir", str(REPO / "rules")]), *extra]
 
+    def notify_socket(self):
+        """A datagram socket where systemd's notify protocol would arrive (READY=1, WATCHDOG=1, STATUS=...),
+        and the environment that points the daemon at it: (socket, env)."""
+        import socket
+        path = self.workdir / "notify.sock"
+        path.unlink(missing_ok=True)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.bind(str(path))
+        return s, {"NOTIFY_SOCKET": str(path)}
+
     def start_gateway(self, config=None, extra=(), env=None):
         """env: more environment for the daemon (NOTIFY_SOCKET, WATCHDOG_USEC: systemd's, in a test)."""
         ready = self.workdir / "portcullis.ready"

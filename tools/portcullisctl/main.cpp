@@ -7,6 +7,8 @@
 // api/protocol.hpp.
 #include <boost/program_options.hpp>
 
+#include <algorithm>
+
 #include <signal.h>
 #include <time.h>
 
@@ -122,6 +124,29 @@ void approve_options(po::options_description& d) {
         "force", "approve a prefix wider than /24 (IPv6 /48) or one covering a whole managed prefix");
 }
 
+void request_options(po::options_description& d) {
+    d.add_options()("hostname", po::value<std::string>(), "the server's FQDN (its rDNS, its EHLO name)")(
+        "domain", po::value<std::vector<std::string>>(), "a sending domain (repeatable)")(
+        "ticket", po::value<std::string>(), "support ticket")("reason", po::value<std::string>(), "a note")(
+        "force", "staff: request before a denial's cooldown ends, or for a wide prefix (audited)");
+    for (const char* k : kFactKeys) {
+        std::string opt = k;
+        std::replace(opt.begin(), opt.end(), '_', '-');
+        d.add_options()(opt.c_str(), po::value<std::string>(), "the request template's fact");
+    }
+}
+
+void deny_options(po::options_description& d) {
+    d.add_options()("reason", po::value<std::string>(), "why (required; the customer is told)")(
+        "ticket", po::value<std::string>(), "ticket id");
+}
+
+void complaint_options(po::options_description& d) {
+    d.add_options()("ref", po::value<std::string>(),
+                    "the complaint's id (abuse desk, feedback loop; required)")(
+        "reason", po::value<std::string>(), "what it says");
+}
+
 void state_options(po::options_description& d) {
     d.add_options()("reason", po::value<std::string>(), "why")("ticket", po::value<std::string>(),
                                                                "ticket id");
@@ -140,7 +165,7 @@ void unban_options(po::options_description& d) {
 
 void list_options(po::options_description& d) {
     d.add_options()("state", po::value<std::string>(),
-                    "only records in this state: approved, suspended, revoked, banned");
+                    "only records in this state: approved, suspended, revoked, banned, pending, denied");
 }
 
 void import_options(po::options_description& d) {
@@ -318,6 +343,73 @@ int approve(Ctx& c) {
     return c.out(r, human + ctl::render_record(r["record"]));
 }
 
+// request: a pending record with the template's facts.
+int request(Ctx& c) {
+    json req = {{key::kCmd, cmd::kRequest}, {"addr", c.str("ADDR")}};
+    if (c.has("hostname")) {
+        const auto h = c.str("hostname");
+        if (!valid_hostname(h))
+            throw Usage("request: --hostname '" + h + "' is not a fully qualified domain name");
+        req["hostname"] = h;
+    }
+    if (c.has("domain")) {
+        const auto domains = c.vm["domain"].as<std::vector<std::string>>();
+        for (const auto& dn : domains)
+            if (!valid_hostname(dn)) throw Usage("request: --domain '" + dn + "' is not a domain name");
+        req["domains"] = domains;
+    }
+    json facts = json::object();
+    for (const char* k : kFactKeys) {
+        std::string opt = k;
+        std::replace(opt.begin(), opt.end(), '_', '-');
+        if (!c.has(opt.c_str())) continue;
+        const std::string v = c.str(opt.c_str());
+        if (auto err = check_fact(k, v); !err.empty()) throw Usage("request: --" + opt + ": " + err);
+        facts[k] = v;
+    }
+    req["facts"] = facts;
+    if (c.has("ticket")) req["ticket"] = c.str("ticket");
+    if (c.has("reason")) req["reason"] = c.str("reason");
+    if (c.has("force")) req["force"] = true;
+    const json r = c.call(req);
+    return c.out(r, "request recorded for " + r["record"]["prefix"].get<std::string>() + " (pending)\n" +
+                        ctl::render_record(r["record"]));
+}
+
+int requests(Ctx& c) {
+    const json r = c.call({{key::kCmd, cmd::kRequests}});
+    std::string text;
+    for (const auto& rec : r["requests"])
+        text += format_time(rec.value("requested", int64_t{0})) + "  " + rec.value("prefix", std::string()) +
+                "  " + printable(rec.value("hostname", std::string("-")), 80) + "  " +
+                printable(rec.value("ticket", std::string()), 40) + "\n";
+    return c.out(r, text + std::to_string(r["requests"].size()) + " pending request(s), oldest first\n");
+}
+
+int deny(Ctx& c) {
+    json req = {{key::kCmd, cmd::kDeny}, {"addr", c.str("ADDR")}};
+    if (!c.has("reason")) throw Usage("deny: --reason is required (the customer is told it)");
+    req["reason"] = c.str("reason");
+    if (c.has("ticket")) req["ticket"] = c.str("ticket");
+    const json r = c.call(req);
+    return c.out(r, "denied " + r["record"]["prefix"].get<std::string>() +
+                        "; a new request is allowed from " +
+                        format_time(r["record"].value("retry_after", int64_t{0})) + "\n");
+}
+
+int complaint(Ctx& c) {
+    json req = {{key::kCmd, cmd::kComplaint}, {"addr", c.str("ADDR")}};
+    if (!c.has("ref")) throw Usage("complaint: --ref is required (the complaint's id)");
+    req["ref"] = c.str("ref");
+    if (c.has("reason")) req["reason"] = c.str("reason");
+    const json r = c.call(req);
+    std::string text = "complaint " + c.str("ref") + " recorded for " +
+                       r["record"]["prefix"].get<std::string>() + " (" + r["complaints_in_window"].dump() +
+                       " within the window)\n";
+    if (r.contains("note")) text += r["note"].get<std::string>() + "\n";
+    return c.out(r, text);
+}
+
 // suspend, resume and revoke: the record's new state.
 int set_state(Ctx& c) {
     json req = {{key::kCmd, c.name}, {"addr", c.str("ADDR")}};
@@ -485,6 +577,25 @@ const std::vector<Subcommand> kSubcommands = {
      approve_options,
      {{"ADDR", true, "address or CIDR"}},
      approve},
+    {cmd::kRequest,
+     "request ADDR|CIDR [options]",
+     "a customer's request for port 25, with the template's facts (pending)",
+     request_options,
+     {{"ADDR", true, "address or CIDR"}},
+     request},
+    {cmd::kRequests, "requests", "pending requests, oldest first", no_options, {}, requests},
+    {cmd::kDeny,
+     "deny ADDR|CIDR --reason R",
+     "turn a pending request down; a new one only after request_cooldown",
+     deny_options,
+     {{"ADDR", true, "address or CIDR"}},
+     deny},
+    {cmd::kComplaint,
+     "complaint ADDR|CIDR --ref ID [--reason R]",
+     "record an abuse complaint; complaints_ban of them in complaints_window ban",
+     complaint_options,
+     {{"ADDR", true, "address or CIDR"}},
+     complaint},
     {cmd::kSuspend,
      "suspend ADDR|CIDR",
      "switch an approval off for now (resume switches it back on)",
@@ -511,7 +622,7 @@ const std::vector<Subcommand> kSubcommands = {
      unban},
     {cmd::kList,
      "list [--state S]",
-     "approval records (approved, suspended, revoked, banned)",
+     "approval records (approved, suspended, revoked, banned, pending, denied)",
      list_options,
      {},
      list},

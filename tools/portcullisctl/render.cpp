@@ -89,6 +89,27 @@ std::string render_record(const json& r) {
         {"created:", format_time(r.value("created", int64_t{0}))},
         {"updated:", format_time(r.value("updated", int64_t{0}))}};
     if (r.contains("source")) rows.push_back({"source:", str(r, "source")});
+    if (const int64_t t = r.value("requested", int64_t{0})) {
+        rows.push_back({"requested:", format_time(t) + (str(r, "state") == "pending" ? " (pending)" : "")});
+        if (r.contains("facts") && r["facts"].is_object())
+            for (const auto& [k, v] : r["facts"].items())
+                rows.push_back(
+                    {"  " + k + ":", v.is_string() ? printable(v.get<std::string>(), 200) : v.dump()});
+    }
+    if (const int64_t t = r.value("retry_after", int64_t{0}))
+        rows.push_back({"new request from:", format_time(t)});
+    const json complaints =
+        r.contains("complaints") && r["complaints"].is_array() ? r["complaints"] : json::array();
+    if (!complaints.empty()) {
+        rows.push_back({"complaints:", std::to_string(complaints.size())});
+        for (const auto& c : complaints)
+            rows.push_back({"  " + format_time(c.value("at", int64_t{0})),
+                            printable(c.value("ref", std::string()), 128) +
+                                (c.value("reason", std::string()).empty()
+                                     ? ""
+                                     : ": " + printable(c.value("reason", std::string()), 200)) +
+                                " (" + printable(c.value("operator", std::string()), 40) + ")"});
+    }
     return table(rows);
 }
 
