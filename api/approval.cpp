@@ -278,7 +278,8 @@ nlohmann::json to_json(const Approval& a) {
                           {"facts", a.facts},
                           {"requested", a.requested},
                           {"retry_after", a.retry_after},
-                          {"complaints", complaints_json(a.complaints)}};
+                          {"complaints", complaints_json(a.complaints)},
+                          {"dns", a.dns}};
 }
 
 nlohmann::json complaints_json(const std::vector<Complaint>& list) {
@@ -348,6 +349,11 @@ Approval approval_from_json(const nlohmann::json& j) {
             if (auto err = check_fact(k, v.get<std::string>()); !err.empty()) throw std::runtime_error(err);
             a.facts[k] = v.get<std::string>();
         }
+    }
+    if (j.contains("dns") && !j["dns"].is_null()) {
+        if (!j["dns"].is_object() || j["dns"].dump().size() > 8192)
+            throw std::runtime_error("dns: must be an object (the last DNS check) of at most 8 KiB");
+        a.dns = j["dns"];
     }
     if (j.contains("complaints")) {
         if (!j["complaints"].is_array()) throw std::runtime_error("complaints: must be an array");

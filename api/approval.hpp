@@ -74,6 +74,7 @@ struct Approval {
     int64_t requested = 0;                     // when the last request was made (pending since)
     int64_t retry_after = 0;                   // Denied: when a new request is allowed
     std::vector<Complaint> complaints;         // the newest kMaxComplaints, oldest first
+    nlohmann::json dns;                        // the last DNS check of the host name (null: none)
 
     // Does this record let its sources send at time `now`?
     bool grants(int64_t now) const {

@@ -184,6 +184,14 @@ po::options_description make_description() {
         ("complaints_ban", po::value<unsigned>()->default_value(3),
             "abuse complaints within complaints_window that ban an address automatically (0: never)")
         ("complaints_window", po::value<unsigned>()->default_value(30), "days complaints_ban counts back")
+        ("dns_check", po::value<bool>()->default_value(true),
+            "check the PTR and A/AAAA of an approval's or a request's host name (forward-confirmed reverse DNS)")
+        ("require_fcrdns", po::value<bool>()->default_value(false),
+            "refuse an approval whose host name is not forward-confirmed (portcullisctl approve --require-fcrdns "
+            "asks for one approval)")
+        ("dns_servers", po::value<std::vector<std::string>>(),
+            "resolvers for the DNS check: ADDR, ADDR:PORT or [V6]:PORT, comma-separated (default: the system's)")
+        ("dns_timeout_ms", po::value<unsigned>()->default_value(3000), "how long the DNS check may take")
         ("metrics_listen", po::value<std::string>(),
             "ADDR:PORT ([V6]:PORT) serving Prometheus metrics at /metrics (default: off)")
         ("events_file", po::value<std::string>(),
@@ -248,6 +256,38 @@ std::vector<uint16_t> ports(const po::variables_map& vm, const char* key, std::v
     }
     return out;
 }
+
+}  // namespace
+
+std::string check_dns_server(const std::string& s) {
+    std::string host = s;
+    if (!s.empty() && s.front() == '[') {
+        const auto close = s.find(']');
+        if (close == std::string::npos) return "'" + s + "': no closing ']'";
+        host = s.substr(1, close - 1);
+        if (close + 1 < s.size()) {
+            if (s[close + 1] != ':') return "'" + s + "' is not [V6ADDR]:PORT";
+            const std::string port = s.substr(close + 2);
+            if (port.empty() || port.size() > 5 ||
+                port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) == 0 ||
+                std::stoul(port) > 65535)
+                return "'" + s + "': bad port";
+        }
+        const auto a = parse_addr(host);
+        return a && a->v6 ? "" : "'" + s + "': not an IPv6 address";
+    }
+    if (const auto colon = s.find(':');
+        colon != std::string::npos && s.find(':', colon + 1) == std::string::npos) {
+        host = s.substr(0, colon);
+        const std::string port = s.substr(colon + 1);
+        if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+            std::stoul(port) == 0 || std::stoul(port) > 65535)
+            return "'" + s + "': bad port";
+    }
+    return parse_addr(host) ? "" : "'" + s + "' is not an address (ADDR, ADDR:PORT or [V6]:PORT)";
+}
+
+namespace {
 
 // "192.0.2.1:9464" or "[2001:db8::1]:9464": an address and a port (0: any free one).
 bool valid_listen(const std::string& v) {
@@ -418,6 +458,12 @@ Config build(const po::variables_map& vm) {
     c.request_cooldown_days = bounded(vm, "request_cooldown", 0, 3650);
     c.complaints_ban = bounded(vm, "complaints_ban", 0, 1000);
     c.complaints_window_days = bounded(vm, "complaints_window", 1, 3650);
+    c.dns_check = vm["dns_check"].as<bool>();
+    c.require_fcrdns = vm["require_fcrdns"].as<bool>();
+    c.dns_servers = split_list(vm, "dns_servers");
+    for (const auto& s : c.dns_servers)
+        if (auto err = check_dns_server(s); !err.empty()) throw ConfigError{"dns_servers: " + err};
+    c.dns_timeout_ms = bounded(vm, "dns_timeout_ms", 100, 30000);
     if (vm.count("metrics_listen")) {
         c.metrics_listen = vm["metrics_listen"].as<std::string>();
         if (!valid_listen(c.metrics_listen))

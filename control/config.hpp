@@ -67,6 +67,11 @@ struct Config {
     uint32_t request_cooldown_days = 60;  // a denied request may be made again after this many days
     uint32_t complaints_ban = 3;          // this many abuse complaints within the window ban (0: never)
     uint32_t complaints_window_days = 30;
+    // Forward-confirmed reverse DNS of an approval's host name (control/dns/fcrdns.hpp).
+    bool dns_check = true;                 // on approve and request with a host name
+    bool require_fcrdns = false;           // an approval whose check fails is refused
+    std::vector<std::string> dns_servers;  // ADDR[:PORT]; empty: the system's resolvers
+    uint32_t dns_timeout_ms = 3000;
     // Observability (docs/operations.md).
     std::string metrics_listen;       // ADDR:PORT for /metrics; empty: off
     std::string events_file;          // the event stream's file; empty: none
@@ -87,6 +92,9 @@ struct ConfigResult {
 
 // args: the daemon's options only (what follows "--"), without argv[0].
 ConfigResult parse_config(const std::vector<std::string>& args);
+
+// "" or why a dns_servers entry is not ADDR, ADDR:PORT or [V6]:PORT.
+std::string check_dns_server(const std::string& s);
 
 // The --help text.
 std::string config_help();

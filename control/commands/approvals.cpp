@@ -77,22 +77,36 @@ json approve(Services& s, const Call& c) {
     a.operator_name = peer.user;
     if (!existing) a.created = now;
     a.updated = now;
-    json reply = s.changes.commit("approve", req, peer, existing, a);
-    if (reply["ok"] != true) return reply;
-    if (from_request) reply["from_request"] = existing->requested;
-    const auto managed = managed_now(s);
-    bool any = false, within = false;
-    for (const auto& m : managed) {
-        any = any || overlaps(p, m);
-        within = within || inside(p, m);
-    }
-    if (!any)
-        reply["note"] = to_string(p) + " is outside managed_prefixes: the policy does not apply to it anyway";
-    else if (!within)
-        reply["note"] =
-            to_string(p) +
-            " is only partly inside managed_prefixes: the approval matters only for the part inside";
-    return reply;
+    const int64_t requested = from_request ? existing->requested : 0;
+    return with_dns_check(
+        s, c, std::move(a), existing,
+        [&s, c_req = req, peer, p, requested](Approval a, const Approval* current) -> json {
+            // (Checked again after the DNS check: a ban may have come meanwhile.)
+            if (const Approval* cover = s.store.covering(p); cover && cover->state == ApprovalState::Banned)
+                return error_reply(to_string(p) + " is banned (" + describe_ban(*cover) + ")");
+            if (auto why = dns_refusal(s, c_req, a); !why.empty()) {
+                s.audit.record(peer, "approve", c_req, current ? to_json(*current) : json(nullptr), nullptr,
+                               "refused: " + why);
+                return error_reply(why);
+            }
+            json reply = s.changes.commit("approve", c_req, peer, current, a);
+            if (reply["ok"] != true) return reply;
+            if (requested) reply["from_request"] = requested;
+            const auto managed = managed_now(s);
+            bool any = false, within = false;
+            for (const auto& m : managed) {
+                any = any || overlaps(p, m);
+                within = within || inside(p, m);
+            }
+            if (!any)
+                reply["note"] =
+                    to_string(p) + " is outside managed_prefixes: the policy does not apply to it anyway";
+            else if (!within)
+                reply["note"] =
+                    to_string(p) +
+                    " is only partly inside managed_prefixes: the approval matters only for the part inside";
+            return reply;
+        });
 }
 
 // suspend, resume, revoke (--ban).

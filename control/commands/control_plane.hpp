@@ -49,6 +49,8 @@ class ControlPlane {
         changes_.begin_batch();
     }
     std::string end_batch();
+    // Whether a change was made since the last call (a reply that came later: the server asks).
+    bool take_changed() { return changes_.take_changed(); }
     // Rebuilds the snapshot when an approval has expired since the last one. Call about once a second.
     void tick(int64_t now) { changes_.tick(now); }
     // Builds and publishes a snapshot from the configuration and the store.

@@ -105,7 +105,11 @@ json request(Services& s, const Call& c) {
     a.operator_name = c.peer.user;
     if (!existing) a.created = now;
     a.updated = now;
-    return s.changes.commit("request", req, c.peer, existing, a);
+    // The DNS check's result is kept for staff's review; it refuses no request.
+    return with_dns_check(s, c, std::move(a), existing,
+                          [&s, req, peer = c.peer](Approval a, const Approval* current) {
+                              return s.changes.commit("request", req, peer, current, a);
+                          });
 }
 
 // requests: the pending ones, oldest first.

@@ -112,6 +112,14 @@ std::span<const Handler> settings_handlers();   // settings.cpp: managed, relay,
 std::span<const Handler> fleet_handlers();      // fleet.cpp: fleet init, fleet adopt
 std::span<const Handler> lifecycle_handlers();  // lifecycle.cpp: request, requests, deny, complaint
 
+// The DNS check of a record's host name before finish(record, the store's record now) writes it
+// (dns_check.cpp): at once when there is nothing to check (no host name, a prefix, --skip-dns-check,
+// dns_check = false), else later (the call's `later`), with record.dns set to what DNS said.
+nlohmann::json with_dns_check(Services& s, const Call& c, Approval a, const Approval* existing,
+                              std::function<nlohmann::json(Approval, const Approval* existing)> finish);
+// "" or why require_fcrdns (or the request's require_fcrdns) refuses this approval, its check done.
+std::string dns_refusal(const Services& s, const nlohmann::json& req, const Approval& a);
+
 // Queries several concerns share (services.cpp).
 std::vector<Prefix> managed_now(const Services& s);  // the configuration's, with the store's overlay
 // "" or why granting or banning p is dangerous enough to need the request's "force": a very short prefix, or

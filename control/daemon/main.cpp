@@ -207,7 +207,8 @@ void forward(const Config& cfg, unsigned count, ApprovalStore& store, AuditLog& 
         [&](const std::string& line, const Peer& peer, Session& session) {
             return plane.serve(line, peer, session);
         },
-        ControlServer::Batch{[&] { plane.begin_batch(); }, [&] { return plane.end_batch(); }});
+        ControlServer::Batch{[&] { plane.begin_batch(); }, [&] { return plane.end_batch(); },
+                             [&] { return plane.take_changed(); }});
     if (fleet) server.set_wake_fd(fleet->wake_fd());
     log_ready(cfg, count, store);
     watchdog.ready("forwarding, " + std::to_string(count) + " worker(s)");

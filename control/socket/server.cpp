@@ -176,7 +176,8 @@ void ControlServer::resolve(Client& c, std::chrono::steady_clock::time_point now
     }
     if (!body) return;
     c.waiting = nullptr;
-    c.replies.push_back({std::move(*body), false, nullptr});
+    const bool changed = batch_.later_changed && batch_.later_changed();
+    c.replies.push_back({std::move(*body), changed, nullptr});
     c.last_activity = now;
     take_lines(c, now);
 }

@@ -40,6 +40,9 @@ class ControlServer {
     struct Batch {
         std::function<void()> begin;
         std::function<std::string()> end;
+        // Whether a reply that came later (a Later) changed anything: its acknowledgement then waits for the
+        // batch's sync like any change's. Null: later replies change nothing.
+        std::function<bool()> later_changed{};
     };
 
     // socket: listening already (ControlSocket::listen).

@@ -13,7 +13,11 @@
 namespace portcullis::testing {
 
 struct TestPlane {
-    Config cfg;
+    Config cfg = [] {
+        Config c;
+        c.dns_check = false;  // no resolver here; the DNS check has its own tests
+        return c;
+    }();
     std::unique_ptr<ApprovalStore> store;
     std::unique_ptr<AuditLog> audit;
     std::unique_ptr<PolicyPublisher> publisher;

@@ -260,3 +260,31 @@ TEST(Config, ObservabilityOptions) {
     a.insert(a.end(), {"--events_syslog", "perhaps"});
     EXPECT_NE(error_of(a).find("events_syslog"), std::string::npos);
 }
+
+TEST(Config, LifecycleAndDnsOptions) {
+    const auto d = parse(minimal());
+    ASSERT_EQ(d.status, ConfigResult::Status::Run);
+    EXPECT_EQ(d.config.request_cooldown_days, 60u);
+    EXPECT_EQ(d.config.complaints_ban, 3u);
+    EXPECT_EQ(d.config.complaints_window_days, 30u);
+    EXPECT_TRUE(d.config.dns_check);
+    EXPECT_FALSE(d.config.require_fcrdns);
+    auto a = minimal();
+    a.insert(a.end(), {"--dns_servers", "127.0.0.1:5353, 192.0.2.53", "--dns_servers", "[2001:db8::53]:53"});
+    const auto r = parse(a);
+    ASSERT_EQ(r.status, ConfigResult::Status::Run) << r.message;
+    EXPECT_EQ(r.config.dns_servers,
+              (std::vector<std::string>{"127.0.0.1:5353", "192.0.2.53", "[2001:db8::53]:53"}));
+    for (const char* bad : {"ns1.example", "127.0.0.1:0", "127.0.0.1:99999", "[2001:db8::53",
+                            "[192.0.2.1]:53", "2001:db8::53:53x"}) {
+        a = minimal();
+        a.insert(a.end(), {"--dns_servers", bad});
+        EXPECT_EQ(error_of(a).rfind("dns_servers: ", 0), 0u) << bad;
+    }
+    a = minimal();
+    a.insert(a.end(), {"--complaints_window", "0"});
+    EXPECT_NE(error_of(a).find("complaints_window"), std::string::npos);
+    a = minimal();
+    a.insert(a.end(), {"--dns_timeout_ms", "5"});
+    EXPECT_NE(error_of(a).find("dns_timeout_ms"), std::string::npos);
+}

@@ -13,6 +13,8 @@ PORTCULLIS_PACKAGES=(
     # observability: /metrics (prometheus-cpp), promtool to check it (prometheus), systemd's notify protocol,
     # the event stream's schema checked in the tests
     prometheus-cpp-dev prometheus libsystemd-dev python3-jsonschema curl
+    # the approval's DNS check: c-ares; a real DNS server for its test
+    libc-ares-dev dnsmasq-base
     # the lab: namespaces, offload switches, captures, real mail tools
     iproute2 ethtool tcpdump procps swaks libio-socket-inet6-perl libnet-ssleay-perl libio-socket-ssl-perl
     openssl postfix

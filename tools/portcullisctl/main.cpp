@@ -121,14 +121,17 @@ void approve_options(po::options_description& d) {
         "reason", po::value<std::string>(), "why it is approved")(
         "expires", po::value<std::string>(),
         "when it stops applying: 2026-12-31, 2026-12-31T18:00:00Z, +30d")(
-        "force", "approve a prefix wider than /24 (IPv6 /48) or one covering a whole managed prefix");
+        "force", "approve a prefix wider than /24 (IPv6 /48) or one covering a whole managed prefix")(
+        "require-fcrdns", "refuse unless the host name is forward-confirmed (PTR and A/AAAA agree)")(
+        "skip-dns-check", "approve without the DNS check of the host name (audited)");
 }
 
 void request_options(po::options_description& d) {
     d.add_options()("hostname", po::value<std::string>(), "the server's FQDN (its rDNS, its EHLO name)")(
         "domain", po::value<std::vector<std::string>>(), "a sending domain (repeatable)")(
         "ticket", po::value<std::string>(), "support ticket")("reason", po::value<std::string>(), "a note")(
-        "force", "staff: request before a denial's cooldown ends, or for a wide prefix (audited)");
+        "force", "staff: request before a denial's cooldown ends, or for a wide prefix (audited)")(
+        "skip-dns-check", "record the request without the DNS check of the host name (audited)");
     for (const char* k : kFactKeys) {
         std::string opt = k;
         std::replace(opt.begin(), opt.end(), '_', '-');
@@ -337,7 +340,9 @@ int approve(Ctx& c) {
         req["expires"] = *t;
     }
     if (c.has("force")) req["force"] = true;
-    const json r = c.call(req);
+    if (c.has("require-fcrdns")) req["require_fcrdns"] = true;
+    if (c.has("skip-dns-check")) req["skip_dns_check"] = true;
+    const json r = c.call(req, 60);
     std::string human = "approved " + r["record"]["prefix"].get<std::string>() + "\n";
     if (r.contains("note")) human += "note: " + r["note"].get<std::string>() + "\n";
     return c.out(r, human + ctl::render_record(r["record"]));
@@ -371,7 +376,8 @@ int request(Ctx& c) {
     if (c.has("ticket")) req["ticket"] = c.str("ticket");
     if (c.has("reason")) req["reason"] = c.str("reason");
     if (c.has("force")) req["force"] = true;
-    const json r = c.call(req);
+    if (c.has("skip-dns-check")) req["skip_dns_check"] = true;
+    const json r = c.call(req, 60);
     return c.out(r, "request recorded for " + r["record"]["prefix"].get<std::string>() + " (pending)\n" +
                         ctl::render_record(r["record"]));
 }

@@ -96,6 +96,13 @@ std::string render_record(const json& r) {
                 rows.push_back(
                     {"  " + k + ":", v.is_string() ? printable(v.get<std::string>(), 200) : v.dump()});
     }
+    if (r.contains("dns") && r["dns"].is_object()) {
+        const json& d = r["dns"];
+        rows.push_back({"DNS check:", d.value("skipped", false)
+                                          ? "skipped by " + printable(d.value("by", std::string()), 40)
+                                          : printable(d.value("said", std::string()), 300)});
+        rows.push_back({"  checked:", format_time(d.value("checked", int64_t{0}))});
+    }
     if (const int64_t t = r.value("retry_after", int64_t{0}))
         rows.push_back({"new request from:", format_time(t)});
     const json complaints =
