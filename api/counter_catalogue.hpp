@@ -84,6 +84,8 @@ namespace portcullis {
     X(inspect_pool_empty, "SMTP sessions not inspected: every inspection slot in use")                       \
     X(inspect_no_stream, "Hyperscan stream errors (rules not applied to that session)")                      \
     X(inspect_rule_counted, "matches of count-only rules")                                                   \
+    X(inspect_remote_refusals,                                                                               \
+      "5xx replies from receivers to inspected sessions (per source: show, events)")                         \
     X(inspect_unreadable_budget, "unreadable: over inspect_bytes of commands in a transaction")              \
     X(inspect_unreadable_pool_full, "unreadable: no inspection slot free")                                   \
     X(inspect_unreadable_gap, "unreadable: a client sequence gap (a segment lost or reordered)")             \

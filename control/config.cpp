@@ -184,6 +184,11 @@ po::options_description make_description() {
         ("complaints_ban", po::value<unsigned>()->default_value(3),
             "abuse complaints within complaints_window that ban an address automatically (0: never)")
         ("complaints_window", po::value<unsigned>()->default_value(30), "days complaints_ban counts back")
+        ("remote_refusals_suspend", po::value<unsigned>()->default_value(0),
+            "receivers' 5xx replies to a source's sessions within remote_refusals_window that suspend its approval "
+            "(0: never)")
+        ("remote_refusals_window", po::value<unsigned>()->default_value(3600),
+            "seconds remote_refusals_suspend counts back")
         ("dns_check", po::value<bool>()->default_value(true),
             "check the PTR and A/AAAA of an approval's or a request's host name (forward-confirmed reverse DNS)")
         ("require_fcrdns", po::value<bool>()->default_value(false),
@@ -458,6 +463,8 @@ Config build(const po::variables_map& vm) {
     c.request_cooldown_days = bounded(vm, "request_cooldown", 0, 3650);
     c.complaints_ban = bounded(vm, "complaints_ban", 0, 1000);
     c.complaints_window_days = bounded(vm, "complaints_window", 1, 3650);
+    c.remote_refusals_suspend = bounded(vm, "remote_refusals_suspend", 0, 100000);
+    c.remote_refusals_window = bounded(vm, "remote_refusals_window", 1, 30 * 86400);
     c.dns_check = vm["dns_check"].as<bool>();
     c.require_fcrdns = vm["require_fcrdns"].as<bool>();
     c.dns_servers = split_list(vm, "dns_servers");

@@ -67,6 +67,8 @@ struct Config {
     uint32_t request_cooldown_days = 60;  // a denied request may be made again after this many days
     uint32_t complaints_ban = 3;          // this many abuse complaints within the window ban (0: never)
     uint32_t complaints_window_days = 30;
+    uint32_t remote_refusals_suspend = 0;    // receivers' 5xx replies within the window that suspend (0: off)
+    uint32_t remote_refusals_window = 3600;  // seconds
     // Forward-confirmed reverse DNS of an approval's host name (control/dns/fcrdns.hpp).
     bool dns_check = true;                 // on approve and request with a host name
     bool require_fcrdns = false;           // an approval whose check fails is refused

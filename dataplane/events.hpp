@@ -41,8 +41,8 @@ inline constexpr uint8_t kEventSession = 2;  // a session ended mid-way (not a c
 inline constexpr unsigned kEventRingSize = 16384;
 
 // What a session said, for the operator's evidence (`portcullisctl show ADDR`: the EHLO names and MAIL FROM
-// domains a source used lately). One per EHLO/HELO or MAIL FROM read, on a per-worker ring like the refusal
-// events.
+// domains a source used lately), and what its receivers answered it (5xx replies). One per EHLO/HELO or MAIL
+// FROM read, on a per-worker ring like the refusal events.
 struct ObservationEvent {
     u128 v6addr;
     uint32_t v4;
@@ -50,12 +50,15 @@ struct ObservationEvent {
     uint8_t kind;  // kObservedEhlo or kObservedMailDomain
     uint8_t len;   // bytes of text used
     uint8_t pad;
-    char text[56];  // the name, cut at 56 bytes
+    char text[120];  // the name, or a receiver's 5xx reply line, cut at 120 bytes
 
     IpAddr source() const { return v6 ? IpAddr::from_v6(v6addr) : IpAddr::from_v4(v4); }
 };
 static_assert(sizeof(ObservationEvent) % 4 == 0);
 static_assert(std::is_trivially_default_constructible_v<ObservationEvent>);
 inline constexpr uint8_t kObservedEhlo = 1, kObservedMailDomain = 2;
+// A receiver's 5xx reply to an inspected session (the greeting, EHLO, MAIL FROM, RCPT TO, DATA, the message's
+// end): its first line, as the receiver wrote it ("554 5.7.1 ... blocked using ...").
+inline constexpr uint8_t kObservedRemoteRefusal = 3;
 
 }  // namespace portcullis

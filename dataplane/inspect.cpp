@@ -324,6 +324,10 @@ InspectResult Inspector::on_reply(State& s, const InspectPolicy& pol, Counters& 
     const char sep = line.size() > 3 ? line[3] : ' ';
     if ((sep != ' ' && sep != '-') || s.replies == s.cmds) return unreadable(Unreadable::Desync, pol, c);
     const uint32_t idx = s.replies;
+    if (s.rl_first && line[0] == '5') {  // a receiver refused: its reply's first line is evidence
+        c.add(Ctr::inspect_remote_refusals);
+        observe(pol, kObservedRemoteRefusal, line, c);
+    }
     if (idx == s.ehlo_idx && !s.rl_first && line.size() >= 12) {
         // An extension line: "250-CHUNKING" or "250 CHUNKING" (not the first line: that names the server).
         const std::string_view kw = line.substr(4);

@@ -131,8 +131,9 @@ class Inspector {
     // 4), plus 512 for a command line's verb and arguments around it. Longer is Overlong as soon as it is
     // (before its LF), in a session that must be read; in one that need not be, it is skipped to its end.
     static constexpr uint32_t kMaxLine = 12288 + 512;
-    // A server reply line's bytes kept: the code, the separator and "CHUNKING".
-    static constexpr uint32_t kReplyKeep = 16;
+    // A server reply line's bytes kept: the code, the separator and "CHUNKING", and of a 5xx reply the text
+    // an abuse reviewer reads ("554 5.7.1 ... blocked using ...").
+    static constexpr uint32_t kReplyKeep = 120;
 
     // max_flows: flows inspected at once; stream_block: bytes of Hyperscan stream state each may use (a rule
     // set needing more is refused when it is loaded). Allocates: control side only.

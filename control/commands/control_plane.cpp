@@ -134,6 +134,33 @@ json ControlPlane::record_for(const IpAddr& a) const {
             {"source", source}};
 }
 
+std::string ControlPlane::auto_suspend(const IpAddr& addr, const std::string& reason) {
+    const Prefix p{addr, addr.v6 ? uint8_t{128} : uint8_t{32}};
+    const int64_t now = now_s();
+    const auto [rec, source] = effective_record(services_, p);
+    if (!rec || !rec->grants(now)) return {};
+    const Approval* existing = services_.store.find(p);
+    Approval a = *rec;
+    if (!existing) {
+        a.complaints.clear();
+        a.created = now;
+    }
+    a.prefix = p;
+    a.state = ApprovalState::Suspended;
+    a.reason = reason.substr(0, kMaxReason);
+    a.operator_name = "portcullis";
+    a.updated = now;
+    const json req = {{"addr", to_string(p)}, {"reason", a.reason}};
+    begin_batch();
+    json reply = changes_.commit("auto_suspend", req, Peer{0, 0, static_cast<int>(getpid()), "portcullis"},
+                                 existing, a);
+    const std::string err = end_batch();
+    changes_.take_changed();
+    if (reply["ok"] != true || !err.empty())
+        return "could not suspend " + to_string(p) + ": " + (err.empty() ? reply.value("error", "") : err);
+    return "suspended " + to_string(p) + ": " + a.reason;
+}
+
 uint64_t ControlPlane::policy_generation() const {
     return services_.publisher.generation();
 }

@@ -70,6 +70,9 @@ class ControlPlane {
     // The record that applies to an address as the event stream names it: {"prefix", "state", "ticket",
     // "source"}, or null.
     nlohmann::json record_for(const IpAddr& a) const;
+    // Suspends the approval that lets `a` send (remote_refusals_suspend): its own record, or one made for it
+    // with the covering record's terms; audited as the daemon's. "" if nothing grants it, else what was done.
+    std::string auto_suspend(const IpAddr& a, const std::string& reason);
     // The reply line of the rule with this id in the rule set in force ("" if none).
     std::string rule_text(uint32_t id) const;
 

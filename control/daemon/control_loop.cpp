@@ -78,16 +78,18 @@ nlohmann::json telemetry_status(ControlPlane& plane) {
 // flood never holds the control socket up.
 class EventDrain {
   public:
-    EventDrain(const Workers& workers, SourceStats& sources, ControlPlane& plane, EventLog* log)
-        : workers_(workers), sources_(sources), plane_(plane), log_(log) {}
+    EventDrain(const Config& cfg, const Workers& workers, SourceStats& sources, ControlPlane& plane,
+               EventLog* log)
+        : cfg_(cfg), workers_(workers), sources_(sources), plane_(plane), log_(log) {}
 
     void pass() {
-        sources_.drain_observations(workers_.observation_rings());
         const int64_t wall_us = std::chrono::duration_cast<std::chrono::microseconds>(
                                     std::chrono::system_clock::now().time_since_epoch())
                                     .count();
         const uint64_t clock_us = workers_.clock().at(rte_rdtsc()).us;
         const int64_t now = wall_us / 1'000'000;
+        for (const auto& r : sources_.drain_observations(workers_.observation_rings(), now))
+            remote(r, now, wall_us);
         RefusalEvent ev[64];
         for (auto* ring : workers_.event_rings()) {
             unsigned n, taken = 0;
@@ -107,6 +109,20 @@ class EventDrain {
     }
 
   private:
+    // A receiver refused a source's session: the stream's line, and past remote_refusals_suspend within the
+    // window, the source's approval suspended (once: it grants nothing after).
+    void remote(const SourceStats::RemoteRefusal& r, int64_t now, int64_t wall_us) {
+        if (log_ && log_->enabled())
+            log_->add_remote(r.source, r.reply, wall_us, plane_.record_for(r.source));
+        const uint32_t n = cfg_.remote_refusals_suspend;
+        if (!n || sources_.remote_since(r.source, now - cfg_.remote_refusals_window) < n) return;
+        const std::string done =
+            plane_.auto_suspend(r.source, std::to_string(n) + " receiver refusals within " +
+                                              std::to_string(cfg_.remote_refusals_window) +
+                                              " s: " + sources_.remote_replies(r.source, 3));
+        if (!done.empty()) spdlog::warn("remote_refusals_suspend: {}", done);
+    }
+
     EventContext context(const RefusalEvent& e) {
         EventContext c;
         const IpAddr src = e.source();
@@ -126,6 +142,7 @@ class EventDrain {
         return c;
     }
 
+    const Config& cfg_;
     const Workers& workers_;
     SourceStats& sources_;
     ControlPlane& plane_;
@@ -203,7 +220,7 @@ void run_control_loop(const Config& cfg, ControlServer& server, ControlPlane& pl
     using Steady = std::chrono::steady_clock;
     auto next_report = Steady::now() + std::chrono::seconds(cfg.stats_interval);
     FullTableWarning full_warning;
-    EventDrain drain(workers, sources, plane, obs.events);
+    EventDrain drain(cfg, workers, sources, plane, obs.events);
     auto next_second = Steady::now();
     uint64_t generation = UINT64_MAX, seconds = 0;
     auto published = Steady::now();

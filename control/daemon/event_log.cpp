@@ -151,6 +151,20 @@ void EventLog::add(const RefusalEvent& e, int64_t unix_us, const EventContext& c
     line(format_event(e, unix_us, ctx, host_).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
+void EventLog::add_remote(const IpAddr& source, const std::string& reply, int64_t unix_us,
+                          const nlohmann::json& approval) {
+    if (!enabled()) return;
+    nlohmann::ordered_json j;
+    j["timestamp"] = rfc3339(unix_us);
+    j["event_type"] = "remote_refusal";
+    j["host"] = host_;
+    j["src_ip"] = to_string(source);
+    j["ip_version"] = source.v6 ? 6 : 4;
+    j["approval"] = approval.is_object() ? approval : nlohmann::json(nullptr);
+    j["smtp"] = {{"reply", reply}};
+    line(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
 void EventLog::line(const std::string& text) {
     if (syslog_) syslog(LOG_NOTICE, "%s", text.c_str());
     if (fd_ < 0) {

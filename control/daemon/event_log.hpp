@@ -54,6 +54,10 @@ class EventLog {
     // Queues one event's line (or counts it, over the rate); flush() writes what is queued in one write(2),
     // after the summary of a past second's suppressed events. now_us: the wall clock.
     void add(const RefusalEvent& e, int64_t unix_us, const EventContext& ctx);
+    // A receiver's 5xx reply to a source's session (event_type remote_refusal). Not held to events_rate: each
+    // is a real session a real receiver answered.
+    void add_remote(const IpAddr& source, const std::string& reply, int64_t unix_us,
+                    const nlohmann::json& approval);
     void flush(int64_t now_us);
     // Whether add() would write a line now (the caller may skip building the context otherwise).
     bool wants(int64_t unix_us) const {

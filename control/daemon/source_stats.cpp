@@ -68,7 +68,9 @@ nlohmann::json SourceStats::top_recent(size_t n, int64_t now) const {
     return out;
 }
 
-void SourceStats::drain_observations(const std::vector<rte_ring*>& rings) {
+std::vector<SourceStats::RemoteRefusal> SourceStats::drain_observations(const std::vector<rte_ring*>& rings,
+                                                                        int64_t now) {
+    std::vector<RemoteRefusal> remote;
     ObservationEvent ev[32];
     auto remember = [](std::vector<std::string>& list, std::string text) {
         std::erase(list, text);
@@ -88,17 +90,52 @@ void SourceStats::drain_observations(const std::vector<rte_ring*>& rings) {
                 std::string text(ev[i].text, std::min<size_t>(ev[i].len, sizeof ev[i].text));
                 for (char& ch : text)
                     if (ch < 0x20 || ch > 0x7e) ch = '?';  // what a client sent: printable before it is shown
-                remember(ev[i].kind == kObservedEhlo ? it->second.ehlo : it->second.domains, std::move(text));
+                Seen& seen = it->second;
+                if (ev[i].kind == kObservedRemoteRefusal) {
+                    ++seen.remote_count;
+                    seen.remote.push_front({now, text});
+                    if (seen.remote.size() > kSeen) seen.remote.pop_back();
+                    seen.remote_times.push_back(now);
+                    if (seen.remote_times.size() > kRemoteTimes) seen.remote_times.pop_front();
+                    if (remote.size() < 4096) remote.push_back({ev[i].source(), std::move(text)});
+                    continue;
+                }
+                remember(ev[i].kind == kObservedEhlo ? seen.ehlo : seen.domains, std::move(text));
             }
         }
     }
+    return remote;
+}
+
+size_t SourceStats::remote_since(const IpAddr& a, int64_t since) const {
+    auto it = seen_.find(key(a));
+    if (it == seen_.end()) return 0;
+    const auto& t = it->second.remote_times;
+    return static_cast<size_t>(std::count_if(t.begin(), t.end(), [&](int64_t x) { return x >= since; }));
+}
+
+std::string SourceStats::remote_replies(const IpAddr& a, size_t n) const {
+    auto it = seen_.find(key(a));
+    if (it == seen_.end()) return {};
+    std::string out;
+    for (size_t i = 0; i < n && i < it->second.remote.size(); ++i)
+        out += (out.empty() ? "" : " | ") + it->second.remote[i].second;
+    return out;
 }
 
 nlohmann::json SourceStats::seen(const IpAddr& a) const {
     auto it = seen_.find(key(a));
     if (it == seen_.end())
-        return {{"ehlo", nlohmann::json::array()}, {"mail_from_domains", nlohmann::json::array()}};
-    return {{"ehlo", it->second.ehlo}, {"mail_from_domains", it->second.domains}};
+        return {{"ehlo", nlohmann::json::array()},
+                {"mail_from_domains", nlohmann::json::array()},
+                {"remote_refused", 0},
+                {"remote_refusals", nlohmann::json::array()}};
+    auto remote = nlohmann::json::array();
+    for (const auto& [at, reply] : it->second.remote) remote.push_back({{"at", at}, {"reply", reply}});
+    return {{"ehlo", it->second.ehlo},
+            {"mail_from_domains", it->second.domains},
+            {"remote_refused", it->second.remote_count},
+            {"remote_refusals", std::move(remote)}};
 }
 
 nlohmann::json SourceStats::of(const IpAddr& a) const {

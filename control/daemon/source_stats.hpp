@@ -31,10 +31,22 @@ class SourceStats {
 
     // One refusal event, read at `now` (unix seconds).
     void record(const RefusalEvent& ev, int64_t now);
-    // Drains the workers' observation rings (ObservationEvent): the EHLO names and MAIL FROM domains seen.
-    void drain_observations(const std::vector<rte_ring*>& rings);
-    // {"ehlo": [...], "mail_from_domains": [...]}, most recent first, for one address.
+    // A receiver's refusal read from a source's session, as drained.
+    struct RemoteRefusal {
+        IpAddr source;
+        std::string reply;
+    };
+    // Drains the workers' observation rings (ObservationEvent): the EHLO names and MAIL FROM domains seen,
+    // and the receivers' refusals (returned, for the event stream and remote_refusals_suspend). `now`: unix
+    // seconds.
+    std::vector<RemoteRefusal> drain_observations(const std::vector<rte_ring*>& rings, int64_t now = 0);
+    // {"ehlo": [...], "mail_from_domains": [...], "remote_refused": N, "remote_refusals": [{"at", "reply"}]},
+    // most recent first, for one address.
     nlohmann::json seen(const IpAddr& a) const;
+    // The receivers' refusals of a source's sessions since `since` (unix seconds; the last 1,000 are kept).
+    size_t remote_since(const IpAddr& a, int64_t since) const;
+    // Its last few replies, most recent first, joined for a reason line.
+    std::string remote_replies(const IpAddr& a, size_t n) const;
     // {"refused": N, "attempts": N, "last": T, "last_port": P, "last_reason": R, "by_reason": {R: N}} for one
     // address; reasons are named as reason_name() says.
     nlohmann::json of(const IpAddr& a) const;
@@ -63,7 +75,11 @@ class SourceStats {
     std::unordered_map<u128, Entry, Hash> by_src_;
     struct Seen {
         std::vector<std::string> ehlo, domains;  // at most kSeen each, most recent first, no repeats
+        uint64_t remote_count = 0;
+        std::deque<std::pair<int64_t, std::string>> remote;  // the last kSeen replies, most recent first
+        std::deque<int64_t> remote_times;                    // the last kRemoteTimes, oldest first
     };
+    static constexpr size_t kRemoteTimes = 1000;
     static constexpr size_t kSeen = 5;
     std::unordered_map<u128, Seen, Hash> seen_;
     void count_recent(const u128& k, int64_t now);

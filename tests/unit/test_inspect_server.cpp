@@ -5,10 +5,13 @@
 // and cannot be (budget, long lines, gaps, commands before an awaited reply, broken TLS, replies pairing with
 // nothing) is Unreadable, for its cause.
 #include <gtest/gtest.h>
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
 
 #include <string>
 #include <vector>
 
+#include "dataplane/events.hpp"
 #include "dataplane/inspect.hpp"
 
 using namespace portcullis;
@@ -509,3 +512,67 @@ TEST_F(InspectServer, MidWayOpenPairsWithCommandsReadFromThere) {
 }
 
 }  // namespace
+
+// A receiver's refusal (a 5xx reply: the greeting, RCPT TO, a multi-line one, one of pipelined replies) is
+// read the same way however the server's bytes are cut: once per reply, its first line, as written.
+TEST_F(InspectServer, ReceiversRefusalsAreReadOnceEachWhateverTheSegmentation) {
+    rte_ring* ring = rte_ring_create_elem("insp_remote", sizeof(ObservationEvent), 1024, SOCKET_ID_ANY,
+                                          RING_F_SP_ENQ | RING_F_SC_DEQ);
+    ASSERT_NE(ring, nullptr);
+    insp.set_observations(ring);
+    const IpAddr src = *parse_addr("198.51.100.20");
+    pol.source = &src;
+    const Steps steps = hello() + Steps{C(kMailOk),
+                                        S("250 2.1.0 Ok\r\n"),
+                                        C(kRcpt),
+                                        S("550-5.7.1 Service unavailable; client host [198.51.100.20]\r\n"
+                                          "550 5.7.1 blocked using zen.spamhaus.example\r\n"),
+                                        C(kRcpt + kRcpt),
+                                        S("554 5.7.1 Relay access denied\r\n250 2.1.5 Ok\r\n")};
+    const std::vector<std::string> expected = {"550-5.7.1 Service unavailable; client host [198.51.100.20]",
+                                               "554 5.7.1 Relay access denied"};
+    auto observed = [&] {
+        std::vector<std::string> out;
+        ObservationEvent ev[16];
+        unsigned n;
+        while ((n = rte_ring_dequeue_burst_elem(ring, ev, sizeof ev[0], 16, nullptr)) > 0)
+            for (unsigned i = 0; i < n; ++i)
+                if (ev[i].kind == kObservedRemoteRefusal) {
+                    EXPECT_EQ(ev[i].source(), src);
+                    out.emplace_back(ev[i].text, ev[i].len);
+                }
+        return out;
+    };
+    Counters ctr;
+    EXPECT_EQ(whole(steps, ctr).kind, InspectResult::Continue);
+    EXPECT_EQ(observed(), expected);
+    EXPECT_EQ(ctr.get(Ctr::inspect_remote_refusals), 2u);
+    for (size_t k = 0; k < steps.size(); ++k) {
+        if (!steps[k].server) continue;
+        for (size_t at = 1; at < steps[k].bytes.size(); ++at) {
+            const auto cut = [&](size_t s, size_t) {
+                return s == k ? std::vector<size_t>{at} : std::vector<size_t>{};
+            };
+            play(steps, cut, ctr);
+            EXPECT_EQ(observed(), expected) << "step " << k << " cut at " << at;
+        }
+    }
+    const auto bytes = [](size_t, size_t len) {
+        std::vector<size_t> v;
+        for (size_t i = 1; i < len; ++i) v.push_back(i);
+        return v;
+    };
+    play(steps, bytes, ctr);
+    EXPECT_EQ(observed(), expected) << "one byte a segment";
+    // A refusing greeting; a long reply is kept to its first kReplyKeep bytes.
+    const std::string long_text = "554 " + std::string(300, 'x');
+    whole(
+        Steps{S("554 5.3.2 mx.example.net not accepting mail from you\r\n"), C(kEhlo), S(long_text + "\r\n")},
+        ctr);
+    const auto got = observed();
+    ASSERT_EQ(got.size(), 2u);
+    EXPECT_EQ(got[0], "554 5.3.2 mx.example.net not accepting mail from you");
+    EXPECT_EQ(got[1], long_text.substr(0, Inspector::kReplyKeep));
+    insp.set_observations(nullptr);
+    rte_ring_free(ring);
+}

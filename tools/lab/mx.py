@@ -19,9 +19,16 @@ from aiosmtpd.smtp import SMTP
 
 
 class Recorder:
-    def __init__(self, path, pipelining=False):
+    def __init__(self, path, pipelining=False, reject_rcpt=None):
         self.path = path
         self.pipelining = pipelining
+        self.reject_rcpt = reject_rcpt
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.reject_rcpt:  # a receiver that refuses the sender (a blocklist hit, say)
+            return self.reject_rcpt
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname  # what aiosmtpd does itself when no handler hook is given
@@ -57,8 +64,9 @@ async def main():
     ap.add_argument("--command-size-limit", type=int, default=0,
                     help="longest command line accepted (default aiosmtpd's 512)")
     ap.add_argument("--pipelining", action="store_true", help="advertise PIPELINING in the EHLO reply")
+    ap.add_argument("--reject-rcpt", help="answer every RCPT TO with this reply line (e.g. a 550 blocklist text)")
     args = ap.parse_args()
-    handler = Recorder(args.log, args.pipelining)
+    handler = Recorder(args.log, args.pipelining, args.reject_rcpt)
     server_class = SMTP
     if args.command_size_limit:
         limit = args.command_size_limit

@@ -154,6 +154,15 @@ std::string render_show(const json& reply) {
         };
         rows.push_back({"EHLO names seen:", list("ehlo")});
         rows.push_back({"MAIL FROM domains seen:", list("mail_from_domains")});
+        const json& seen = reply["seen"];
+        if (seen.value("remote_refused", uint64_t{0}) > 0) {
+            rows.push_back({"receivers refused:", std::to_string(seen.value("remote_refused", uint64_t{0})) +
+                                                      " session(s) (5xx replies), the last:"});
+            if (seen.contains("remote_refusals") && seen["remote_refusals"].is_array())
+                for (const auto& r : seen["remote_refusals"])
+                    rows.push_back({"  " + format_time(r.value("at", int64_t{0})),
+                                    printable(r.value("reply", std::string()), 200)});
+        }
     }
     if (reply.contains("limits")) {
         const json& l = reply["limits"];
