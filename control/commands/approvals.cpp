@@ -40,24 +40,7 @@ json approve(Services& s, const Call& c) {
     const bool from_request = existing && existing->state == ApprovalState::Pending;
     a.state = ApprovalState::Approved;
     a.retry_after = 0;
-    if (req.contains("hostname")) {
-        a.hostname = need_string(req, "hostname");
-        if (!a.hostname.empty() && !valid_hostname(a.hostname))
-            throw RequestError("hostname '" + printable(a.hostname) +
-                               "' is not a fully qualified domain name");
-    }
-    if (req.contains("domains")) {
-        if (!req["domains"].is_array()) throw RequestError("'domains' must be an array of strings");
-        if (req["domains"].size() > kMaxDomains)
-            throw RequestError("domains: more than " + std::to_string(kMaxDomains));
-        a.domains.clear();
-        for (const auto& d : req["domains"]) {
-            if (!d.is_string() || !valid_hostname(d.get<std::string>()))
-                throw RequestError("domains: " + printable(reply_line(d), 80) +
-                                   " is not a domain name such as example.com");
-            a.domains.push_back(d.get<std::string>());
-        }
-    }
+    read_names(req, a);
     if (auto v = opt_int(req, "max_concurrent", 1, kMaxConcurrent); v >= 0)
         a.max_concurrent = static_cast<uint32_t>(v);
     if (auto v = opt_int(req, "rate_per_min", 1, kMaxRatePerMin); v >= 0)

@@ -80,23 +80,7 @@ json request(Services& s, const Call& c) {
     a.prefix = p;
     a.state = ApprovalState::Pending;
     a.facts = facts_of(req);
-    if (req.contains("hostname")) {
-        a.hostname = need_string(req, "hostname");
-        if (!a.hostname.empty() && !valid_hostname(a.hostname))
-            throw RequestError("hostname '" + printable(a.hostname) +
-                               "' is not a fully qualified domain name");
-    }
-    if (req.contains("domains")) {
-        if (!req["domains"].is_array() || req["domains"].size() > kMaxDomains)
-            throw RequestError("'domains' must be an array of at most 64 domain names");
-        a.domains.clear();
-        for (const auto& d : req["domains"]) {
-            if (!d.is_string() || !valid_hostname(d.get<std::string>()))
-                throw RequestError("domains: " + printable(reply_line(d), 80) +
-                                   " is not a domain name such as example.com");
-            a.domains.push_back(d.get<std::string>());
-        }
-    }
+    read_names(req, a);
     if (req.contains("ticket")) a.ticket = text_field(req, "ticket", kMaxTicket);
     a.reason = req.contains("reason") ? text_field(req, "reason", kMaxReason) : "";
     a.requested = now;

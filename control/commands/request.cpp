@@ -45,4 +45,24 @@ bool opt_bool(const json& req, const char* key) {
     return req[key].get<bool>();
 }
 
+void read_names(const json& req, Approval& a) {
+    if (req.contains("hostname")) {
+        a.hostname = need_string(req, "hostname");
+        if (!a.hostname.empty() && !valid_hostname(a.hostname))
+            throw RequestError("hostname '" + printable(a.hostname) +
+                               "' is not a fully qualified domain name");
+    }
+    if (!req.contains("domains")) return;
+    if (!req["domains"].is_array()) throw RequestError("'domains' must be an array of strings");
+    if (req["domains"].size() > kMaxDomains)
+        throw RequestError("domains: more than " + std::to_string(kMaxDomains));
+    a.domains.clear();
+    for (const auto& d : req["domains"]) {
+        if (!d.is_string() || !valid_hostname(d.get<std::string>()))
+            throw RequestError("domains: " + printable(reply_line(d), 80) +
+                               " is not a domain name such as example.com");
+        a.domains.push_back(d.get<std::string>());
+    }
+}
+
 }  // namespace portcullis

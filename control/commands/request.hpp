@@ -33,6 +33,9 @@ bool opt_bool(const nlohmann::json& req, const char* key);                      
 Prefix need_prefix(const nlohmann::json& req, const char* key = "addr");
 // Operator text (a ticket, a reason) within its bound.
 std::string text_field(const nlohmann::json& req, const char* key, size_t max);
+// The request's "hostname" and "domains", when given, into the record (approve, request): an FQDN, at most
+// kMaxDomains domain names. Throws RequestError naming the field.
+void read_names(const nlohmann::json& req, Approval& a);
 
 // Prefix relations the handlers check: the same family and one holds the other's first address; inner lies
 // wholly inside outer.

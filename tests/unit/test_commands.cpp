@@ -10,41 +10,14 @@
 
 #include "control/commands/control_plane.hpp"
 #include "dataplane/events.hpp"
-#include "tests/support/control_plane.hpp"
+#include "tests/support/command_fixture.hpp"
 
 using namespace portcullis;
 using nlohmann::json;
 
 namespace {
 
-class Commands : public ::testing::Test, protected portcullis::testing::TestPlane {
-  protected:
-    void SetUp() override {
-        char tmpl[] = "/tmp/portcullis-cmd-XXXXXX";
-        dir = mkdtemp(tmpl);
-        cfg.managed_prefixes = {*parse_prefix("198.51.100.0/24"), *parse_prefix("2001:db8:100::/48")};
-        cfg.approved = {*parse_prefix("198.51.100.64/28")};
-        cfg.blocked_ports = {25};
-        ASSERT_EQ(open_plane(dir, std::filesystem::path(dir) / "audit.log"), "");
-        peer.user = "alice";
-        peer.uid = 1000;
-    }
-    void TearDown() override {
-        close_plane();
-        std::filesystem::remove_all(dir);
-    }
-    json call(const json& req) { return plane->handle(req.dump(), peer, session); }
-    json raw(const std::string& line) { return plane->handle(line, peer, session); }
-    bool approved_now(const char* addr) { return publisher->current().load()->approved(*parse_addr(addr)); }
-    std::string error(const json& reply) {
-        EXPECT_EQ(reply["ok"], false) << reply.dump();
-        return reply.value("error", "");
-    }
-
-    std::string dir;
-    Peer peer;
-    Session session;
-};
+using Commands = portcullis::testing::CommandFixture;
 
 TEST_F(Commands, MalformedRequestsGetOneLineErrors) {
     EXPECT_NE(error(raw("{not json")).find("malformed JSON"), std::string::npos);

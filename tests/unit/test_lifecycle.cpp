@@ -11,7 +11,7 @@
 #include "api/approval.hpp"
 #include "control/commands/control_plane.hpp"
 #include "control/commands/request.hpp"
-#include "tests/support/control_plane.hpp"
+#include "tests/support/command_fixture.hpp"
 
 using namespace portcullis;
 using nlohmann::json;
@@ -20,31 +20,11 @@ namespace {
 
 constexpr int64_t kDay = 86400;
 
-class Lifecycle : public ::testing::Test, protected portcullis::testing::TestPlane {
+class Lifecycle : public portcullis::testing::CommandFixture {
   protected:
-    void SetUp() override {
-        char tmpl[] = "/tmp/portcullis-life-XXXXXX";
-        dir = mkdtemp(tmpl);
-        cfg.managed_prefixes = {*parse_prefix("198.51.100.0/24"), *parse_prefix("2001:db8:100::/48")};
-        cfg.approved = {*parse_prefix("198.51.100.64/28")};
-        cfg.blocked_ports = {25};
-        ASSERT_EQ(open_plane(dir, std::filesystem::path(dir) / "audit.log"), "");
-        peer.user = "alice";
-        peer.uid = 1000;
-        peer.pid = 4242;
-    }
-    void TearDown() override {
-        close_plane();
-        std::filesystem::remove_all(dir);
-    }
     json call(json req) {
         req["v"] = 1;
-        return plane->handle(req.dump(), peer, session);
-    }
-    bool approved_now(const char* addr) { return publisher->current().load()->approved(*parse_addr(addr)); }
-    std::string error(const json& reply) {
-        EXPECT_EQ(reply["ok"], false) << reply.dump();
-        return reply.value("error", "");
+        return CommandFixture::call(req);
     }
     json request_10() {
         return call(
@@ -62,10 +42,6 @@ class Lifecycle : public ::testing::Test, protected portcullis::testing::TestPla
         for (std::string l; std::getline(in, l);) lines.push_back(json::parse(l));
         return lines;
     }
-
-    std::string dir;
-    Peer peer;
-    Session session;
 };
 
 TEST_F(Lifecycle, ARequestIsPendingRefusedAndListed) {

@@ -308,20 +308,25 @@ int show(Ctx& c) {
 
 // ---- handlers: approvals
 
-int approve(Ctx& c) {
-    json req = {{key::kCmd, cmd::kApprove}, {"addr", c.str("ADDR")}};
+// --hostname and --domain (approve, request), checked before the daemon is asked.
+void names_into(Ctx& c, json& req) {
     if (c.has("hostname")) {
         const auto h = c.str("hostname");
         if (!valid_hostname(h))
-            throw Usage("approve: --hostname '" + h + "' is not a fully qualified domain name");
+            throw Usage(c.name + ": --hostname '" + h + "' is not a fully qualified domain name");
         req["hostname"] = h;
     }
     if (c.has("domain")) {
         const auto domains = c.vm["domain"].as<std::vector<std::string>>();
         for (const auto& dn : domains)
-            if (!valid_hostname(dn)) throw Usage("approve: --domain '" + dn + "' is not a domain name");
+            if (!valid_hostname(dn)) throw Usage(c.name + ": --domain '" + dn + "' is not a domain name");
         req["domains"] = domains;
     }
+}
+
+int approve(Ctx& c) {
+    json req = {{key::kCmd, cmd::kApprove}, {"addr", c.str("ADDR")}};
+    names_into(c, req);
     if (c.has("max-concurrent")) req["max_concurrent"] = c.vm["max-concurrent"].as<unsigned>();
     if (c.has("rate")) {
         const auto r = parse_rate(c.str("rate"));
@@ -351,18 +356,7 @@ int approve(Ctx& c) {
 // request: a pending record with the template's facts.
 int request(Ctx& c) {
     json req = {{key::kCmd, cmd::kRequest}, {"addr", c.str("ADDR")}};
-    if (c.has("hostname")) {
-        const auto h = c.str("hostname");
-        if (!valid_hostname(h))
-            throw Usage("request: --hostname '" + h + "' is not a fully qualified domain name");
-        req["hostname"] = h;
-    }
-    if (c.has("domain")) {
-        const auto domains = c.vm["domain"].as<std::vector<std::string>>();
-        for (const auto& dn : domains)
-            if (!valid_hostname(dn)) throw Usage("request: --domain '" + dn + "' is not a domain name");
-        req["domains"] = domains;
-    }
+    names_into(c, req);
     json facts = json::object();
     for (const char* k : kFactKeys) {
         std::string opt = k;
