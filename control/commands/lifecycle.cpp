@@ -53,6 +53,12 @@ json request(Services& s, const Call& c) {
             "; it cannot be requested again");
     if (auto why = danger(s, p); !why.empty() && !force)
         throw RequestError("requesting " + why + ": that needs --force");
+    if (!existing) {
+        // Approved already by a wider record: a pending record of its own would carve it out of that.
+        if (const auto [cover, source] = effective_record(s, p); cover && cover->grants(now))
+            return refuse(to_string(p) + " is approved already (" + to_string(cover->prefix) + ", from the " +
+                          source + ")");
+    }
     if (existing) {
         switch (existing->state) {
             case ApprovalState::Approved:

@@ -80,6 +80,11 @@ TEST_F(Lifecycle, ApproveTakesTheRequestsHostNameDomainsAndVolume) {
     EXPECT_TRUE(r.contains("from_request"));
     EXPECT_TRUE(approved_now("198.51.100.10"));
     EXPECT_NE(error(request_10()).find("is approved already"), std::string::npos);
+    // Approved by the configuration's /28: a request would carve it out of that, so it is refused.
+    EXPECT_NE(error(call({{"cmd", "request"}, {"addr", "198.51.100.66"}}))
+                  .find("is approved already (198.51.100.64/28, from the configuration)"),
+              std::string::npos);
+    EXPECT_TRUE(approved_now("198.51.100.66"));
     // Options given to approve win over the request's.
     call({{"cmd", "request"},
           {"addr", "198.51.100.13"},
