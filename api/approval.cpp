@@ -347,7 +347,7 @@ Approval approval_from_json(const nlohmann::json& j) {
         for (const auto& [k, v] : j["facts"].items()) {
             if (!v.is_string()) throw std::runtime_error("facts: " + printable(k, 40) + " must be a string");
             if (auto err = check_fact(k, v.get<std::string>()); !err.empty()) throw std::runtime_error(err);
-            a.facts[k] = v.get<std::string>();
+            if (!v.get<std::string>().empty()) a.facts[k] = v.get<std::string>();
         }
     }
     if (j.contains("dns") && !j["dns"].is_null()) {
@@ -455,13 +455,14 @@ std::optional<Approval> parse_line(std::string_view line, std::string* why) {
         } else if (k == "requested" || k == "retry_after") {
             auto t = parse_time(v, 0);
             if (!t || v.starts_with("+")) return bad("is not a date such as 2026-12-31T18:00:00Z");
+            if (*t < 0) return bad("is not after 1970-01-01T00:00:00Z");
             (k == "requested" ? a.requested : a.retry_after) = *t;
         } else if (k.starts_with("req.")) {
             if (auto err = check_fact(k.substr(4), v); !err.empty()) {
                 *why = err;
                 return std::nullopt;
             }
-            a.facts[k.substr(4)] = v;
+            if (!v.empty()) a.facts[k.substr(4)] = v;  // an empty fact is no fact (the line omits it)
         } else if (k == "complaint") {
             // REF,TIME,REASON (the reason may hold commas)
             const auto c1 = v.find(','), c2 = c1 == std::string::npos ? c1 : v.find(',', c1 + 1);
@@ -471,7 +472,7 @@ std::optional<Approval> parse_line(std::string_view line, std::string* why) {
             if (!valid_complaint_ref(c.ref))
                 return bad("has no valid complaint id (1 to 128 printable characters)");
             auto t = parse_time(v.substr(c1 + 1, c2 - c1 - 1), 0);
-            if (!t || v[c1 + 1] == '+') return bad("has no date such as 2026-12-31T18:00:00Z");
+            if (!t || v[c1 + 1] == '+' || *t < 0) return bad("has no date such as 2026-12-31T18:00:00Z");
             c.at = *t;
             c.reason = v.substr(c2 + 1);
             if (auto err = check_text("complaint reason", c.reason, kMaxReason); !err.empty()) {

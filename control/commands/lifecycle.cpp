@@ -29,7 +29,7 @@ std::map<std::string, std::string> facts_of(const json& req) {
     for (const auto& [k, v] : req["facts"].items()) {
         if (!v.is_string()) throw RequestError("facts: " + printable(k, 40) + " must be a string");
         if (auto err = check_fact(k, v.get<std::string>()); !err.empty()) throw RequestError(err);
-        out[k] = v.get<std::string>();
+        if (!v.get<std::string>().empty()) out[k] = v.get<std::string>();
     }
     return out;
 }

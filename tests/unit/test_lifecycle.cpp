@@ -210,6 +210,9 @@ TEST(LifecycleRecord, NewFieldsRoundTripAndOldRecordsLoad) {
     EXPECT_FALSE(parse_line("198.51.100.9 complaint=nocomma", &why));
     EXPECT_FALSE(parse_line("198.51.100.9 req.volume_daily=many", &why));
     EXPECT_EQ(why, "volume_daily: 'many' is not a whole number of messages");
+    // A date before 1970 (which the store could not keep) is refused, found by the import_line fuzz target.
+    EXPECT_FALSE(parse_line("198.51.100.9 requested=1013-12-01T10:00:00Z", &why));
+    EXPECT_FALSE(parse_line("198.51.100.9 complaint=A-1,1013-12-01T10:00:00Z,x", &why));
     EXPECT_EQ(*parse_state("pending"), ApprovalState::Pending);
 }
 
