@@ -14,7 +14,17 @@ inline constexpr const char* kVersion = "v";
 inline constexpr const char* kCmd = "cmd";
 inline constexpr const char* kOk = "ok";
 inline constexpr const char* kError = "error";
+inline constexpr const char* kCode = "code";  // an error's kind, when it has one (err:: below)
 }  // namespace key
+
+// An error reply's kinds ("code"), where the kind matters to a client (the HTTP API's status: 409, 404,
+// 403); an error without one is a bad request.
+namespace err {
+inline constexpr const char* kBanned = "banned";        // the address is banned (409)
+inline constexpr const char* kConflict = "conflict";    // the record's state does not allow it (409)
+inline constexpr const char* kNotFound = "not_found";   // no such record or token (404)
+inline constexpr const char* kForbidden = "forbidden";  // not for this caller (403)
+}  // namespace err
 
 // Command names.
 namespace cmd {
@@ -47,6 +57,10 @@ inline constexpr const char* kRules = "rules";
 inline constexpr const char* kFleet = "fleet";
 inline constexpr const char* kFleetInit = "fleet_init";
 inline constexpr const char* kFleetAdopt = "fleet_adopt";
+// The HTTP API's bearer tokens (portcullisctl token add|list|revoke).
+inline constexpr const char* kTokenAdd = "token_add";
+inline constexpr const char* kTokenList = "token_list";
+inline constexpr const char* kTokenRevoke = "token_revoke";
 // Tests only (allow_test_hooks = true): {"worker": N, "ms": M} stalls a worker (the watchdog's test).
 inline constexpr const char* kTestStallWorker = "test_stall_worker";
 }  // namespace cmd

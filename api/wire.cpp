@@ -117,8 +117,10 @@ nlohmann::json ok_reply(nlohmann::json body) {
     return body;
 }
 
-nlohmann::json error_reply(const std::string& why) {
-    return {{key::kVersion, kProtocolVersion}, {key::kOk, false}, {key::kError, why}};
+nlohmann::json error_reply(const std::string& why, const char* code) {
+    nlohmann::json j = {{key::kVersion, kProtocolVersion}, {key::kOk, false}, {key::kError, why}};
+    if (code) j[key::kCode] = code;
+    return j;
 }
 
 }  // namespace portcullis

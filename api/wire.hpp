@@ -20,9 +20,10 @@ inline constexpr size_t kMaxRequestDepth = 16;
 std::optional<nlohmann::json> parse_request(std::string_view line, std::string* why);
 // One reply line, '\n'-terminated. Invalid UTF-8 in any string is replaced (U+FFFD), never thrown.
 std::string reply_line(const nlohmann::json& reply);
-// The two reply envelopes: {"v": 1, "ok": true, ...body} and {"v": 1, "ok": false, "error": why}.
+// The two reply envelopes: {"v": 1, "ok": true, ...body} and {"v": 1, "ok": false, "error": why}. An error
+// may say what kind it is, for the HTTP API's status (api/protocol.hpp's error codes): "code": kind.
 nlohmann::json ok_reply(nlohmann::json body = nlohmann::json::object());
-nlohmann::json error_reply(const std::string& why);
+nlohmann::json error_reply(const std::string& why, const char* code = nullptr);
 // Client text made safe to quote in a one-line message: invalid UTF-8 and control characters become '?',
 // and anything past `max` bytes is cut with "...".
 std::string printable(std::string_view text, size_t max = 80);

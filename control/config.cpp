@@ -199,6 +199,17 @@ po::options_description make_description() {
         ("dns_timeout_ms", po::value<unsigned>()->default_value(3000), "how long the DNS check may take")
         ("metrics_listen", po::value<std::string>(),
             "ADDR:PORT ([V6]:PORT) serving Prometheus metrics at /metrics (default: off)")
+        ("api_listen", po::value<std::string>(),
+            "ADDR:PORT ([V6]:PORT) serving the HTTP API under /v1/ (default: off; docs/api.md)")
+        ("api_tls_cert", po::value<std::string>(), "the API's TLS certificate chain (PEM); with api_tls_key: HTTPS")
+        ("api_tls_key", po::value<std::string>(), "the API's TLS private key (PEM)")
+        ("api_plaintext", po::value<bool>()->default_value(false),
+            "allow the API without TLS on an address other than loopback (the tokens then cross in clear)")
+        ("api_rate", po::value<unsigned>()->default_value(20),
+            "API requests a second per token, in bursts of twice that; past it 429")
+        ("api_timeout_ms", po::value<unsigned>()->default_value(10000),
+            "how long an API client may take to send a whole request; a slower one is dropped")
+        ("api_max_body", po::value<unsigned>()->default_value(65536), "the largest API request body, in bytes")
         ("events_file", po::value<std::string>(),
             "file the event stream (a JSON line per refusal) is appended to; reopened on SIGHUP (default: none)")
         ("events_syslog", po::value<bool>()->default_value(false), "the event stream to syslog (LOG_DAEMON) too")
@@ -293,6 +304,15 @@ std::string check_dns_server(const std::string& s) {
 }
 
 namespace {
+
+// Whether a valid_listen() address is loopback (127.0.0.0/8, ::1).
+bool loopback_listen(const std::string& v) {
+    std::string host = v.substr(0, v.rfind(':'));
+    if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    const auto a = parse_addr(host);
+    if (!a) return false;
+    return a->v6 ? Prefix{*a, 128} == *parse_prefix("::1/128") : parse_prefix("127.0.0.0/8")->contains(*a);
+}
 
 // "192.0.2.1:9464" or "[2001:db8::1]:9464": an address and a port (0: any free one).
 bool valid_listen(const std::string& v) {
@@ -477,6 +497,27 @@ Config build(const po::variables_map& vm) {
             throw ConfigError{"metrics_listen: '" + c.metrics_listen.substr(0, 60) +
                               "' is not ADDR:PORT or [V6ADDR]:PORT"};
     }
+    if (vm.count("api_listen")) {
+        c.api_listen = vm["api_listen"].as<std::string>();
+        if (!valid_listen(c.api_listen))
+            throw ConfigError{"api_listen: '" + c.api_listen.substr(0, 60) + "' is not ADDR:PORT or [V6ADDR]:PORT"};
+    }
+    for (auto [key, field] : {std::pair{"api_tls_cert", &c.api_tls_cert}, std::pair{"api_tls_key", &c.api_tls_key}})
+        if (vm.count(key)) {
+            *field = vm[key].as<std::string>();
+            if (field->empty() || field->size() > 4000 || field->find('\0') != std::string::npos)
+                throw ConfigError{std::string(key) + ": must be a path"};
+        }
+    if (c.api_tls_cert.empty() != c.api_tls_key.empty())
+        throw ConfigError{"api_tls_cert and api_tls_key go together: set both for HTTPS, or neither"};
+    c.api_plaintext = vm["api_plaintext"].as<bool>();
+    if (!c.api_listen.empty() && c.api_tls_cert.empty() && !c.api_plaintext && !loopback_listen(c.api_listen))
+        throw ConfigError{"api_listen: " + c.api_listen +
+                          " is not loopback and no api_tls_cert/api_tls_key is set: the tokens would cross in "
+                          "clear (set api_plaintext = true to accept that)"};
+    c.api_rate = bounded(vm, "api_rate", 1, 100000);
+    c.api_timeout_ms = bounded(vm, "api_timeout_ms", 100, 600000);
+    c.api_max_body = bounded(vm, "api_max_body", 1024, 16 << 20);
     if (vm.count("events_file")) {
         c.events_file = vm["events_file"].as<std::string>();
         if (c.events_file.empty() || c.events_file.size() > 4000 ||

@@ -29,7 +29,7 @@ json approve(Services& s, const Call& c) {
                                                    : to_string(p) + " is inside " + describe_ban(*cover) +
                                                          "; it cannot be approved";
         s.audit.record(peer, "approve", req, to_json(*cover), nullptr, "refused: " + why);
-        return error_reply(why);
+        return error_reply(why, err::kBanned);
     }
     if (auto why = danger(s, p); !why.empty() && !force)
         throw RequestError("approving " + why + ": that needs --force");
@@ -66,7 +66,7 @@ json approve(Services& s, const Call& c) {
         [&s, c_req = req, peer, p, requested](Approval a, const Approval* current) -> json {
             // (Checked again after the DNS check: a ban may have come meanwhile.)
             if (const Approval* cover = s.store.covering(p); cover && cover->state == ApprovalState::Banned)
-                return error_reply(to_string(p) + " is banned (" + describe_ban(*cover) + ")");
+                return error_reply(to_string(p) + " is banned (" + describe_ban(*cover) + ")", err::kBanned);
             if (auto why = dns_refusal(s, c_req, a); !why.empty()) {
                 s.audit.record(peer, "approve", c_req, current ? to_json(*current) : json(nullptr), nullptr,
                                "refused: " + why);
@@ -103,7 +103,7 @@ json set_state(Services& s, const Call& c) {
     if (cmd == "revoke") {
         const bool ban = opt_bool(req, "ban");
         if (existing && existing->state == ApprovalState::Banned)
-            throw RequestError(to_string(p) + " is already banned");
+            throw RequestError(to_string(p) + " is already banned", err::kBanned);
         if (auto why = danger(s, p); ban && !why.empty() && !opt_bool(req, "force"))
             throw RequestError("banning " + why + " (a ban is for good): that needs --force");
         // No record of its own: a revocation carves the prefix out of a wider approval.
@@ -117,12 +117,21 @@ json set_state(Services& s, const Call& c) {
             throw RequestError(
                 to_string(p) + " has no approval record of its own" +
                 (rec ? std::string(" (") + to_string(rec->prefix) + " from the " + source + " covers it)"
-                     : std::string()));
+                     : std::string()),
+                err::kNotFound);
         }
         const auto want = cmd == "suspend" ? ApprovalState::Approved : ApprovalState::Suspended;
         if (existing->state != want)
-            throw RequestError(to_string(p) + " is " + state_name(existing->state) + ", not " +
-                               state_name(want));
+            throw RequestError(
+                to_string(p) + " is " + state_name(existing->state) + ", not " + state_name(want),
+                existing->state == ApprovalState::Banned ? err::kBanned : err::kConflict);
+        // A customer's token may lift its own suspension, never the provider's (an abuse desk's, or the
+        // receivers' verdicts').
+        if (cmd == "resume" && is_customer(peer) && !is_customer_name(existing->operator_name))
+            throw RequestError(to_string(p) + " was suspended by the provider (" + existing->operator_name +
+                                   (existing->reason.empty() ? "" : ": " + existing->reason) +
+                                   "); only the provider can resume it",
+                               err::kForbidden);
         a = *existing;
         a.state = cmd == "suspend" ? ApprovalState::Suspended : ApprovalState::Approved;
     }

@@ -39,7 +39,7 @@ const std::vector<Handler>& handlers() {
     static const std::vector<Handler> table = [] {
         std::vector<Handler> t;
         for (auto group : {report_handlers(), approval_handlers(), settings_handlers(), fleet_handlers(),
-                           lifecycle_handlers()})
+                           lifecycle_handlers(), token_handlers()})
             t.insert(t.end(), group.begin(), group.end());
         return t;
     }();
@@ -82,7 +82,7 @@ Reply ControlPlane::serve(const std::string& line, const Peer& peer, Session& se
         if (peer.pid != 0)  // a client's, not the daemon's own status reads (telemetry, metrics)
             latency_.by_command[known_command(cmd) ? cmd : "unknown"].record(took.count());
     } catch (const RequestError& e) {
-        body = error_reply(e.what());
+        body = error_reply(e.what(), e.code);
     } catch (const std::exception& e) {
         spdlog::error("control request from {} failed: {}", printable(peer.user), printable(e.what(), 200));
         body = error_reply("internal error: " + printable(e.what(), 200));
@@ -99,6 +99,10 @@ json ControlPlane::handle(const std::string& line, const Peer& peer, Session& se
     const auto err = end_batch();
     if (r.changed && !err.empty()) return error_reply("not saved: " + err);
     return r.body;
+}
+
+void ControlPlane::set_tokens(TokenStore* tokens) {
+    services_.tokens = tokens;
 }
 
 void ControlPlane::set_fleet(Fleet* fleet) {

@@ -59,6 +59,8 @@ class ControlPlane {
     void set_rules(std::shared_ptr<const InspectDb> rules) { rules_.db = std::move(rules); }
     // store = etcd: the fleet's replica, for status, the fleet commands and the audit of its commits.
     void set_fleet(Fleet* fleet);
+    // The HTTP API's tokens (api_listen set), for the token commands.
+    void set_tokens(TokenStore* tokens);
     // Applies what the fleet's watch brought (audited), and republishes. Every pass of the control loop.
     void pump_fleet();
     // Where `rules reload` compiles (a child process, off the control loop); without one, in-process.

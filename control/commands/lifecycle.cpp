@@ -42,15 +42,16 @@ json request(Services& s, const Call& c) {
     const int64_t now = now_s();
     const bool force = opt_bool(req, "force");
     const Approval* existing = s.store.find(p);
-    auto refuse = [&](const std::string& why) {
+    auto refuse = [&](const std::string& why, const char* code = err::kConflict) {
         s.audit.record(c.peer, "request", req, existing ? to_json(*existing) : json(nullptr), nullptr,
                        "refused: " + why);
-        return error_reply(why);
+        return error_reply(why, code);
     };
     if (const Approval* cover = s.store.covering(p); cover && cover->state == ApprovalState::Banned)
         return refuse(
             (cover->prefix == p ? banned_why(*cover) : to_string(p) + " is inside " + banned_why(*cover)) +
-            "; it cannot be requested again");
+            "; it cannot be requested again",
+            err::kBanned);
     if (auto why = danger(s, p); !why.empty() && !force)
         throw RequestError("requesting " + why + ": that needs --force");
     if (!existing) {

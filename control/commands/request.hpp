@@ -11,18 +11,31 @@
 #include "api/approval.hpp"
 #include "api/wire.hpp"
 #include "common/net_addr.hpp"
+#include "control/store/audit.hpp"
 
 namespace portcullis {
 
 // A request the daemon refuses for what it says: the reply is {"ok": false, "error": what()}.
+// `code`: the error's kind when it has one (api/protocol.hpp, err::).
 struct RequestError : std::runtime_error {
-    using std::runtime_error::runtime_error;
+    explicit RequestError(const std::string& what, const char* code = nullptr)
+        : std::runtime_error(what), code(code) {}
+    const char* code;
 };
 
 inline int64_t now_s() {
     return std::chrono::duration_cast<std::chrono::seconds>(
                std::chrono::system_clock::now().time_since_epoch())
         .count();
+}
+
+// The HTTP API acts as "<role>:<token name>" (a name no Unix user can have): a customer's token is held to
+// what a customer may do here and there (control/api/router.hpp checks the rest).
+inline bool is_customer_name(const std::string& user) {
+    return user.rfind("customer:", 0) == 0;
+}
+inline bool is_customer(const Peer& peer) {
+    return is_customer_name(peer.user);
 }
 
 // Field readers: a missing or mistyped field is a RequestError naming it.

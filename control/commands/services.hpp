@@ -29,6 +29,7 @@
 namespace portcullis {
 
 class Fleet;
+class TokenStore;
 class FlowTracker;
 class Inspector;
 class SourceTable;
@@ -86,6 +87,7 @@ struct Services {
     const Figures& figures;
     std::shared_ptr<size_t> imports;  // import sessions holding a slot
     Fleet* fleet = nullptr;           // store = etcd: the fleet's replica (null: local)
+    TokenStore* tokens = nullptr;     // the HTTP API's tokens (null: api_listen is off)
 };
 
 // A reply that comes later (a rules compile): called once per pass of the control loop until it gives it.
@@ -111,6 +113,7 @@ std::span<const Handler> approval_handlers();   // approvals.cpp: approve .. unb
 std::span<const Handler> settings_handlers();   // settings.cpp: managed, relay, monitor, limits, rules
 std::span<const Handler> fleet_handlers();      // fleet.cpp: fleet init, fleet adopt
 std::span<const Handler> lifecycle_handlers();  // lifecycle.cpp: request, requests, deny, complaint
+std::span<const Handler> token_handlers();      // tokens.cpp: token_add, token_list, token_revoke
 
 // The DNS check of a record's host name before finish(record, the store's record now) writes it
 // (dns_check.cpp): at once when there is nothing to check (no host name, a prefix, --skip-dns-check,

@@ -1,6 +1,8 @@
 // The control loop (see control_loop.hpp).
 #include "control/daemon/control_loop.hpp"
 
+#include "control/api/desk.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -229,6 +231,7 @@ void run_control_loop(const Config& cfg, ControlServer& server, ControlPlane& pl
             // 10 ms at most between passes: the event rings (kEventRingSize a worker) are drained at least
             // a hundred times a second.
             server.poll_once(10);
+            if (obs.api) obs.api->pump(plane);
             if (obs.reopen && obs.reopen->exchange(false) && obs.events) obs.events->reopen();
             drain.pass();
             plane.pump_fleet();

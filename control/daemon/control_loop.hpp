@@ -1,4 +1,4 @@
-// The main lcore's loop once the gateway forwards: serve the control socket, drain the workers' refusal and
+// The main lcore's loop once the gateway forwards: serve the control socket and the HTTP API, drain the workers' refusal and
 // observation events (into the per-source figures and the event stream), rebuild the policy when an approval
 // expires, publish the metrics and the telemetry status each second, feed systemd's watchdog, warn when
 // tables are full, log counters; until the stop flag is set. Nothing the control side meets may end it: the
@@ -21,6 +21,7 @@ class EventLog;
 class MetricsEndpoint;
 class Watchdog;
 class ApprovalStore;
+class ApiDesk;
 
 // What the loop reports to besides the log; any may be null (off).
 struct Observers {
@@ -30,6 +31,7 @@ struct Observers {
     const ApprovalStore* store = nullptr;  // records by state, for the metrics
     const rte_mempool* pool = nullptr;     // mbufs in use, for the metrics
     std::atomic<bool>* reopen = nullptr;   // set by SIGHUP: the events file is opened again
+    ApiDesk* api = nullptr;                // the HTTP API's requests, served each pass
 };
 
 void run_control_loop(const Config& cfg, ControlServer& server, ControlPlane& plane, const Workers& workers,

@@ -27,6 +27,10 @@
 #include <string>
 #include <vector>
 
+#include "control/api/desk.hpp"
+#include "control/api/http_server.hpp"
+#include "control/api/router.hpp"
+#include "control/api/tokens.hpp"
 #include "control/commands/control_plane.hpp"
 #include "control/commands/request.hpp"
 #include "control/config.hpp"
@@ -172,10 +176,56 @@ void log_ready(const Config& cfg, unsigned workers, const ApprovalStore& store) 
 // state, the rings) is gone when it returns, before rte_eal_cleanup().
 // What the daemon reports to besides its log: the event stream, /metrics, systemd. Opened before the
 // workers start, so that a path or an address it cannot use ends the start with one line.
+// What the daemon serves and reports to besides the control socket (each null when off). The API's parts
+// go in this order and are stopped in the reverse: the server's thread first, then what it handed over.
 struct Reporting {
     std::unique_ptr<EventLog> events;
     std::unique_ptr<MetricsEndpoint> metrics;
+    std::unique_ptr<TokenStore> tokens;
+    std::unique_ptr<ApiRouter> router;
+    std::unique_ptr<ApiDesk> desk;
+    std::unique_ptr<HttpServer> api;
+    void stop_api() {
+        if (api) api->stop();
+        if (desk) desk->drop_all();
+    }
+    // Everything off, in the order that is safe (the server's connections go while its io_context lives).
+    void reset() {
+        stop_api();
+        api.reset();
+        desk.reset();
+        router.reset();
+        tokens.reset();
+        metrics.reset();
+        events.reset();
+    }
+    ~Reporting() { reset(); }
 };
+
+// The HTTP API (api_listen set): its tokens from state_dir, its server listening. "" or why not.
+std::string start_api(const Config& cfg, AuditLog& audit, Reporting& r) {
+    try {
+        r.tokens = std::make_unique<TokenStore>(std::filesystem::path(cfg.state_dir) / "api_tokens.json");
+        r.router = std::make_unique<ApiRouter>(*r.tokens, audit, ApiRate{static_cast<double>(cfg.api_rate)});
+        r.desk = std::make_unique<ApiDesk>(*r.router);
+        HttpServerOptions o;
+        o.listen = cfg.api_listen;
+        o.tls_cert = cfg.api_tls_cert;
+        o.tls_key = cfg.api_tls_key;
+        o.max_body = cfg.api_max_body;
+        o.request_timeout = std::chrono::milliseconds(cfg.api_timeout_ms);
+        ApiDesk* desk = r.desk.get();
+        r.api = std::make_unique<HttpServer>(
+            o, [desk](HttpRequest req, HttpServer::Respond respond) {
+                return desk->submit(std::move(req), std::move(respond));
+            });
+        spdlog::info("HTTP API at {}://{}/v1/ ({} token(s))", r.api->tls() ? "https" : "http", cfg.api_listen,
+                     r.tokens->tokens().size());
+        return {};
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+}
 
 void forward(const Config& cfg, unsigned count, ApprovalStore& store, AuditLog& audit, ControlSocket socket,
              RulesCompiler& rules_compiler, std::shared_ptr<const InspectDb> rules,
@@ -209,14 +259,20 @@ void forward(const Config& cfg, unsigned count, ApprovalStore& store, AuditLog& 
         },
         ControlServer::Batch{[&] { plane.begin_batch(); }, [&] { return plane.end_batch(); },
                              [&] { return plane.take_changed(); }});
-    if (fleet) server.set_wake_fd(fleet->wake_fd());
+    if (fleet) server.add_wake_fd(fleet->wake_fd());
+    if (reporting.desk) {
+        server.add_wake_fd(reporting.desk->wake_fd());
+        plane.set_tokens(reporting.tokens.get());
+    }
     log_ready(cfg, count, store);
     watchdog.ready("forwarding, " + std::to_string(count) + " worker(s)");
 
     run_control_loop(
         cfg, server, plane, workers, sources,
-        Observers{reporting.events.get(), reporting.metrics.get(), &watchdog, &store, pool, &g_reopen},
+        Observers{reporting.events.get(), reporting.metrics.get(), &watchdog, &store, pool, &g_reopen,
+                  reporting.desk.get()},
         g_stop);
+    reporting.stop_api();  // before the control plane it hands requests to goes
 
     spdlog::info("stopping");
     watchdog.stopping();
@@ -312,6 +368,8 @@ int run(int argc, char** argv) {
             return fail(e.what(), 2);
         }
     }
+    if (!cfg.api_listen.empty())
+        if (auto err = start_api(cfg, audit, reporting); !err.empty()) return fail(err, 2);
     for (auto port : {cfg.inside_port, cfg.outside_port})
         if (const auto err = port_start(port, static_cast<uint16_t>(workers), cfg.rx_desc, cfg.tx_desc, pool);
             !err.empty())
@@ -319,7 +377,7 @@ int run(int argc, char** argv) {
 
     forward(cfg, workers, store, audit, std::move(socket), rules_compiler, std::move(rules),
             std::move(built.policy), fleet.get(), reporting, pool);
-    reporting = Reporting{};
+    reporting.reset();
     spdlog::shutdown();
     rte_mempool_free(pool);
     rte_eal_cleanup();

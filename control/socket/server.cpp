@@ -210,12 +210,8 @@ void ControlServer::poll_once(int timeout_ms) {
         fds.push_back({idle_hangup ? -1 : c.fd,
                        static_cast<short>((read ? POLLIN : 0) | (c.out.empty() ? 0 : POLLOUT)), 0});
     }
-    if (wake_fd_ >= 0) fds.push_back({wake_fd_, POLLIN, 0});
+    for (int fd : wake_fds_) fds.push_back({fd, POLLIN, 0});
     if (::poll(fds.data(), fds.size(), timeout_ms) < 0) return;
-    if (wake_fd_ >= 0 && (fds.back().revents & POLLIN)) {
-        uint64_t n;
-        [[maybe_unused]] const auto got = ::read(wake_fd_, &n, sizeof n);
-    }
 
     const auto now = std::chrono::steady_clock::now();
     // Pass 1: read and handle every complete request, as one batch.

@@ -51,8 +51,9 @@ class ControlServer {
     // Waits up to timeout_ms for activity, then serves what is ready.
     void poll_once(int timeout_ms);
     size_t clients() const { return clients_.size(); }
-    // An eventfd whose readiness ends the wait early (the fleet's updates); drained here. -1: none.
-    void set_wake_fd(int fd) { wake_fd_ = fd; }
+    // An eventfd whose readiness ends the wait early (the fleet's updates, the HTTP API's requests); whoever
+    // owns it drains it.
+    void add_wake_fd(int fd) { wake_fds_.push_back(fd); }
 
   private:
     struct Client {
@@ -81,7 +82,7 @@ class ControlServer {
     Batch batch_;
     Limits limits_;
     std::list<Client> clients_;
-    int wake_fd_ = -1;
+    std::vector<int> wake_fds_;
 };
 
 }  // namespace portcullis

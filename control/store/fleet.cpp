@@ -406,6 +406,10 @@ std::string Fleet::apply(const Update& u, std::vector<json>* audit) {
 }
 
 size_t Fleet::pump(std::vector<json>* audit) {
+    if (wake_fd_ >= 0) {  // drained before the inbox is taken: a later update wakes the loop again
+        uint64_t n;
+        [[maybe_unused]] const auto got = ::read(wake_fd_, &n, sizeof n);
+    }
     std::deque<Update> todo;
     {
         std::lock_guard lk(m_);

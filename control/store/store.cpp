@@ -1,6 +1,8 @@
 // Approval store persistence (see store.hpp).
 #include "control/store/store.hpp"
 
+#include "control/store/durable_file.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,28 +22,6 @@ constexpr const char* kHeader = R"({"journal":2})";
 
 std::string errno_text(const std::string& what) {
     return what + ": " + std::strerror(errno);
-}
-
-bool write_all(int fd, const std::string& data) {
-    size_t off = 0;
-    while (off < data.size()) {
-        const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            if (n == 0) errno = ENOSPC;
-            return false;
-        }
-        off += static_cast<size_t>(n);
-    }
-    return true;
-}
-
-std::string fsync_dir(const fs::path& dir) {
-    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return errno_text("open " + dir.string());
-    const int rc = ::fsync(fd);
-    ::close(fd);
-    return rc == 0 ? "" : errno_text("fsync " + dir.string());
 }
 
 nlohmann::json prefix_list(const ApprovalStore::PrefixSet& s) {
@@ -351,27 +331,11 @@ nlohmann::json ApprovalStore::snapshot_json() const {
 }
 
 std::string ApprovalStore::compact() {
-    const auto tmp = dir_ / "approvals.json.tmp";
     const auto snap = dir_ / "approvals.json";
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0) return errno_text("open " + tmp.string());
-    const bool ok =
-        write_all(fd,
-                  snapshot_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n") &&
-        ::fsync(fd) == 0;
-    const int saved = errno;
-    ::close(fd);
-    if (!ok) {
-        ::unlink(tmp.c_str());  // a full disk must not keep a half snapshot's worth of space
-        errno = saved;
-        return errno_text("write " + tmp.string());
-    }
-    if (::rename(tmp.c_str(), snap.c_str()) != 0) {
-        const auto err = errno_text("rename " + tmp.string());
-        ::unlink(tmp.c_str());
+    if (auto err = write_file_durably(
+            snap, snapshot_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+        !err.empty())
         return err;
-    }
-    if (auto err = fsync_dir(dir_); !err.empty()) return err;
     // The snapshot now holds every journal entry (their seq are <= its seq): the journal may go.
     if (::ftruncate(journal_fd_, 0) != 0 || ::fsync(journal_fd_) != 0) return errno_text("truncate journal");
     journal_size_ = 0;

@@ -150,6 +150,12 @@ void complaint_options(po::options_description& d) {
         "reason", po::value<std::string>(), "what it says");
 }
 
+void token_options(po::options_description& d) {
+    d.add_options()("role", po::value<std::string>(), "token add: operator or customer")(
+        "scope", po::value<std::vector<std::string>>(),
+        "token add, customer: an address or prefix it may act on (repeatable; at least one)");
+}
+
 void state_options(po::options_description& d) {
     d.add_options()("reason", po::value<std::string>(), "why")("ticket", po::value<std::string>(),
                                                                "ticket id");
@@ -542,6 +548,40 @@ int fleet(Ctx& c) {
     return c.out(r, r.value("note", std::string()) + "\n");
 }
 
+// token add NAME --role R [--scope CIDR]..., token list, token revoke NAME: the HTTP API's tokens.
+int token(Ctx& c) {
+    const std::string action = c.has("ACTION") ? c.str("ACTION") : "";
+    if (action == "list") {
+        const json r = c.call({{key::kCmd, cmd::kTokenList}});
+        std::string text;
+        for (const auto& t : r["tokens"]) {
+            std::string scopes;
+            for (const auto& p : t["scopes"]) scopes += (scopes.empty() ? "" : ",") + p.get<std::string>();
+            text += t["name"].get<std::string>() + "  " + t["role"].get<std::string>() + "  " +
+                    (scopes.empty() ? "-" : scopes) + "  made " + format_time(t.value("created", int64_t{0})) +
+                    " by " + t.value("created_by", std::string()) + "\n";
+        }
+        return c.out(r, text.empty() ? "no tokens\n" : text);
+    }
+    if (!c.has("NAME")) throw Usage("token " + action + ": NAME is required");
+    const std::string name = c.str("NAME");
+    if (action == "revoke")
+        return c.out(c.call({{key::kCmd, cmd::kTokenRevoke}, {"name", name}}),
+                     "token " + name + " revoked: requests with it are refused from now on\n");
+    if (action != "add") throw Usage("token: say add, list or revoke");
+    if (!c.has("role")) throw Usage("token add: --role operator|customer is required");
+    json req = {{key::kCmd, cmd::kTokenAdd}, {"name", name}, {"role", c.str("role")}};
+    req["scopes"] = c.has("scope") ? json(c.vm["scope"].as<std::vector<std::string>>()) : json::array();
+    const json r = c.call(req);
+    return c.out(r, "token " + name + " (" + c.str("role") + ") made. Its secret, shown this once only:\n" +
+                        r["secret"].get<std::string>() + "\nSend it as 'Authorization: Bearer <secret>'.\n");
+}
+
+constexpr const char* kTokenHelp =
+    "The HTTP API's bearer tokens (api_listen; docs/api.md). A customer token acts only inside its\n"
+    "--scope prefixes: it may read, suspend, resume and request there, nothing else. An operator token may\n"
+    "use every route. The secret is printed once; the daemon keeps only its SHA-256.\n";
+
 constexpr const char* kFleetHelp =
     "store = etcd only (docs/fleet.md).\n"
     "  init   make an etcd that holds no fleet this fleet's, seeded with this gateway's set (refused when "
@@ -682,6 +722,13 @@ const std::vector<Subcommand> kSubcommands = {
      {{"ACTION", true, "init or adopt"}},
      fleet,
      kFleetHelp},
+    {"token",
+     "token add|list|revoke [NAME]",
+     "the HTTP API's tokens: add NAME --role R [--scope CIDR]..., list, revoke NAME",
+     token_options,
+     {{"ACTION", true, "add, list or revoke"}, {"NAME", false, "the token's name"}},
+     token,
+     kTokenHelp},
 };
 
 std::string command_list() {
