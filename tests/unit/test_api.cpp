@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -276,6 +277,32 @@ TEST_F(ApiRateLimit, ATokenOverItsRateGets429AndOthersDoNot) {
     EXPECT_EQ(r.status, 429);
     EXPECT_GE(r.retry_after, 1);
     EXPECT_EQ(http("GET", "/v1/addresses/198.51.100.20", other).status, 200) << "another token's bucket";
+}
+
+// docs/api.yaml describes exactly the routes the server has: each path at two spaces under `paths:`, each
+// method at four.
+TEST(ApiSpec, TheOpenApiDescriptionHasEveryRouteOfTheServerAndNoOther) {
+    std::ifstream in(std::string(PORTCULLIS_SOURCE_DIR) + "/docs/api.yaml");
+    ASSERT_TRUE(in) << "docs/api.yaml";
+    std::set<std::string> documented, served;
+    std::string line, path;
+    bool in_paths = false;
+    while (std::getline(in, line)) {
+        if (!line.empty() && line[0] != ' ' && line[0] != '#') in_paths = line.rfind("paths:", 0) == 0;
+        if (!in_paths) continue;
+        if (line.size() > 3 && line.rfind("  /", 0) == 0 && line.back() == ':') {
+            path = line.substr(2, line.size() - 3);
+            continue;
+        }
+        for (const char* m : {"get", "post", "put", "patch", "delete"})
+            if (line == std::string("    ") + m + ":") {
+                std::string up = m;
+                for (auto& ch : up) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+                documented.insert(up + " " + path);
+            }
+    }
+    for (const auto& r : api_routes()) served.insert(std::string(r.method) + " " + r.path);
+    EXPECT_EQ(documented, served);
 }
 
 // The HTTP server against hostile clients, on a loopback socket.

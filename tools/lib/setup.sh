@@ -15,6 +15,9 @@ PORTCULLIS_PACKAGES=(
     prometheus-cpp-dev prometheus libsystemd-dev python3-jsonschema curl
     # the approval's DNS check: c-ares; a real DNS server for its test
     libc-ares-dev dnsmasq-base
+    # the HTTP API: Boost.Beast comes with libboost-dev (program-options-dev pulls it); openssl makes the
+    # tests' certificate
+    openssl
     # the lab: namespaces, offload switches, captures, real mail tools
     iproute2 ethtool tcpdump procps swaks libio-socket-inet6-perl libnet-ssleay-perl libio-socket-ssl-perl
     openssl postfix
