@@ -24,6 +24,7 @@ inline constexpr const char* kBanned = "banned";        // the address is banned
 inline constexpr const char* kConflict = "conflict";    // the record's state does not allow it (409)
 inline constexpr const char* kNotFound = "not_found";   // no such record or token (404)
 inline constexpr const char* kForbidden = "forbidden";  // not for this caller (403)
+inline constexpr const char* kUnavailable = "unavailable";  // a service it needs is not there now (503)
 }  // namespace err
 
 // Command names.

@@ -153,7 +153,7 @@ class Conn : public std::enable_shared_from_this<Conn<Stream>> {
         req.body = msg.body();
         if (auto it = msg.find(http::field::authorization); it != msg.end()) req.authorization = std::string(it->value());
         req.remote = peer_.to_string();
-        lowest().expires_after(server_.opts.reply_timeout);
+        lowest().expires_never();  // the control side answers (the deadline resumes with the write)
         // The answer comes from the control thread: it is carried back onto this connection's thread.
         auto respond = [self = this->shared_from_this()](HttpResponse rsp) mutable {
             auto conn = std::move(self);
@@ -171,7 +171,9 @@ class Conn : public std::enable_shared_from_this<Conn<Stream>> {
         }
         if (!taken) {
             ++server_.counters.busy;
-            reply({503, {{"error", "the control plane is busy; try again"}}, 1}, false);
+            HttpResponse busy(503, {{"error", "the control plane is busy; try again"}});
+            busy.retry_after = 1;
+            reply(std::move(busy), false);
         }
     }
 
@@ -181,6 +183,7 @@ class Conn : public std::enable_shared_from_this<Conn<Stream>> {
         res->set(http::field::cache_control, "no-store");
         if (rsp.retry_after > 0) res->set(http::field::retry_after, std::to_string(rsp.retry_after));
         if (rsp.auth_challenge) res->set(http::field::www_authenticate, "Bearer realm=\"portcullis\"");
+        if (!rsp.allow.empty()) res->set(http::field::allow, rsp.allow);
         res->keep_alive(keep_alive);
         res->body() = rsp.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
         res->prepare_payload();

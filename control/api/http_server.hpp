@@ -1,7 +1,9 @@
 // The HTTP API's server: Boost.Beast over Boost.Asio (OpenSSL for TLS) on a thread of its own, never a
-// worker's core. One thread serves every connection asynchronously, so a slow client holds no thread: each
-// connection has one deadline for its TLS handshake and whole request (headers and body) and one for
-// writing the response, and is closed past it. Bounded: the header block, the number of header fields, the
+// worker's core. One thread serves every connection asynchronously, so a slow client holds no thread: a
+// connection has request_timeout for its TLS handshake, then request_timeout for each whole request
+// (headers and body, however they trickle in; an idle keep-alive connection waits in this one too), then
+// request_timeout to take its response, and is closed past any of them. While the control side works out
+// the answer no deadline runs (it is bounded there: a DNS check by dns_timeout_ms). Bounded: the header block, the number of header fields, the
 // body, the connections in all and from one address; past a bound the client gets 413/431/503 or is
 // closed. A request read whole goes to the handler (the ApiDesk) with a way to answer; the answer may come
 // from any thread.
@@ -24,8 +26,7 @@ struct HttpServerOptions {
     size_t max_body = 64 << 10;
     size_t max_header = 8 << 10;
     unsigned max_fields = 64;
-    std::chrono::milliseconds request_timeout{10'000};  // handshake and request; and the response's write
-    std::chrono::milliseconds reply_timeout{60'000};    // the control side's answer (a DNS check at most)
+    std::chrono::milliseconds request_timeout{10'000};  // the handshake; each request; each response's write
     size_t max_connections = 256, max_per_address = 32;
 };
 

@@ -111,8 +111,8 @@ std::optional<Target> parse_target(std::string_view t, std::string* why) {
 }
 
 // The route matching these segments: its index, and {addr}'s value; -1 when no path matches, -2 when a
-// path matches but not with this method.
-int match(const Target& t, const std::string& method, std::string* addr) {
+// path matches but not with this method (*allow: the methods it has).
+int match(const Target& t, const std::string& method, std::string* addr, std::string* allow) {
     bool path_matched = false;
     for (size_t i = 0; i < std::size(kRoutes); ++i) {
         const auto want = split(std::string_view(kRoutes[i].path).substr(1), '/');
@@ -127,6 +127,7 @@ int match(const Target& t, const std::string& method, std::string* addr) {
         }
         if (!ok) continue;
         path_matched = true;
+        *allow += (allow->empty() ? "" : ", ") + std::string(kRoutes[i].method);
         if (method == kRoutes[i].method) {
             *addr = a;
             return static_cast<int>(i);
@@ -153,11 +154,12 @@ json body_of(json reply) {
     return reply;
 }
 
-// The body's fields a route takes, renamed ("address" is the command's "addr"); any other is refused.
-json fields(const json& body, std::initializer_list<const char*> allowed, std::string* why) {
+// The body's fields a route takes, renamed ("address" is the command's "addr", on the routes whose address
+// is in the body); any other is refused.
+json fields(const json& body, std::initializer_list<const char*> allowed, std::string* why, bool address = true) {
     json out = json::object();
     for (const auto& [k, v] : body.items()) {
-        if (k == "address") {
+        if (k == "address" && address) {
             out["addr"] = v;
             continue;
         }
@@ -184,6 +186,7 @@ int status_of(const json& reply) {
     if (code == err::kBanned || code == err::kConflict) return 409;
     if (code == err::kNotFound) return 404;
     if (code == err::kForbidden) return 403;
+    if (code == err::kUnavailable) return 503;
     const std::string text = reply.value(key::kError, std::string());
     if (text.rfind("not saved", 0) == 0) return 503;
     if (text.rfind("internal error", 0) == 0) return 500;
@@ -211,10 +214,14 @@ std::variant<HttpResponse, ApiCall> ApiRouter::route(const HttpRequest& req, Clo
     std::string why;
     const auto target = parse_target(req.target, &why);
     if (!target) return error(400, why);
-    std::string addr_text;
-    const int r = match(*target, req.method, &addr_text);
+    std::string addr_text, allow;
+    const int r = match(*target, req.method, &addr_text, &allow);
     if (r == -1) return error(404, "no such endpoint (see docs/api.yaml)");
-    if (r == -2) return error(405, "method " + printable(req.method, 10) + " not allowed here");
+    if (r == -2) {
+        HttpResponse rsp = error(405, "method " + printable(req.method, 10) + " not allowed here (" + allow + ")");
+        rsp.allow = allow;
+        return rsp;
+    }
     const ApiRoute& route = kRoutes[r];
 
     // Who: a bearer token.
@@ -296,7 +303,7 @@ std::variant<HttpResponse, ApiCall> ApiRouter::route(const HttpRequest& req, Clo
             };
     } else if (path == "/v1/addresses/{addr}/suspend" || path == "/v1/addresses/{addr}/resume") {
         if (auto e = no_query()) return *e;
-        cmd = fields(body, {"reason", "ticket"}, &why);
+        cmd = fields(body, {"reason", "ticket"}, &why, false);
         if (cmd.is_null()) return error(400, why);
         cmd["cmd"] = path.ends_with("suspend") ? cmd::kSuspend : cmd::kResume;
         cmd["addr"] = to_string(*addr);
@@ -353,7 +360,7 @@ std::variant<HttpResponse, ApiCall> ApiRouter::route(const HttpRequest& req, Clo
         if (!cmd.contains("addr")) return error(400, "'address' is needed");
         cmd["cmd"] = cmd::kApprove;
     } else {  // DELETE /v1/approvals/{addr}
-        cmd = fields(body, {"reason", "ticket"}, &why);
+        cmd = fields(body, {"reason", "ticket"}, &why, false);
         if (cmd.is_null()) return error(400, why);
         for (const auto& [k, v] : target->query) {
             if (k != "ban" && k != "force") return error(400, "unknown query parameter '" + printable(k, 40) + "'");

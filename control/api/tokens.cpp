@@ -109,17 +109,19 @@ std::map<std::string, ApiToken> TokenStore::parse(const std::string& text) {
 }
 
 TokenStore::TokenStore(std::filesystem::path path) : path_(std::move(path)) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path_, ec) && !ec) return;
     std::ifstream in(path_);
-    if (!in) {
-        if (std::filesystem::exists(path_)) throw std::runtime_error("cannot read " + path_.string());
+    std::stringstream ss;
+    if (in) ss << in.rdbuf();
+    if (!in || in.bad()) {
+        broken_ = path_.string() + ": cannot be read";
         return;
     }
-    std::stringstream ss;
-    ss << in.rdbuf();
     try {
         tokens_ = parse(ss.str());
     } catch (const std::exception& e) {
-        throw std::runtime_error(path_.string() + ": " + e.what());
+        broken_ = path_.string() + ": " + e.what();
     }
 }
 
@@ -132,6 +134,7 @@ std::string TokenStore::save(const std::map<std::string, ApiToken>& next) {
 }
 
 std::string TokenStore::add(ApiToken token, std::string* secret) {
+    if (!broken_.empty()) return "the token file is unusable (" + broken_ + "): repair or remove it, then restart";
     if (auto why = check_name(token.name); !why.empty()) return why;
     if (tokens_.count(token.name)) return "a token named " + token.name + " exists (revoke it first)";
     if (tokens_.size() >= kMaxTokens) return "too many tokens (at most 10000)";
@@ -154,6 +157,7 @@ std::string TokenStore::add(ApiToken token, std::string* secret) {
 }
 
 std::string TokenStore::revoke(const std::string& name) {
+    if (!broken_.empty()) return "the token file is unusable (" + broken_ + "): repair or remove it, then restart";
     if (!tokens_.count(name)) return "no token named " + name.substr(0, 64);
     auto next = tokens_;
     next.erase(name);

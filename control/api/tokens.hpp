@@ -2,8 +2,10 @@
 // resume and request, only inside its scopes) and the SHA-256 of its secret. The secret is 32 random bytes
 // from OpenSSL's RAND_bytes, shown once when the token is made and never kept: a plain SHA-256 does for a
 // secret of 256 random bits (no dictionary to try), and a request is matched against every token's hash
-// with CRYPTO_memcmp, in constant time. The set lives in one JSON file written durably (durable_file.hpp);
-// a file that cannot be read leaves the API with no tokens (every request 401) and says why, once.
+// with CRYPTO_memcmp, in constant time. The set lives in one JSON file written durably (durable_file.hpp).
+// A file that cannot be read never stops the daemon (the racks' traffic does not depend on the API): the
+// API then has no tokens (every request 401), broken() says why, and token add/revoke are refused rather
+// than write over the file the operator has to repair or remove.
 #pragma once
 
 #include <cstdint>
@@ -35,8 +37,10 @@ class TokenStore {
     static constexpr size_t kMaxTokens = 10000, kMaxScopes = 64;
     static constexpr const char* kPrefix = "pcu_";  // every secret starts so (secret scanners find them)
 
-    // path: the token file; missing is an empty set. Throws std::runtime_error for a file it cannot read.
+    // path: the token file; missing is an empty set; unreadable or invalid is an empty set and broken().
     explicit TokenStore(std::filesystem::path path);
+    // "" or why the token file could not be read (the set is then empty and stays so).
+    const std::string& broken() const { return broken_; }
     // Reads a token file's text: the tokens, or std::runtime_error naming what is wrong.
     static std::map<std::string, ApiToken> parse(const std::string& text);
 
@@ -55,6 +59,7 @@ class TokenStore {
     std::string save(const std::map<std::string, ApiToken>& next);
     std::filesystem::path path_;
     std::map<std::string, ApiToken> tokens_;
+    std::string broken_;
 };
 
 nlohmann::json token_json(const ApiToken& t, bool with_hash);

@@ -127,11 +127,13 @@ json set_state(Services& s, const Call& c) {
                 existing->state == ApprovalState::Banned ? err::kBanned : err::kConflict);
         // A customer's token may lift its own suspension, never the provider's (an abuse desk's, or the
         // receivers' verdicts').
-        if (cmd == "resume" && is_customer(peer) && !is_customer_name(existing->operator_name))
-            throw RequestError(to_string(p) + " was suspended by the provider (" + existing->operator_name +
-                                   (existing->reason.empty() ? "" : ": " + existing->reason) +
-                                   "); only the provider can resume it",
-                               err::kForbidden);
+        if (cmd == "resume" && is_customer(peer) && !is_customer_name(existing->operator_name)) {
+            const std::string why = to_string(p) + " was suspended by the provider (" + existing->operator_name +
+                                    (existing->reason.empty() ? "" : ": " + existing->reason) +
+                                    "); only the provider can resume it";
+            s.audit.record(peer, cmd, req, to_json(*existing), nullptr, "refused: " + why);
+            return error_reply(why, err::kForbidden);
+        }
         a = *existing;
         a.state = cmd == "suspend" ? ApprovalState::Suspended : ApprovalState::Approved;
     }

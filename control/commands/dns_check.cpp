@@ -31,7 +31,7 @@ json with_dns_check(Services& s, const Call& c, Approval a, const Approval* exis
         check = std::make_shared<FcrdnsCheck>(DnsSettings{s.cfg.dns_servers, s.cfg.dns_timeout_ms},
                                               a.prefix.addr, a.hostname);
     } catch (const std::exception& e) {
-        return error_reply(std::string(e.what()) + " (--skip-dns-check goes without it)");
+        return error_reply(std::string(e.what()) + " (--skip-dns-check goes without it)", err::kUnavailable);
     }
     const std::optional<Approval> before = existing ? std::optional<Approval>(*existing) : std::nullopt;
     c.later = [&s, check, before, a = std::move(a),
@@ -41,7 +41,8 @@ json with_dns_check(Services& s, const Call& c, Approval a, const Approval* exis
         const Approval* current = s.store.find(a.prefix);
         if (current ? !before || !(*current == *before) : before.has_value())
             return error_reply(to_string(a.prefix) +
-                               " changed while its DNS was checked: run the command again");
+                               " changed while its DNS was checked: run the command again",
+                               err::kConflict);
         a.dns = check->result().to_json(check->addr(), check->host());
         return finish(std::move(a), current);
     };

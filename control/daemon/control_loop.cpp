@@ -2,6 +2,7 @@
 #include "control/daemon/control_loop.hpp"
 
 #include "control/api/desk.hpp"
+#include "control/api/http_server.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -192,6 +193,16 @@ MetricsInput metrics_input(const Config& cfg, ControlPlane& plane, const Workers
         in.events_suppressed = obs.events->suppressed();
     }
     in.latency = &plane.latency();
+    if (obs.api) {
+        in.api_enabled = true;
+        in.api_responses.assign(obs.api->responses().begin(), obs.api->responses().end());
+    }
+    if (const auto* c = obs.api_server) {
+        in.api_connections = c->connections.load();
+        in.api_dropped = {{"refused", c->refused.load()},     {"timed_out", c->timed_out.load()},
+                          {"too_large", c->too_large.load()}, {"malformed", c->malformed.load()},
+                          {"busy", c->busy.load()}};
+    }
     return in;
 }
 

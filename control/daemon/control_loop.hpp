@@ -22,6 +22,7 @@ class MetricsEndpoint;
 class Watchdog;
 class ApprovalStore;
 class ApiDesk;
+struct HttpServerCounters;
 
 // What the loop reports to besides the log; any may be null (off).
 struct Observers {
@@ -32,6 +33,7 @@ struct Observers {
     const rte_mempool* pool = nullptr;     // mbufs in use, for the metrics
     std::atomic<bool>* reopen = nullptr;   // set by SIGHUP: the events file is opened again
     ApiDesk* api = nullptr;                // the HTTP API's requests, served each pass
+    const HttpServerCounters* api_server = nullptr;  // its server's figures, for the metrics
 };
 
 void run_control_loop(const Config& cfg, ControlServer& server, ControlPlane& plane, const Workers& workers,

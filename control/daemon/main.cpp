@@ -206,6 +206,9 @@ struct Reporting {
 std::string start_api(const Config& cfg, AuditLog& audit, Reporting& r) {
     try {
         r.tokens = std::make_unique<TokenStore>(std::filesystem::path(cfg.state_dir) / "api_tokens.json");
+        if (!r.tokens->broken().empty())
+            spdlog::error("HTTP API: no tokens: {} (every API request is refused 401 until it is repaired)",
+                          r.tokens->broken());
         r.router = std::make_unique<ApiRouter>(*r.tokens, audit, ApiRate{static_cast<double>(cfg.api_rate)});
         r.desk = std::make_unique<ApiDesk>(*r.router);
         HttpServerOptions o;
@@ -270,7 +273,7 @@ void forward(const Config& cfg, unsigned count, ApprovalStore& store, AuditLog& 
     run_control_loop(
         cfg, server, plane, workers, sources,
         Observers{reporting.events.get(), reporting.metrics.get(), &watchdog, &store, pool, &g_reopen,
-                  reporting.desk.get()},
+                  reporting.desk.get(), reporting.api ? &reporting.api->counters() : nullptr},
         g_stop);
     reporting.stop_api();  // before the control plane it hands requests to goes
 

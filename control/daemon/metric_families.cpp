@@ -218,6 +218,24 @@ void events(const MetricsInput& in, std::vector<MetricFamily>& out) {
                                {counter(static_cast<double>(in.event_reopens))}});
 }
 
+void api(const MetricsInput& in, std::vector<MetricFamily>& out) {
+    if (!in.api_enabled) return;
+    MetricFamily responses{"portcullis_api_responses_total", "HTTP API responses by status", MetricType::Counter,
+                           {}};
+    for (const auto& [code, n] : in.api_responses)
+        responses.metric.push_back(counter(static_cast<double>(n), {{"code", std::to_string(code)}}));
+    out.push_back(std::move(responses));
+    MetricFamily dropped{"portcullis_api_dropped_total",
+                         "HTTP API connections or requests the server refused or dropped, by why",
+                         MetricType::Counter,
+                         {}};
+    for (const auto& [why, n] : in.api_dropped)
+        dropped.metric.push_back(counter(static_cast<double>(n), {{"reason", why}}));
+    out.push_back(std::move(dropped));
+    out.push_back(MetricFamily{"portcullis_api_connections_total", "HTTP API connections accepted",
+                               MetricType::Counter, {counter(static_cast<double>(in.api_connections))}});
+}
+
 ClientMetric histogram(const LatencyHistogram& h, std::vector<ClientMetric::Label> labels) {
     ClientMetric m;
     m.label = std::move(labels);
@@ -252,6 +270,7 @@ std::vector<MetricFamily> build_metric_families(const MetricsInput& in) {
     port_counters(in, out);
     gauges(in, out);
     events(in, out);
+    api(in, out);
     latency(in, out);
     // A family with no sample is left out (promtool and scrapers want none empty).
     std::erase_if(out, [](const MetricFamily& f) { return f.metric.empty(); });

@@ -42,6 +42,11 @@ struct MetricsInput {
     std::string version;
     bool monitor = false;
     const ControlLatency* latency = nullptr;
+    // The HTTP API (api_listen set): responses by status, and what its server dropped by why.
+    bool api_enabled = false;
+    std::vector<std::pair<int, uint64_t>> api_responses;
+    std::vector<std::pair<std::string, uint64_t>> api_dropped;  // refused, timed_out, too_large, malformed, busy
+    uint64_t api_connections = 0;
 };
 
 std::vector<prometheus::MetricFamily> build_metric_families(const MetricsInput& in);

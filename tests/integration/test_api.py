@@ -17,6 +17,7 @@ API = "127.0.0.1:8443"
 URL = f"https://{API}"
 HOST = "mail.rack.example"
 TIMEOUT_MS = 1500
+METRICS = "127.0.0.1:9466"
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def alab():
                             "-addext", "subjectAltName=IP:127.0.0.1"])
         lab.cert = cert
         lab.start_gateway(extra=["--api_listen", API, "--api_tls_cert", str(cert), "--api_tls_key", str(key),
-                                 "--api_rate", "5", "--api_timeout_ms", str(TIMEOUT_MS)])
+                                 "--api_rate", "5", "--api_timeout_ms", str(TIMEOUT_MS), "--metrics_listen", METRICS])
         lab.tokens = {}
         for name, role, scopes in (("noc", "operator", []), ("acme", "customer", ["198.51.100.16/28"]),
                                    ("other", "customer", ["198.51.100.0/28"])):
@@ -164,3 +165,15 @@ print(round(time.monotonic() - t0, 2))
     took = float(slow.communicate(timeout=30)[0])
     assert TIMEOUT_MS / 1000 - 0.2 <= took < TIMEOUT_MS / 1000 + 3, f"dropped after {took} s"
     assert sends(alab, RACK_V4["approved"])
+
+
+def test_the_metrics_count_the_apis_responses_and_drops(alab):
+    time.sleep(1.2)  # the snapshot is rebuilt each second
+    res = alab.ns(alab.ns_gw, "curl", "-sS", "--max-time", "5", f"http://{METRICS}/metrics")
+    lines = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in res.stdout.splitlines()
+             if line.startswith("portcullis_api_")}
+    assert lines['portcullis_api_responses_total{code="401"}'] >= 2, lines
+    assert lines['portcullis_api_responses_total{code="403"}'] >= 2
+    assert lines['portcullis_api_responses_total{code="429"}'] >= 1
+    assert lines['portcullis_api_dropped_total{reason="too_large"}'] >= 1
+    assert lines['portcullis_api_dropped_total{reason="timed_out"}'] >= 1

@@ -96,6 +96,25 @@ TEST(ApiTokens, AHostileTokenFileIsRefusedWithOneLine) {
     }
 }
 
+TEST(ApiTokens, AnUnreadableTokenFileLeavesNoTokensAndIsNotWrittenOver) {
+    char tmpl[] = "/tmp/portcullis-tok-XXXXXX";
+    const std::filesystem::path dir = mkdtemp(tmpl);
+    const auto file = dir / "api_tokens.json";
+    {
+        std::ofstream out(file);
+        out << "{\"format\":1,\"tokens\":[{\"name\":";  // cut short (a full disk, a bad restore)
+    }
+    TokenStore t(file);  // never throws: the daemon starts, the racks keep their uplink
+    EXPECT_NE(t.broken(), "");
+    EXPECT_EQ(t.broken().find('\n'), std::string::npos);
+    EXPECT_TRUE(t.tokens().empty());
+    std::string secret;
+    EXPECT_NE(t.add({"noc", TokenRole::Operator, {}, "", 1, "root"}, &secret), "");
+    EXPECT_NE(t.revoke("noc"), "");
+    EXPECT_EQ(slurp(file), "{\"format\":1,\"tokens\":[{\"name\":") << "left for the operator to repair";
+    std::filesystem::remove_all(dir);
+}
+
 // The routes through the desk into a real control plane.
 class Api : public testing::CommandFixture {
   protected:
@@ -150,6 +169,10 @@ TEST_F(Api, UnknownRoutesMethodsTargetsAndQueriesAreRefused) {
     EXPECT_EQ(http("GET", "/v2/status", op).status, 404);
     EXPECT_EQ(http("GET", "/v1/approvals/198.51.100.10/x", op).status, 404);
     EXPECT_EQ(http("PUT", "/v1/status", op).status, 405);
+    EXPECT_EQ(http("PUT", "/v1/approvals", op).allow, "GET, POST");
+    EXPECT_EQ(http("POST", "/v1/addresses/198.51.100.10/suspend", op, R"({"address":"198.51.100.11"})").status,
+              400)
+        << "the address is the path's";
     EXPECT_EQ(http("GET", "/v1/addresses/%zz", op).status, 400);
     EXPECT_EQ(http("GET", "/v1/addresses/198.51.100.10%00", op).status, 400);
     EXPECT_EQ(http("GET", "/v1/addresses/not-an-address", op).status, 400);

@@ -177,6 +177,10 @@ MetricsInput sample_input(const ControlLatency& latency) {
     in.events_written = 10;
     in.version = "0.1.0";
     in.latency = &latency;
+    in.api_enabled = true;
+    in.api_responses = {{200, 40}, {401, 3}, {403, 1}};
+    in.api_dropped = {{"refused", 0}, {"timed_out", 2}, {"too_large", 1}, {"malformed", 0}, {"busy", 0}};
+    in.api_connections = 12;
     return in;
 }
 

@@ -11,7 +11,8 @@ mix, with the frames lost meanwhile.
 managed sources mixed into the imix, with configs/bench-synflood.conf; prints the flood's counters too); or fleet
 (the imix through a gateway with store = etcd while another writes 1,000 changes a second to etcd); or
 observability (imix and synflood with /metrics and the event stream on against both off; the events a second
-the stream writes and drops)."""
+the stream writes and drops); or api (the HTTP API's requests a second and latency on loopback, reads and
+changes, HTTP and HTTPS, while the gateway forwards the imix replay, and the forwarding rate meanwhile)."""
 import argparse
 import json
 import os
@@ -530,6 +531,61 @@ def observability_bench(build, args):
     return 0
 
 
+API_PORT = 9470
+
+
+def api_bench(build, args):
+    """The HTTP API on loopback while the gateway forwards the imix replay: requests a second and latency for
+    reads and for changes (each durable and audited), over plain HTTP and over HTTPS (keep-alive connections),
+    with the gateway's forwarding rate quiet and during each load, against testpmd on the same devices."""
+    from api_load import ApiLoad
+    pcap = WORK / "imix.pcap"
+    subprocess.run(["/usr/bin/python3", str(REPO / "tools/benchlib/mix.py"), "imix", str(pcap), "--flows",
+                    str(args.flows)], check=True)
+    cert, key = WORK / "api-cert.pem", WORK / "api-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=bench",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    print(f"\nmachine: {os.cpu_count()} cores, {cpu}; one worker lcore (CPU 1); the load generator on CPU 0 "
+          f"with the control thread; {args.seconds:.0f} s per load, 4 keep-alive connections")
+    print(f"testpmd --forward-mode=io on the same devices: one run of {args.seconds:.0f} s; each row one gateway run")
+    print(f"{'transport':<10}{'load':<8}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'non-2xx':>9}"
+          f"{'Mpps quiet':>12}{'Mpps during':>13}{'testpmd':>9}{'ratio':>7}{'cycles/pkt':>12}")
+    ref = run_testpmd("benchref", pcap, args.hugepages, args.seconds)
+    # Every repetition's row, not a median: this VM's forwarding rate jumps from one start to the next.
+    for transport in [t for _ in range(args.reps) for t in ("http", "https")]:
+        prefix = "benchapi"
+        shutil.rmtree(WORK / f"{prefix}-state", ignore_errors=True)
+        log = WORK / f"{prefix}.log"
+        extra = ["--api_listen", f"127.0.0.1:{API_PORT}", "--api_rate", "100000"]
+        if transport == "https":
+            extra += ["--api_tls_cert", str(cert), "--api_tls_key", str(key)]
+        proc = start(gateway_cmd(build, prefix, pcap, args.hugepages, extra), log)
+        try:
+            quiet = measure(prefix, proc, args.seconds, log)
+            token = ctl(build, prefix, "token", "add", "bench", "--role", "operator")["secret"]
+            tsc = ctl(build, prefix, "status")["tsc_hz"]
+            for kind in ("read", "write"):
+                load = ApiLoad("127.0.0.1", API_PORT, token, kind, args.seconds + 1.5,
+                               cafile=str(cert) if transport == "https" else None)
+                load.start()
+                during = measure(prefix, proc, args.seconds, log)
+                load.join()
+                n = len(load.latencies)
+                q = statistics.quantiles(load.latencies, n=100) if n >= 2 else [0] * 99
+                bad = sum(v for k, v in load.statuses.items() if not 200 <= k < 300)
+                print(f"{transport:<10}{kind:<8}{n / load.elapsed:>8.0f}{1000 * q[49]:>8.2f}{1000 * q[98]:>8.2f}"
+                      f"{bad:>9}{quiet:>12.2f}{during:>13.2f}{ref:>9.2f}{during / ref:>7.2f}"
+                      f"{tsc / (during * 1e6):>12.0f}", flush=True)
+            counters = ctl(build, prefix, "stats")["counters"]
+            if counters.get("tx_full_outside") or counters.get("tx_full_inside"):
+                print(f"  (tx_full: outside {counters.get('tx_full_outside')}, inside {counters.get('tx_full_inside')})")
+        finally:
+            stop(proc)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=str(REPO / "build"))
@@ -538,7 +594,7 @@ def main():
     ap.add_argument("--flows", type=int, default=131072)
     ap.add_argument("--hugepages", action="store_true", help="back both programs with hugepages (reserve them first)")
     ap.add_argument("--skip-control", action="store_true")
-    ap.add_argument("--scenario", choices=["all", "nonsmtp64", "imix", "synflood", "fleet", "observability"],
+    ap.add_argument("--scenario", choices=["all", "nonsmtp64", "imix", "synflood", "fleet", "observability", "api"],
                     default="all",
                     help="all (the default): nonsmtp64 and imix, then the flow, inspection and control figures; "
                          "a mix's name: only that mix against testpmd")
@@ -549,6 +605,8 @@ def main():
         return synflood_bench(build, args)
     if args.scenario == "observability":
         return observability_bench(build, args)
+    if args.scenario == "api":
+        return api_bench(build, args)
     if args.scenario == "fleet":
         pcap = WORK / "imix.pcap"
         subprocess.run(["/usr/bin/python3", str(REPO / "tools/benchlib/mix.py"), "imix", str(pcap), "--flows",

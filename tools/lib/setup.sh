@@ -16,8 +16,8 @@ PORTCULLIS_PACKAGES=(
     # the approval's DNS check: c-ares; a real DNS server for its test
     libc-ares-dev dnsmasq-base
     # the HTTP API: Boost.Beast comes with libboost-dev (program-options-dev pulls it); openssl makes the
-    # tests' certificate
-    openssl
+    # tests' certificate; PyYAML reads docs/api.yaml in the lint suite
+    openssl python3-yaml
     # the lab: namespaces, offload switches, captures, real mail tools
     iproute2 ethtool tcpdump procps swaks libio-socket-inet6-perl libnet-ssleay-perl libio-socket-ssl-perl
     openssl postfix
