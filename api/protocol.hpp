@@ -20,10 +20,10 @@ inline constexpr const char* kCode = "code";  // an error's kind, when it has on
 // An error reply's kinds ("code"), where the kind matters to a client (the HTTP API's status: 409, 404,
 // 403); an error without one is a bad request.
 namespace err {
-inline constexpr const char* kBanned = "banned";        // the address is banned (409)
-inline constexpr const char* kConflict = "conflict";    // the record's state does not allow it (409)
-inline constexpr const char* kNotFound = "not_found";   // no such record or token (404)
-inline constexpr const char* kForbidden = "forbidden";  // not for this caller (403)
+inline constexpr const char* kBanned = "banned";            // the address is banned (409)
+inline constexpr const char* kConflict = "conflict";        // the record's state does not allow it (409)
+inline constexpr const char* kNotFound = "not_found";       // no such record or token (404)
+inline constexpr const char* kForbidden = "forbidden";      // not for this caller (403)
 inline constexpr const char* kUnavailable = "unavailable";  // a service it needs is not there now (503)
 }  // namespace err
 

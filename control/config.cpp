@@ -500,9 +500,11 @@ Config build(const po::variables_map& vm) {
     if (vm.count("api_listen")) {
         c.api_listen = vm["api_listen"].as<std::string>();
         if (!valid_listen(c.api_listen))
-            throw ConfigError{"api_listen: '" + c.api_listen.substr(0, 60) + "' is not ADDR:PORT or [V6ADDR]:PORT"};
+            throw ConfigError{"api_listen: '" + c.api_listen.substr(0, 60) +
+                              "' is not ADDR:PORT or [V6ADDR]:PORT"};
     }
-    for (auto [key, field] : {std::pair{"api_tls_cert", &c.api_tls_cert}, std::pair{"api_tls_key", &c.api_tls_key}})
+    for (auto [key, field] :
+         {std::pair{"api_tls_cert", &c.api_tls_cert}, std::pair{"api_tls_key", &c.api_tls_key}})
         if (vm.count(key)) {
             *field = vm[key].as<std::string>();
             if (field->empty() || field->size() > 4000 || field->find('\0') != std::string::npos)
@@ -512,9 +514,10 @@ Config build(const po::variables_map& vm) {
         throw ConfigError{"api_tls_cert and api_tls_key go together: set both for HTTPS, or neither"};
     c.api_plaintext = vm["api_plaintext"].as<bool>();
     if (!c.api_listen.empty() && c.api_tls_cert.empty() && !c.api_plaintext && !loopback_listen(c.api_listen))
-        throw ConfigError{"api_listen: " + c.api_listen +
-                          " is not loopback and no api_tls_cert/api_tls_key is set: the tokens would cross in "
-                          "clear (set api_plaintext = true to accept that)"};
+        throw ConfigError{
+            "api_listen: " + c.api_listen +
+            " is not loopback and no api_tls_cert/api_tls_key is set: the tokens would cross in "
+            "clear (set api_plaintext = true to accept that)"};
     c.api_rate = bounded(vm, "api_rate", 1, 100000);
     c.api_timeout_ms = bounded(vm, "api_timeout_ms", 100, 600000);
     c.api_max_body = bounded(vm, "api_max_body", 1024, 16 << 20);

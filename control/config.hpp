@@ -82,12 +82,12 @@ struct Config {
     uint32_t worker_stall_ms = 5000;  // a worker's heartbeat still this long stops the systemd watchdog
     bool allow_test_hooks = false;    // test_stall_worker (tests only)
     // The HTTP API for the provider's portal (docs/api.md).
-    std::string api_listen;           // ADDR:PORT; empty: off
+    std::string api_listen;                 // ADDR:PORT; empty: off
     std::string api_tls_cert, api_tls_key;  // PEM files: HTTPS (both or neither)
-    bool api_plaintext = false;       // plain HTTP on an address other than loopback (explicitly)
-    uint32_t api_rate = 20;           // requests a second per token (bursts of twice that)
-    uint32_t api_timeout_ms = 10000;  // for a client to send a whole request (and read the response)
-    size_t api_max_body = 65536;      // bytes
+    bool api_plaintext = false;             // plain HTTP on an address other than loopback (explicitly)
+    uint32_t api_rate = 20;                 // requests a second per token (bursts of twice that)
+    uint32_t api_timeout_ms = 10000;        // for a client to send a whole request (and read the response)
+    size_t api_max_body = 65536;            // bytes
     uint16_t rx_desc = 1024;
     uint16_t tx_desc = 1024;
     uint32_t mbufs = 16383;

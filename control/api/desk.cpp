@@ -79,7 +79,8 @@ void ApiDesk::pump(ControlPlane& plane) {
             ++it;
             continue;
         }
-        done.push_back({std::move(*body), plane.take_changed(), std::move(it->finish), std::move(it->respond)});
+        done.push_back(
+            {std::move(*body), plane.take_changed(), std::move(it->finish), std::move(it->respond)});
         it = waiting_.erase(it);
     }
     const auto now = ApiRouter::Clock::now();
@@ -97,10 +98,13 @@ void ApiDesk::pump(ControlPlane& plane) {
                 waiting_.push_back(
                     {std::move(r.later), std::move(call.finish), std::move(job.respond), std::move(session)});
             else
-                done.push_back({std::move(r.body), r.changed, std::move(call.finish), std::move(job.respond)});
+                done.push_back(
+                    {std::move(r.body), r.changed, std::move(call.finish), std::move(job.respond)});
         } catch (const std::exception& e) {
-            spdlog::error("api request from {} failed: {}", printable(job.req.remote), printable(e.what(), 200));
-            refused.emplace_back(HttpResponse{500, json{{"error", "internal error"}}}, std::move(job.respond));
+            spdlog::error("api request from {} failed: {}", printable(job.req.remote),
+                          printable(e.what(), 200));
+            refused.emplace_back(HttpResponse{500, json{{"error", "internal error"}}},
+                                 std::move(job.respond));
         }
     }
     const std::string unsaved = plane.end_batch();

@@ -1,13 +1,13 @@
 // The HTTP API's server (see http_server.hpp).
 #include "control/api/http_server.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <spdlog/spdlog.h>
 
 #include <map>
 #include <mutex>
@@ -115,21 +115,24 @@ class Conn : public std::enable_shared_from_this<Conn<Stream>> {
         parser_->header_limit(static_cast<uint32_t>(server_.opts.max_header));
         parser_->body_limit(server_.opts.max_body);
         lowest().expires_after(server_.opts.request_timeout);  // the whole request, however it trickles in
-        http::async_read(stream_, buffer_, *parser_,
-                         [self = this->shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+        http::async_read(
+            stream_, buffer_, *parser_,
+            [self = this->shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
     }
 
     void on_read(beast::error_code ec) {
         if (ec == http::error::body_limit) {
             ++server_.counters.too_large;
-            return reply({413, {{"error", "request body over " + std::to_string(server_.opts.max_body) + " bytes"}}},
-                         false);
+            return reply(
+                {413, {{"error", "request body over " + std::to_string(server_.opts.max_body) + " bytes"}}},
+                false);
         }
         if (ec == http::error::header_limit) {
             ++server_.counters.too_large;
-            return reply({431, {{"error", "request header over " + std::to_string(server_.opts.max_header) +
-                                              " bytes"}}},
-                         false);
+            return reply(
+                {431,
+                 {{"error", "request header over " + std::to_string(server_.opts.max_header) + " bytes"}}},
+                false);
         }
         if (ec == beast::error::timeout || ec == http::error::end_of_stream || ec == asio::error::eof ||
             ec == asio::error::connection_reset || ec == asio::ssl::error::stream_truncated)
@@ -143,15 +146,17 @@ class Conn : public std::enable_shared_from_this<Conn<Stream>> {
         for (auto it = msg.begin(); it != msg.end(); ++it) ++fields;
         if (fields > server_.opts.max_fields) {
             ++server_.counters.too_large;
-            return reply({431, {{"error", "more than " + std::to_string(server_.opts.max_fields) + " header fields"}}},
-                         false);
+            return reply(
+                {431, {{"error", "more than " + std::to_string(server_.opts.max_fields) + " header fields"}}},
+                false);
         }
         keep_alive_ = msg.keep_alive();
         HttpRequest req;
         req.method = std::string(msg.method_string());
         req.target = std::string(msg.target());
         req.body = msg.body();
-        if (auto it = msg.find(http::field::authorization); it != msg.end()) req.authorization = std::string(it->value());
+        if (auto it = msg.find(http::field::authorization); it != msg.end())
+            req.authorization = std::string(it->value());
         req.remote = peer_.to_string();
         lowest().expires_never();  // the control side answers (the deadline resumes with the write)
         // The answer comes from the control thread: it is carried back onto this connection's thread.
@@ -178,7 +183,8 @@ class Conn : public std::enable_shared_from_this<Conn<Stream>> {
     }
 
     void reply(HttpResponse rsp, bool keep_alive) {
-        auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(rsp.status), 11);
+        auto res =
+            std::make_shared<http::response<http::string_body>>(static_cast<http::status>(rsp.status), 11);
         res->set(http::field::content_type, "application/json");
         res->set(http::field::cache_control, "no-store");
         if (rsp.retry_after > 0) res->set(http::field::retry_after, std::to_string(rsp.retry_after));
@@ -231,12 +237,12 @@ void HttpServer::Impl::accept() {
                 ++counters.connections;
                 if (ssl)
                     std::make_shared<Conn<beast::ssl_stream<beast::tcp_stream>>>(
-                        beast::ssl_stream<beast::tcp_stream>(beast::tcp_stream(std::move(socket)), *ssl), *this,
-                        peer, count)
+                        beast::ssl_stream<beast::tcp_stream>(beast::tcp_stream(std::move(socket)), *ssl),
+                        *this, peer, count)
                         ->start();
                 else
-                    std::make_shared<Conn<beast::tcp_stream>>(beast::tcp_stream(std::move(socket)), *this, peer,
-                                                              count)
+                    std::make_shared<Conn<beast::tcp_stream>>(beast::tcp_stream(std::move(socket)), *this,
+                                                              peer, count)
                         ->start();
             }
         }

@@ -3,10 +3,10 @@
 // connection has request_timeout for its TLS handshake, then request_timeout for each whole request
 // (headers and body, however they trickle in; an idle keep-alive connection waits in this one too), then
 // request_timeout to take its response, and is closed past any of them. While the control side works out
-// the answer no deadline runs (it is bounded there: a DNS check by dns_timeout_ms). Bounded: the header block, the number of header fields, the
-// body, the connections in all and from one address; past a bound the client gets 413/431/503 or is
-// closed. A request read whole goes to the handler (the ApiDesk) with a way to answer; the answer may come
-// from any thread.
+// the answer no deadline runs (it is bounded there: a DNS check by dns_timeout_ms). Bounded: the header
+// block, the number of header fields, the body, the connections in all and from one address; past a bound the
+// client gets 413/431/503 or is closed. A request read whole goes to the handler (the ApiDesk) with a way to
+// answer; the answer may come from any thread.
 #pragma once
 
 #include <atomic>

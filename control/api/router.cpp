@@ -156,7 +156,8 @@ json body_of(json reply) {
 
 // The body's fields a route takes, renamed ("address" is the command's "addr", on the routes whose address
 // is in the body); any other is refused.
-json fields(const json& body, std::initializer_list<const char*> allowed, std::string* why, bool address = true) {
+json fields(const json& body, std::initializer_list<const char*> allowed, std::string* why,
+            bool address = true) {
     json out = json::object();
     for (const auto& [k, v] : body.items()) {
         if (k == "address" && address) {
@@ -218,7 +219,8 @@ std::variant<HttpResponse, ApiCall> ApiRouter::route(const HttpRequest& req, Clo
     const int r = match(*target, req.method, &addr_text, &allow);
     if (r == -1) return error(404, "no such endpoint (see docs/api.yaml)");
     if (r == -2) {
-        HttpResponse rsp = error(405, "method " + printable(req.method, 10) + " not allowed here (" + allow + ")");
+        HttpResponse rsp =
+            error(405, "method " + printable(req.method, 10) + " not allowed here (" + allow + ")");
         rsp.allow = allow;
         return rsp;
     }
@@ -235,22 +237,24 @@ std::variant<HttpResponse, ApiCall> ApiRouter::route(const HttpRequest& req, Clo
         token = tokens_.authenticate(auth);
     }
     if (!token) {
-        HttpResponse rsp = error(401, req.authorization.empty() ? "an API token is needed (Authorization: Bearer)"
-                                                                : "the API token is not valid");
+        HttpResponse rsp =
+            error(401, req.authorization.empty() ? "an API token is needed (Authorization: Bearer)"
+                                                 : "the API token is not valid");
         rsp.auth_challenge = true;
         return rsp;
     }
     if (!take(token->name, rate_.rate, now, &retry)) {
-        HttpResponse rsp = error(429, "token " + token->name + " is over its rate of " +
-                                          std::to_string(static_cast<int>(rate_.rate)) + " requests a second");
+        HttpResponse rsp =
+            error(429, "token " + token->name + " is over its rate of " +
+                           std::to_string(static_cast<int>(rate_.rate)) + " requests a second");
         rsp.retry_after = retry;
         return rsp;
     }
     const Peer peer{-1, -1, -1, std::string(role_name(token->role)) + ":" + token->name};
     const ApiToken tok = *token;  // the reply may come after a revoke: the check is made with what was
     auto forbid = [&](const std::string& why) {
-        audit_.record(peer, "api", json{{"method", req.method}, {"target", printable(req.target, 200)}}, nullptr,
-                      nullptr, "refused: " + why);
+        audit_.record(peer, "api", json{{"method", req.method}, {"target", printable(req.target, 200)}},
+                      nullptr, nullptr, "refused: " + why);
         return error(403, why);
     };
     if (tok.role == TokenRole::Customer && !route.customer)
@@ -326,8 +330,8 @@ std::variant<HttpResponse, ApiCall> ApiRouter::route(const HttpRequest& req, Clo
         if (tok.role == TokenRole::Customer)
             cmd = fields(body, {"hostname", "domains", "facts", "ticket", "reason"}, &why);
         else
-            cmd = fields(body, {"hostname", "domains", "facts", "ticket", "reason", "force", "skip_dns_check"},
-                         &why);
+            cmd = fields(
+                body, {"hostname", "domains", "facts", "ticket", "reason", "force", "skip_dns_check"}, &why);
         if (cmd.is_null()) return error(400, why);
         if (!cmd.contains("addr") || !cmd["addr"].is_string()) return error(400, "'address' is needed");
         auto p = parse_prefix(cmd["addr"].get<std::string>(), &why);
@@ -363,7 +367,8 @@ std::variant<HttpResponse, ApiCall> ApiRouter::route(const HttpRequest& req, Clo
         cmd = fields(body, {"reason", "ticket"}, &why, false);
         if (cmd.is_null()) return error(400, why);
         for (const auto& [k, v] : target->query) {
-            if (k != "ban" && k != "force") return error(400, "unknown query parameter '" + printable(k, 40) + "'");
+            if (k != "ban" && k != "force")
+                return error(400, "unknown query parameter '" + printable(k, 40) + "'");
             if (v != "true" && v != "false") return error(400, "'" + k + "' is true or false");
             cmd[k] = v == "true";
         }

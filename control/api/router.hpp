@@ -33,7 +33,7 @@ struct HttpResponse {
     HttpResponse(int status, nlohmann::json body) : status(status), body(std::move(body)) {}
     int status = 200;
     nlohmann::json body;
-    int retry_after = 0;  // seconds, for a 429 (the Retry-After header); 0: none
+    int retry_after = 0;          // seconds, for a 429 (the Retry-After header); 0: none
     bool auth_challenge = false;  // a 401: WWW-Authenticate: Bearer
     std::string allow;            // a 405: the methods the path has (the Allow header)
 };

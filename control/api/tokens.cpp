@@ -42,8 +42,11 @@ const char* role_name(TokenRole r) {
 nlohmann::json token_json(const ApiToken& t, bool with_hash) {
     auto scopes = nlohmann::json::array();
     for (const auto& p : t.scopes) scopes.push_back(to_string(p));
-    nlohmann::json j = {{"name", t.name},         {"role", role_name(t.role)}, {"scopes", scopes},
-                        {"created", t.created}, {"created_by", t.created_by}};
+    nlohmann::json j = {{"name", t.name},
+                        {"role", role_name(t.role)},
+                        {"scopes", scopes},
+                        {"created", t.created},
+                        {"created_by", t.created_by}};
     if (with_hash) j["sha256"] = t.hash;
     return j;
 }
@@ -68,7 +71,8 @@ std::map<std::string, ApiToken> TokenStore::parse(const std::string& text) {
     const auto j = nlohmann::json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.is_object()) throw std::runtime_error("not a JSON object");
     if (j.value("format", 0) != 1) throw std::runtime_error("unknown format (this daemon reads format 1)");
-    if (!j.contains("tokens") || !j["tokens"].is_array()) throw std::runtime_error("'tokens' must be an array");
+    if (!j.contains("tokens") || !j["tokens"].is_array())
+        throw std::runtime_error("'tokens' must be an array");
     if (j["tokens"].size() > kMaxTokens) throw std::runtime_error("more than 10000 tokens");
     std::map<std::string, ApiToken> out;
     for (const auto& e : j["tokens"]) {
@@ -134,7 +138,8 @@ std::string TokenStore::save(const std::map<std::string, ApiToken>& next) {
 }
 
 std::string TokenStore::add(ApiToken token, std::string* secret) {
-    if (!broken_.empty()) return "the token file is unusable (" + broken_ + "): repair or remove it, then restart";
+    if (!broken_.empty())
+        return "the token file is unusable (" + broken_ + "): repair or remove it, then restart";
     if (auto why = check_name(token.name); !why.empty()) return why;
     if (tokens_.count(token.name)) return "a token named " + token.name + " exists (revoke it first)";
     if (tokens_.size() >= kMaxTokens) return "too many tokens (at most 10000)";
@@ -157,7 +162,8 @@ std::string TokenStore::add(ApiToken token, std::string* secret) {
 }
 
 std::string TokenStore::revoke(const std::string& name) {
-    if (!broken_.empty()) return "the token file is unusable (" + broken_ + "): repair or remove it, then restart";
+    if (!broken_.empty())
+        return "the token file is unusable (" + broken_ + "): repair or remove it, then restart";
     if (!tokens_.count(name)) return "no token named " + name.substr(0, 64);
     auto next = tokens_;
     next.erase(name);

@@ -24,10 +24,10 @@ enum class TokenRole { Operator, Customer };
 const char* role_name(TokenRole r);
 
 struct ApiToken {
-    std::string name;             // [A-Za-z0-9._-], 1 to 64
+    std::string name;  // [A-Za-z0-9._-], 1 to 64
     TokenRole role = TokenRole::Customer;
-    std::vector<Prefix> scopes;   // customer: where it may act (at least one); operator: none
-    std::string hash;             // hex SHA-256 of the secret
+    std::vector<Prefix> scopes;  // customer: where it may act (at least one); operator: none
+    std::string hash;            // hex SHA-256 of the secret
     int64_t created = 0;
     std::string created_by;
 };

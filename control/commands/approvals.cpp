@@ -116,8 +116,8 @@ json set_state(Services& s, const Call& c) {
             const auto [rec, source] = effective_record(s, p);
             throw RequestError(
                 to_string(p) + " has no approval record of its own" +
-                (rec ? std::string(" (") + to_string(rec->prefix) + " from the " + source + " covers it)"
-                     : std::string()),
+                    (rec ? std::string(" (") + to_string(rec->prefix) + " from the " + source + " covers it)"
+                         : std::string()),
                 err::kNotFound);
         }
         const auto want = cmd == "suspend" ? ApprovalState::Approved : ApprovalState::Suspended;
@@ -128,7 +128,8 @@ json set_state(Services& s, const Call& c) {
         // A customer's token may lift its own suspension, never the provider's (an abuse desk's, or the
         // receivers' verdicts').
         if (cmd == "resume" && is_customer(peer) && !is_customer_name(existing->operator_name)) {
-            const std::string why = to_string(p) + " was suspended by the provider (" + existing->operator_name +
+            const std::string why = to_string(p) + " was suspended by the provider (" +
+                                    existing->operator_name +
                                     (existing->reason.empty() ? "" : ": " + existing->reason) +
                                     "); only the provider can resume it";
             s.audit.record(peer, cmd, req, to_json(*existing), nullptr, "refused: " + why);

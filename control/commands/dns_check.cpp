@@ -40,9 +40,9 @@ json with_dns_check(Services& s, const Call& c, Approval a, const Approval* exis
         // What was read before the check must still be what the store holds.
         const Approval* current = s.store.find(a.prefix);
         if (current ? !before || !(*current == *before) : before.has_value())
-            return error_reply(to_string(a.prefix) +
-                               " changed while its DNS was checked: run the command again",
-                               err::kConflict);
+            return error_reply(
+                to_string(a.prefix) + " changed while its DNS was checked: run the command again",
+                err::kConflict);
         a.dns = check->result().to_json(check->addr(), check->host());
         return finish(std::move(a), current);
     };

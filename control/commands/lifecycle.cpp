@@ -50,7 +50,7 @@ json request(Services& s, const Call& c) {
     if (const Approval* cover = s.store.covering(p); cover && cover->state == ApprovalState::Banned)
         return refuse(
             (cover->prefix == p ? banned_why(*cover) : to_string(p) + " is inside " + banned_why(*cover)) +
-            "; it cannot be requested again",
+                "; it cannot be requested again",
             err::kBanned);
     if (auto why = danger(s, p); !why.empty() && !force)
         throw RequestError("requesting " + why + ": that needs --force");

@@ -199,8 +199,10 @@ MetricsInput metrics_input(const Config& cfg, ControlPlane& plane, const Workers
     }
     if (const auto* c = obs.api_server) {
         in.api_connections = c->connections.load();
-        in.api_dropped = {{"refused", c->refused.load()},     {"timed_out", c->timed_out.load()},
-                          {"too_large", c->too_large.load()}, {"malformed", c->malformed.load()},
+        in.api_dropped = {{"refused", c->refused.load()},
+                          {"timed_out", c->timed_out.load()},
+                          {"too_large", c->too_large.load()},
+                          {"malformed", c->malformed.load()},
                           {"busy", c->busy.load()}};
     }
     return in;

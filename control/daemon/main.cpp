@@ -218,10 +218,9 @@ std::string start_api(const Config& cfg, AuditLog& audit, Reporting& r) {
         o.max_body = cfg.api_max_body;
         o.request_timeout = std::chrono::milliseconds(cfg.api_timeout_ms);
         ApiDesk* desk = r.desk.get();
-        r.api = std::make_unique<HttpServer>(
-            o, [desk](HttpRequest req, HttpServer::Respond respond) {
-                return desk->submit(std::move(req), std::move(respond));
-            });
+        r.api = std::make_unique<HttpServer>(o, [desk](HttpRequest req, HttpServer::Respond respond) {
+            return desk->submit(std::move(req), std::move(respond));
+        });
         spdlog::info("HTTP API at {}://{}/v1/ ({} token(s))", r.api->tls() ? "https" : "http", cfg.api_listen,
                      r.tokens->tokens().size());
         return {};

@@ -220,8 +220,8 @@ void events(const MetricsInput& in, std::vector<MetricFamily>& out) {
 
 void api(const MetricsInput& in, std::vector<MetricFamily>& out) {
     if (!in.api_enabled) return;
-    MetricFamily responses{"portcullis_api_responses_total", "HTTP API responses by status", MetricType::Counter,
-                           {}};
+    MetricFamily responses{
+        "portcullis_api_responses_total", "HTTP API responses by status", MetricType::Counter, {}};
     for (const auto& [code, n] : in.api_responses)
         responses.metric.push_back(counter(static_cast<double>(n), {{"code", std::to_string(code)}}));
     out.push_back(std::move(responses));
@@ -232,8 +232,10 @@ void api(const MetricsInput& in, std::vector<MetricFamily>& out) {
     for (const auto& [why, n] : in.api_dropped)
         dropped.metric.push_back(counter(static_cast<double>(n), {{"reason", why}}));
     out.push_back(std::move(dropped));
-    out.push_back(MetricFamily{"portcullis_api_connections_total", "HTTP API connections accepted",
-                               MetricType::Counter, {counter(static_cast<double>(in.api_connections))}});
+    out.push_back(MetricFamily{"portcullis_api_connections_total",
+                               "HTTP API connections accepted",
+                               MetricType::Counter,
+                               {counter(static_cast<double>(in.api_connections))}});
 }
 
 ClientMetric histogram(const LatencyHistogram& h, std::vector<ClientMetric::Label> labels) {

@@ -45,7 +45,8 @@ struct MetricsInput {
     // The HTTP API (api_listen set): responses by status, and what its server dropped by why.
     bool api_enabled = false;
     std::vector<std::pair<int, uint64_t>> api_responses;
-    std::vector<std::pair<std::string, uint64_t>> api_dropped;  // refused, timed_out, too_large, malformed, busy
+    std::vector<std::pair<std::string, uint64_t>>
+        api_dropped;  // refused, timed_out, too_large, malformed, busy
     uint64_t api_connections = 0;
 };
 

@@ -57,9 +57,13 @@ struct State : portcullis::testing::TestPlane {
             fuzz::fail("cannot open a new state directory: %s", err.c_str());
         tokens = std::make_unique<TokenStore>(dir / "state" / "api_tokens.json");
         if (!tokens->add({"noc", TokenRole::Operator, {}, "", 1, "fuzz"}, &op).empty() ||
-            !tokens->add({"acme", TokenRole::Customer, {*parse_prefix("198.51.100.0/28")}, "", 1, "fuzz"}, &acme)
+            !tokens
+                 ->add({"acme", TokenRole::Customer, {*parse_prefix("198.51.100.0/28")}, "", 1, "fuzz"},
+                       &acme)
                  .empty() ||
-            !tokens->add({"other", TokenRole::Customer, {*parse_prefix("198.51.100.16/28")}, "", 1, "fuzz"}, &other)
+            !tokens
+                 ->add({"other", TokenRole::Customer, {*parse_prefix("198.51.100.16/28")}, "", 1, "fuzz"},
+                       &other)
                  .empty())
             fuzz::fail("cannot make the tokens");
         plane->set_tokens(tokens.get());
@@ -86,7 +90,8 @@ std::vector<std::string> segments(std::string_view path) {
     for (size_t i = 1; i < path.size(); ++i) {
         if (path[i] == '/') {
             out.emplace_back();
-        } else if (path[i] == '%' && i + 2 < path.size() && std::isxdigit(static_cast<unsigned char>(path[i + 1])) &&
+        } else if (path[i] == '%' && i + 2 < path.size() &&
+                   std::isxdigit(static_cast<unsigned char>(path[i + 1])) &&
                    std::isxdigit(static_cast<unsigned char>(path[i + 2]))) {
             out.back() += static_cast<char>(std::stoi(std::string(path.substr(i + 1, 2)), nullptr, 16));
             i += 2;

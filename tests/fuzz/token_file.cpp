@@ -28,9 +28,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (t.hash.size() != 64) fuzz::fail("a hash of %zu characters", t.hash.size());
         list.push_back(token_json(t, true));
     }
-    const auto again =
-        TokenStore::parse(nlohmann::json{{"format", 1}, {"tokens", list}}.dump(-1, ' ', false,
-                                                                             nlohmann::json::error_handler_t::replace));
+    const auto again = TokenStore::parse(nlohmann::json{{"format", 1}, {"tokens", list}}.dump(
+        -1, ' ', false, nlohmann::json::error_handler_t::replace));
     if (again.size() != tokens.size()) fuzz::fail("the set does not read back whole");
     for (const auto& [name, t] : tokens) {
         const auto& b = again.at(name);

@@ -28,7 +28,8 @@ def alab():
         lab.start_mx()
         cert, key = lab.workdir / "api-cert.pem", lab.workdir / "api-key.pem"
         portcullis_lab.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=portcullis-lab",
+                            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
+                            "-subj", "/CN=portcullis-lab",
                             "-addext", "subjectAltName=IP:127.0.0.1"])
         lab.cert = cert
         lab.start_gateway(extra=["--api_listen", API, "--api_tls_cert", str(cert), "--api_tls_key", str(key),

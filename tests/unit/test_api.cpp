@@ -73,20 +73,21 @@ TEST(ApiTokens, OnlyTheHashIsKeptAndTheSecretMatchesItsTokenAlone) {
 
 TEST(ApiTokens, AHostileTokenFileIsRefusedWithOneLine) {
     const std::string hash(64, 'a');
-    for (const std::string& text : std::vector<std::string>{
-             std::string("not json"), std::string("[]"), std::string(R"({"format":2,"tokens":[]})"),
-          std::string(R"({"format":1,"tokens":{}})"),
-          R"({"format":1,"tokens":[{"name":"a","role":"root","sha256":")" + hash +
-              R"(","created":1,"created_by":"x","scopes":[]}]})",
-          R"({"format":1,"tokens":[{"name":"a","role":"operator","sha256":"00","created":1,"created_by":"x","scopes":[]}]})",
-          R"({"format":1,"tokens":[{"name":"a","role":"customer","sha256":")" + hash +
-              R"(","created":1,"created_by":"x","scopes":[]}]})",
-          R"({"format":1,"tokens":[{"name":"a","role":"customer","sha256":")" + hash +
-              R"(","created":1,"created_by":"x","scopes":["nope"]}]})",
-          R"({"format":1,"tokens":[{"name":"a/b","role":"operator","sha256":")" + hash +
-              R"(","created":1,"created_by":"x","scopes":[]}]})",
-          R"({"format":1,"tokens":[{"name":"a","role":"operator","sha256":")" + hash +
-              R"(","created":"x","created_by":"x","scopes":[]}]})"}) {
+    for (
+        const std::string& text : std::vector<std::string>{
+            std::string("not json"), std::string("[]"), std::string(R"({"format":2,"tokens":[]})"),
+            std::string(R"({"format":1,"tokens":{}})"),
+            R"({"format":1,"tokens":[{"name":"a","role":"root","sha256":")" + hash +
+                R"(","created":1,"created_by":"x","scopes":[]}]})",
+            R"({"format":1,"tokens":[{"name":"a","role":"operator","sha256":"00","created":1,"created_by":"x","scopes":[]}]})",
+            R"({"format":1,"tokens":[{"name":"a","role":"customer","sha256":")" + hash +
+                R"(","created":1,"created_by":"x","scopes":[]}]})",
+            R"({"format":1,"tokens":[{"name":"a","role":"customer","sha256":")" + hash +
+                R"(","created":1,"created_by":"x","scopes":["nope"]}]})",
+            R"({"format":1,"tokens":[{"name":"a/b","role":"operator","sha256":")" + hash +
+                R"(","created":1,"created_by":"x","scopes":[]}]})",
+            R"({"format":1,"tokens":[{"name":"a","role":"operator","sha256":")" + hash +
+                R"(","created":"x","created_by":"x","scopes":[]}]})"}) {
         try {
             TokenStore::parse(text);
             ADD_FAILURE() << "accepted: " << text;
@@ -122,12 +123,14 @@ class Api : public testing::CommandFixture {
         CommandFixture::SetUp();
         tokens = std::make_unique<TokenStore>(std::filesystem::path(dir) / "api_tokens.json");
         ASSERT_EQ(tokens->add({"noc", TokenRole::Operator, {}, "", 1, "root"}, &op), "");
-        ASSERT_EQ(tokens->add({"acme", TokenRole::Customer, {*parse_prefix("198.51.100.0/28")}, "", 1, "root"},
-                              &acme),
-                  "");
-        ASSERT_EQ(tokens->add({"other", TokenRole::Customer, {*parse_prefix("198.51.100.16/28")}, "", 1, "root"},
-                              &other),
-                  "");
+        ASSERT_EQ(
+            tokens->add({"acme", TokenRole::Customer, {*parse_prefix("198.51.100.0/28")}, "", 1, "root"},
+                        &acme),
+            "");
+        ASSERT_EQ(
+            tokens->add({"other", TokenRole::Customer, {*parse_prefix("198.51.100.16/28")}, "", 1, "root"},
+                        &other),
+            "");
         plane->set_tokens(tokens.get());
         router = std::make_unique<ApiRouter>(*tokens, *audit, ApiRate{rate});
         desk = std::make_unique<ApiDesk>(*router);
@@ -140,9 +143,9 @@ class Api : public testing::CommandFixture {
     HttpResponse http(const std::string& method, const std::string& target, const std::string& secret,
                       const std::string& body = "") {
         HttpResponse got{0, nullptr};
-        EXPECT_TRUE(desk->submit(HttpRequest{method, target, body, secret.empty() ? "" : "Bearer " + secret,
-                                             "192.0.2.9"},
-                                 [&](HttpResponse r) { got = std::move(r); }));
+        EXPECT_TRUE(desk->submit(
+            HttpRequest{method, target, body, secret.empty() ? "" : "Bearer " + secret, "192.0.2.9"},
+            [&](HttpResponse r) { got = std::move(r); }));
         for (int i = 0; i < 100 && got.status == 0; ++i) desk->pump(*plane);
         return got;
     }
@@ -170,8 +173,8 @@ TEST_F(Api, UnknownRoutesMethodsTargetsAndQueriesAreRefused) {
     EXPECT_EQ(http("GET", "/v1/approvals/198.51.100.10/x", op).status, 404);
     EXPECT_EQ(http("PUT", "/v1/status", op).status, 405);
     EXPECT_EQ(http("PUT", "/v1/approvals", op).allow, "GET, POST");
-    EXPECT_EQ(http("POST", "/v1/addresses/198.51.100.10/suspend", op, R"({"address":"198.51.100.11"})").status,
-              400)
+    EXPECT_EQ(
+        http("POST", "/v1/addresses/198.51.100.10/suspend", op, R"({"address":"198.51.100.11"})").status, 400)
         << "the address is the path's";
     EXPECT_EQ(http("GET", "/v1/addresses/%zz", op).status, 400);
     EXPECT_EQ(http("GET", "/v1/addresses/198.51.100.10%00", op).status, 400);
@@ -184,8 +187,9 @@ TEST_F(Api, UnknownRoutesMethodsTargetsAndQueriesAreRefused) {
 }
 
 TEST_F(Api, AnOperatorApprovesRevokesAndBansAndTheAuditNamesTheToken) {
-    auto r = http("POST", "/v1/approvals", op,
-                  R"({"address":"198.51.100.10","hostname":"mail.example.com","max_concurrent":3,"ticket":"T-1"})");
+    auto r = http(
+        "POST", "/v1/approvals", op,
+        R"({"address":"198.51.100.10","hostname":"mail.example.com","max_concurrent":3,"ticket":"T-1"})");
     ASSERT_EQ(r.status, 200) << r.body.dump();
     EXPECT_TRUE(approved_now("198.51.100.10"));
     r = http("GET", "/v1/addresses/198.51.100.10", op);
@@ -193,7 +197,8 @@ TEST_F(Api, AnOperatorApprovesRevokesAndBansAndTheAuditNamesTheToken) {
     EXPECT_EQ(r.body["record"]["hostname"], "mail.example.com");
     EXPECT_EQ(r.body["record"]["max_concurrent"], 3);
     EXPECT_EQ(r.body["record"]["operator"], "operator:noc");
-    EXPECT_EQ(http("POST", "/v1/approvals", op, R"({"address":"198.51.100.11","state":"approved"})").status, 400)
+    EXPECT_EQ(http("POST", "/v1/approvals", op, R"({"address":"198.51.100.11","state":"approved"})").status,
+              400)
         << "a read-only field";
     EXPECT_EQ(http("POST", "/v1/approvals", op, R"({"address":"198.51.100.11","max_concurrent":"x"})").status,
               400);
@@ -246,18 +251,21 @@ TEST_F(Api, ACustomerSuspendsAndResumesItsOwnButNotTheProvidersSuspension) {
     ASSERT_EQ(r.status, 200) << r.body.dump();
     EXPECT_TRUE(approved_now("198.51.100.10"));
     // The provider suspends (abuse): the customer cannot lift it.
-    ASSERT_EQ(call({{"v", 1}, {"cmd", "suspend"}, {"addr", "198.51.100.10"}, {"reason", "abuse desk"}})["ok"], true);
+    ASSERT_EQ(call({{"v", 1}, {"cmd", "suspend"}, {"addr", "198.51.100.10"}, {"reason", "abuse desk"}})["ok"],
+              true);
     r = http("POST", "/v1/addresses/198.51.100.10/resume", acme);
     EXPECT_EQ(r.status, 403) << r.body.dump();
     EXPECT_NE(r.body["error"].get<std::string>().find("abuse desk"), std::string::npos);
     EXPECT_FALSE(approved_now("198.51.100.10"));
     EXPECT_EQ(http("POST", "/v1/addresses/198.51.100.10/resume", op).status, 200);
-    EXPECT_EQ(http("POST", "/v1/addresses/198.51.100.11/suspend", acme).status, 404) << "no record of its own";
+    EXPECT_EQ(http("POST", "/v1/addresses/198.51.100.11/suspend", acme).status, 404)
+        << "no record of its own";
 }
 
 TEST_F(Api, ACustomerRequestsAndSeesItsOwnRequestsAndABannedAddressIs409) {
-    auto r = http("POST", "/v1/requests", acme,
-                  R"({"address":"198.51.100.12","hostname":"mx.acme.example","facts":{"volume_daily":"500"}})");
+    auto r =
+        http("POST", "/v1/requests", acme,
+             R"({"address":"198.51.100.12","hostname":"mx.acme.example","facts":{"volume_daily":"500"}})");
     ASSERT_EQ(r.status, 200) << r.body.dump();
     EXPECT_EQ(http("POST", "/v1/requests", acme, R"({"address":"198.51.100.12"})").status, 409) << "pending";
     EXPECT_EQ(http("POST", "/v1/requests", other, R"({"address":"198.51.100.22"})").status, 200);
@@ -265,8 +273,9 @@ TEST_F(Api, ACustomerRequestsAndSeesItsOwnRequestsAndABannedAddressIs409) {
     ASSERT_EQ(r.body["requests"].size(), 1u);
     EXPECT_EQ(r.body["requests"][0]["facts"]["volume_daily"], "500");
     EXPECT_EQ(http("GET", "/v1/requests", op).body["requests"].size(), 2u);
-    EXPECT_EQ(http("POST", "/v1/requests", acme, R"({"address":"198.51.100.13","facts":{"colour":"x"}})").status,
-              400);
+    EXPECT_EQ(
+        http("POST", "/v1/requests", acme, R"({"address":"198.51.100.13","facts":{"colour":"x"}})").status,
+        400);
     ASSERT_EQ(http("DELETE", "/v1/approvals/198.51.100.13?ban=true", op).status, 200);
     r = http("POST", "/v1/requests", acme, R"({"address":"198.51.100.13"})");
     EXPECT_EQ(r.status, 409);
@@ -278,7 +287,11 @@ TEST_F(Api, ARevokedTokenIsRefusedAtOnce) {
     ASSERT_EQ(call({{"v", 1}, {"cmd", "token_revoke"}, {"name", "acme"}})["ok"], true);
     EXPECT_EQ(http("GET", "/v1/addresses/198.51.100.10", acme).status, 401);
     EXPECT_NE(audit_text().find("token_revoke"), std::string::npos);
-    auto r = call({{"v", 1}, {"cmd", "token_add"}, {"name", "acme2"}, {"role", "customer"}, {"scopes", {"198.51.100.0/28"}}});
+    auto r = call({{"v", 1},
+                   {"cmd", "token_add"},
+                   {"name", "acme2"},
+                   {"role", "customer"},
+                   {"scopes", {"198.51.100.0/28"}}});
     ASSERT_EQ(r["ok"], true) << r.dump();
     EXPECT_EQ(http("GET", "/v1/addresses/198.51.100.10", r["secret"].get<std::string>()).status, 200);
     EXPECT_EQ(audit_text().find(r["secret"].get<std::string>()), std::string::npos);
@@ -341,8 +354,9 @@ class ApiServer : public ::testing::Test {
         o.max_per_address = per_address;
         server = std::make_unique<HttpServer>(o, [this](HttpRequest req, HttpServer::Respond respond) {
             if (busy) return false;
-            std::thread([req, respond] { respond({200, json{{"target", req.target}, {"body", req.body}}}); })
-                .detach();
+            std::thread([req, respond] {
+                respond({200, json{{"target", req.target}, {"body", req.body}}});
+            }).detach();
             return true;
         });
     }
@@ -373,7 +387,8 @@ class ApiServer : public ::testing::Test {
 
 TEST_F(ApiServer, AWellFormedRequestIsAnsweredFromAnotherThread) {
     start();
-    const auto got = exchange("POST /v1/x HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+    const auto got =
+        exchange("POST /v1/x HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
     EXPECT_EQ(got.rfind("HTTP/1.1 200", 0), 0u) << got;
     EXPECT_NE(got.find("application/json"), std::string::npos);
     EXPECT_NE(got.find(R"("target":"/v1/x")"), std::string::npos);
@@ -381,7 +396,8 @@ TEST_F(ApiServer, AWellFormedRequestIsAnsweredFromAnotherThread) {
 
 TEST_F(ApiServer, OversizedBodiesHeadersAndTooManyFieldsAreRefused) {
     start();
-    auto got = exchange("POST /v1/x HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n" + std::string(5000, 'x'));
+    auto got =
+        exchange("POST /v1/x HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n" + std::string(5000, 'x'));
     EXPECT_EQ(got.rfind("HTTP/1.1 413", 0), 0u) << got;
     got = exchange("GET /v1/x HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(4000, 'x') + "\r\n\r\n");
     EXPECT_EQ(got.rfind("HTTP/1.1 431", 0), 0u) << got;

@@ -276,15 +276,19 @@ TEST(Config, ApiOptions) {
     for (const char* loopback : {"127.0.0.1:8443", "127.9.9.9:1", "[::1]:8443", "[0:0:0:0:0:0:0:1]:8443"})
         EXPECT_EQ(parse(with({"--api_listen", loopback})).status, ConfigResult::Status::Run) << loopback;
     for (const char* outside : {"192.0.2.1:8443", "0.0.0.0:8443", "[::]:8443", "[2001:db8::1]:8443"}) {
-        EXPECT_NE(error_of(with({"--api_listen", outside})).find("tokens would cross in clear"), std::string::npos)
+        EXPECT_NE(error_of(with({"--api_listen", outside})).find("tokens would cross in clear"),
+                  std::string::npos)
             << outside;
         EXPECT_EQ(parse(with({"--api_listen", outside, "--api_plaintext", "true"})).status,
                   ConfigResult::Status::Run);
-        EXPECT_EQ(parse(with({"--api_listen", outside, "--api_tls_cert", "/c.pem", "--api_tls_key", "/k.pem"})).status,
-                  ConfigResult::Status::Run);
+        EXPECT_EQ(
+            parse(with({"--api_listen", outside, "--api_tls_cert", "/c.pem", "--api_tls_key", "/k.pem"}))
+                .status,
+            ConfigResult::Status::Run);
     }
-    EXPECT_NE(error_of(with({"--api_listen", "127.0.0.1:8443", "--api_tls_cert", "/c.pem"})).find("go together"),
-              std::string::npos);
+    EXPECT_NE(
+        error_of(with({"--api_listen", "127.0.0.1:8443", "--api_tls_cert", "/c.pem"})).find("go together"),
+        std::string::npos);
     EXPECT_EQ(error_of(with({"--api_listen", "localhost:8443"})).rfind("api_listen: '", 0), 0u);
     EXPECT_NE(error_of(with({"--api_rate", "0"})).find("api_rate"), std::string::npos);
     EXPECT_NE(error_of(with({"--api_timeout_ms", "1"})).find("api_timeout_ms"), std::string::npos);

@@ -580,7 +580,8 @@ def api_bench(build, args):
                       f"{tsc / (during * 1e6):>12.0f}", flush=True)
             counters = ctl(build, prefix, "stats")["counters"]
             if counters.get("tx_full_outside") or counters.get("tx_full_inside"):
-                print(f"  (tx_full: outside {counters.get('tx_full_outside')}, inside {counters.get('tx_full_inside')})")
+                print(f"  (tx_full: outside {counters.get('tx_full_outside')}, "
+                      f"inside {counters.get('tx_full_inside')})")
         finally:
             stop(proc)
     return 0

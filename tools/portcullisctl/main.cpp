@@ -558,8 +558,9 @@ int token(Ctx& c) {
             std::string scopes;
             for (const auto& p : t["scopes"]) scopes += (scopes.empty() ? "" : ",") + p.get<std::string>();
             text += t["name"].get<std::string>() + "  " + t["role"].get<std::string>() + "  " +
-                    (scopes.empty() ? "-" : scopes) + "  made " + format_time(t.value("created", int64_t{0})) +
-                    " by " + t.value("created_by", std::string()) + "\n";
+                    (scopes.empty() ? "-" : scopes) + "  made " +
+                    format_time(t.value("created", int64_t{0})) + " by " +
+                    t.value("created_by", std::string()) + "\n";
         }
         return c.out(r, text.empty() ? "no tokens\n" : text);
     }
