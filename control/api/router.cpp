@@ -147,6 +147,13 @@ bool json_in_scope(const ApiToken& t, const json& rec) {
     return p && in_scope(t, *p);
 }
 
+// A customer token's scopes as the list and requests commands' "within": the handler keeps only those.
+json scopes_json(const ApiToken& t) {
+    json out = json::array();
+    for (const auto& p : t.scopes) out.push_back(to_string(p));
+    return out;
+}
+
 // The reply's body without the control envelope.
 json body_of(json reply) {
     reply.erase(key::kVersion);
@@ -314,6 +321,7 @@ std::variant<HttpResponse, ApiCall> ApiRouter::route(const HttpRequest& req, Clo
     } else if (path == "/v1/requests" && req.method == "GET") {
         if (auto e = no_query()) return *e;
         cmd = {{"cmd", cmd::kRequests}};
+        if (tok.role == TokenRole::Customer) cmd["within"] = scopes_json(tok);
         if (tok.role == TokenRole::Customer)
             finish = [plain, tok](const json& reply) {
                 HttpResponse rsp = plain(reply);
@@ -343,6 +351,7 @@ std::variant<HttpResponse, ApiCall> ApiRouter::route(const HttpRequest& req, Clo
             if (k != "state") return error(400, "unknown query parameter '" + printable(k, 40) + "'");
         cmd = {{"cmd", cmd::kList}};
         if (target->query.count("state")) cmd["state"] = target->query.at("state");
+        if (tok.role == TokenRole::Customer) cmd["within"] = scopes_json(tok);
         if (tok.role == TokenRole::Customer)
             finish = [plain, tok](const json& reply) {
                 HttpResponse rsp = plain(reply);

@@ -104,10 +104,11 @@ json request(Services& s, const Call& c) {
 }
 
 // requests: the pending ones, oldest first.
-json requests(Services& s, const Call&) {
+json requests(Services& s, const Call& c) {
+    const auto within = within_of(c.req);
     std::vector<const Approval*> pending;
     for (const auto& [p, a] : s.store.records())
-        if (a.state == ApprovalState::Pending) pending.push_back(&a);
+        if (a.state == ApprovalState::Pending && is_within(p, within)) pending.push_back(&a);
     std::stable_sort(pending.begin(), pending.end(),
                      [](const Approval* a, const Approval* b) { return a->requested < b->requested; });
     json out = json::array();

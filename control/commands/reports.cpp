@@ -51,6 +51,7 @@ json export_records(Services& s, const Call&) {
 json list(Services& s, const Call& c) {
     const json& req = c.req;
     const auto filter = opt_string(req, "state");
+    const auto within = within_of(req);
     if (!filter.empty() && !parse_state(filter))
         throw RequestError("state: '" + filter +
                            "' is not one of approved, suspended, revoked, banned, pending, denied");
@@ -58,6 +59,7 @@ json list(Services& s, const Call& c) {
     const int64_t now = now_s();
     auto add = [&](const Approval& a, const char* source) {
         if (!filter.empty() && filter != state_name(a.state)) return;
+        if (!is_within(a.prefix, within)) return;
         json j = to_json(a);
         j["source"] = source;
         j["in_force"] = a.grants(now);

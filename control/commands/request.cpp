@@ -65,4 +65,25 @@ void read_names(const json& req, Approval& a) {
     }
 }
 
+std::vector<Prefix> within_of(const nlohmann::json& req) {
+    std::vector<Prefix> out;
+    if (!req.contains("within")) return out;
+    if (!req["within"].is_array() || req["within"].empty() || req["within"].size() > 64)
+        throw RequestError("'within' must be a list of 1 to 64 prefixes");
+    for (const auto& v : req["within"]) {
+        std::string why;
+        auto p = v.is_string() ? parse_prefix(v.get<std::string>(), &why) : std::nullopt;
+        if (!p) throw RequestError("within: " + (v.is_string() ? why : std::string("not a string")));
+        out.push_back(*p);
+    }
+    return out;
+}
+
+bool is_within(const Prefix& p, const std::vector<Prefix>& within) {
+    if (within.empty()) return true;
+    for (const auto& w : within)
+        if (inside(p, w)) return true;
+    return false;
+}
+
 }  // namespace portcullis

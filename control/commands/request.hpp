@@ -50,6 +50,11 @@ std::string text_field(const nlohmann::json& req, const char* key, size_t max);
 // kMaxDomains domain names. Throws RequestError naming the field.
 void read_names(const nlohmann::json& req, Approval& a);
 
+// The request's "within" (a list of prefixes: list and requests keep only the records inside one of them; the
+// HTTP API sends a customer token's scopes), or empty: everything.
+std::vector<Prefix> within_of(const nlohmann::json& req);
+bool is_within(const Prefix& p, const std::vector<Prefix>& within);
+
 // Prefix relations the handlers check: the same family and one holds the other's first address; inner lies
 // wholly inside outer.
 inline bool overlaps(const Prefix& a, const Prefix& b) {

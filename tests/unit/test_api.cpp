@@ -238,6 +238,12 @@ TEST_F(Api, ACustomerActsOnlyInsideItsScopesAndOnlyOnWhatACustomerMay) {
     ASSERT_EQ(r.body["records"].size(), 1u) << r.body.dump();
     EXPECT_EQ(r.body["records"][0]["prefix"], "198.51.100.10");
     EXPECT_GE(http("GET", "/v1/approvals", op).body["records"].size(), 3u);
+    // The filter is the command's own ("within"), before any record becomes JSON.
+    auto l = call({{"v", 1}, {"cmd", "list"}, {"within", {"198.51.100.16/28"}}});
+    ASSERT_EQ(l["records"].size(), 1u) << l.dump();
+    EXPECT_EQ(l["records"][0]["prefix"], "198.51.100.20");
+    EXPECT_EQ(call({{"v", 1}, {"cmd", "list"}, {"within", json::array()}})["ok"], false);
+    EXPECT_EQ(call({{"v", 1}, {"cmd", "requests"}, {"within", {"nonsense"}}})["ok"], false);
     EXPECT_NE(audit_text().find("customer:acme"), std::string::npos) << "a refused try is audited";
 }
 
