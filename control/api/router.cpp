@@ -39,7 +39,8 @@ int hexval(char c) {
     return -1;
 }
 
-// Percent-decoding ('+' a space in a query): nullopt for a bad escape or a control character.
+// Percent-decoding ('+' a space in a query): nullopt for a bad escape, a control character or what is not
+// UTF-8 once decoded (it would go into a JSON request).
 std::optional<std::string> decode(std::string_view s, bool query) {
     std::string out;
     for (size_t i = 0; i < s.size(); ++i) {
@@ -56,6 +57,7 @@ std::optional<std::string> decode(std::string_view s, bool query) {
         if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return std::nullopt;
         out += c;
     }
+    if (!valid_utf8(out)) return std::nullopt;
     return out;
 }
 
@@ -86,7 +88,7 @@ std::optional<Target> parse_target(std::string_view t, std::string* why) {
     for (auto seg : split(path, '/')) {
         auto d = decode(seg, false);
         if (!d) {
-            *why = "a bad percent-escape or control character in the path";
+            *why = "a bad percent-escape, a control character or bytes that are not UTF-8 in the path";
             return std::nullopt;
         }
         out.segments.push_back(std::move(*d));
@@ -98,7 +100,7 @@ std::optional<Target> parse_target(std::string_view t, std::string* why) {
             auto k = decode(part.substr(0, eq), true);
             auto v = decode(eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1), true);
             if (!k || !v) {
-                *why = "a bad percent-escape or control character in the query";
+                *why = "a bad percent-escape, a control character or bytes that are not UTF-8 in the query";
                 return std::nullopt;
             }
             if (!out.query.emplace(*k, *v).second) {
@@ -166,7 +168,9 @@ json body_of(json reply) {
 json fields(const json& body, std::initializer_list<const char*> allowed, std::string* why,
             bool address = true) {
     json out = json::object();
-    for (const auto& [k, v] : body.items()) {
+    for (const auto& item : body.items()) {
+        const std::string& k = item.key();
+        const json& v = item.value();
         if (k == "address" && address) {
             out["addr"] = v;
             continue;
@@ -288,6 +292,20 @@ std::variant<HttpResponse, ApiCall> ApiRouter::route(const HttpRequest& req, Clo
     };
 
     json cmd;
+    // A list's reply for a customer: what the command's "within" kept, checked again here (a record outside
+    // the token's scopes never leaves, whatever the command did).
+    auto only_in_scope = [](auto plain, const ApiToken& tok, const char* key) {
+        return [plain, tok, key](const json& reply) {
+            HttpResponse rsp = plain(reply);
+            if (rsp.status == 200 && rsp.body.contains(key)) {
+                json kept = json::array();
+                for (auto& r : rsp.body[key])
+                    if (json_in_scope(tok, r)) kept.push_back(std::move(r));
+                rsp.body[key] = std::move(kept);
+            }
+            return rsp;
+        };
+    };
     auto plain = [](const json& reply) -> HttpResponse {
         if (reply.value(key::kOk, false)) return {200, body_of(reply)};
         json e = {{"error", reply.value(key::kError, std::string("error"))}};
@@ -321,18 +339,10 @@ std::variant<HttpResponse, ApiCall> ApiRouter::route(const HttpRequest& req, Clo
     } else if (path == "/v1/requests" && req.method == "GET") {
         if (auto e = no_query()) return *e;
         cmd = {{"cmd", cmd::kRequests}};
-        if (tok.role == TokenRole::Customer) cmd["within"] = scopes_json(tok);
-        if (tok.role == TokenRole::Customer)
-            finish = [plain, tok](const json& reply) {
-                HttpResponse rsp = plain(reply);
-                if (rsp.status == 200 && rsp.body.contains("requests")) {
-                    json kept = json::array();
-                    for (auto& r : rsp.body["requests"])
-                        if (json_in_scope(tok, r)) kept.push_back(std::move(r));
-                    rsp.body["requests"] = std::move(kept);
-                }
-                return rsp;
-            };
+        if (tok.role == TokenRole::Customer) {
+            cmd["within"] = scopes_json(tok);
+            finish = only_in_scope(plain, tok, "requests");
+        }
     } else if (path == "/v1/requests") {
         if (auto e = no_query()) return *e;
         if (tok.role == TokenRole::Customer)
@@ -351,18 +361,10 @@ std::variant<HttpResponse, ApiCall> ApiRouter::route(const HttpRequest& req, Clo
             if (k != "state") return error(400, "unknown query parameter '" + printable(k, 40) + "'");
         cmd = {{"cmd", cmd::kList}};
         if (target->query.count("state")) cmd["state"] = target->query.at("state");
-        if (tok.role == TokenRole::Customer) cmd["within"] = scopes_json(tok);
-        if (tok.role == TokenRole::Customer)
-            finish = [plain, tok](const json& reply) {
-                HttpResponse rsp = plain(reply);
-                if (rsp.status == 200 && rsp.body.contains("records")) {
-                    json kept = json::array();
-                    for (auto& r : rsp.body["records"])
-                        if (json_in_scope(tok, r)) kept.push_back(std::move(r));
-                    rsp.body["records"] = std::move(kept);
-                }
-                return rsp;
-            };
+        if (tok.role == TokenRole::Customer) {
+            cmd["within"] = scopes_json(tok);
+            finish = only_in_scope(plain, tok, "records");
+        }
     } else if (path == "/v1/approvals") {
         if (auto e = no_query()) return *e;
         cmd = fields(body,

@@ -70,7 +70,8 @@ std::string TokenStore::hash_secret(std::string_view secret) {
 std::map<std::string, ApiToken> TokenStore::parse(const std::string& text) {
     const auto j = nlohmann::json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.is_object()) throw std::runtime_error("not a JSON object");
-    if (j.value("format", 0) != 1) throw std::runtime_error("unknown format (this daemon reads format 1)");
+    if (!j.contains("format") || j["format"] != 1)
+        throw std::runtime_error("unknown format (this daemon reads format 1)");
     if (!j.contains("tokens") || !j["tokens"].is_array())
         throw std::runtime_error("'tokens' must be an array");
     if (j["tokens"].size() > kMaxTokens) throw std::runtime_error("more than 10000 tokens");

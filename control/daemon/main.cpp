@@ -174,10 +174,10 @@ void log_ready(const Config& cfg, unsigned workers, const ApprovalStore& store) 
 // From the ports up to the stop: the workers launched on the policy, the control plane and its server, the
 // control loop, then the workers stopped and the ports closed. Everything that lives in EAL memory (the RCU
 // state, the rings) is gone when it returns, before rte_eal_cleanup().
-// What the daemon reports to besides its log: the event stream, /metrics, systemd. Opened before the
-// workers start, so that a path or an address it cannot use ends the start with one line.
-// What the daemon serves and reports to besides the control socket (each null when off). The API's parts
-// go in this order and are stopped in the reverse: the server's thread first, then what it handed over.
+// What the daemon serves and reports to besides its log and the control socket (each null when off): the
+// event stream, /metrics, the HTTP API. Opened before the workers start, so that a path or an address it
+// cannot use ends the start with one line. The API's parts go in this order and are stopped in the reverse:
+// the server's thread first, then what it handed over.
 struct Reporting {
     std::unique_ptr<EventLog> events;
     std::unique_ptr<MetricsEndpoint> metrics;

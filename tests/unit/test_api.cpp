@@ -75,7 +75,7 @@ TEST(ApiTokens, AHostileTokenFileIsRefusedWithOneLine) {
     const std::string hash(64, 'a');
     for (
         const std::string& text : std::vector<std::string>{
-            std::string("not json"), std::string("[]"), std::string(R"({"format":2,"tokens":[]})"),
+            std::string("not json"), std::string("[]"), std::string(R"({"format":2,"tokens":[]})"), std::string(R"({"format":[]})"),
             std::string(R"({"format":1,"tokens":{}})"),
             R"({"format":1,"tokens":[{"name":"a","role":"root","sha256":")" + hash +
                 R"(","created":1,"created_by":"x","scopes":[]}]})",
@@ -180,6 +180,8 @@ TEST_F(Api, UnknownRoutesMethodsTargetsAndQueriesAreRefused) {
     EXPECT_EQ(http("GET", "/v1/addresses/198.51.100.10%00", op).status, 400);
     EXPECT_EQ(http("GET", "/v1/addresses/not-an-address", op).status, 400);
     EXPECT_EQ(http("GET", "/v1/status?x=1", op).status, 400);
+    EXPECT_EQ(http("GET", "/v1/approvals?state=%C3%28", op).status, 400) << "not UTF-8 (found by fuzzing)";
+    EXPECT_EQ(http("GET", "/v1/addresses/%FF", op).status, 400);
     EXPECT_EQ(http("GET", "/v1/approvals?state=a&state=b", op).status, 400);
     EXPECT_EQ(http("GET", "/v1/approvals?state=nonsense", op).status, 400);
     EXPECT_EQ(http("GET", "/v1/approvals?state=approved", op).status, 200);

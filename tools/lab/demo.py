@@ -3,6 +3,7 @@
 and shows with swaks what a customer's mail server meets. Leaves everything running for the user to try until
 Ctrl-C (or, with --once, exits: 0 when every step behaved, 1 otherwise)."""
 import argparse
+import json
 import signal
 import sys
 import time
@@ -40,24 +41,51 @@ LIVE = [
     ("the provider approves the unapproved server, live, for its host name and domain",
      ["approve", RACK_V4["unapproved"], "--hostname", HOST, "--domain", "customer.example", "--ticket", "T-1042"],
      True),
-    ("the customer switches port 25 off from a dashboard", ["suspend", RACK_V4["unapproved"]], False),
-    ("and back on", ["resume", RACK_V4["unapproved"]], True),
+    # The customer's dashboard talks to the HTTP API with a customer token scoped to its addresses.
+    ("the customer switches port 25 off from its dashboard (HTTP API, customer token)",
+     ["api", "POST", f"/v1/addresses/{RACK_V4['unapproved']}/suspend"], False),
+    ("and back on", ["api", "POST", f"/v1/addresses/{RACK_V4['unapproved']}/resume"], True),
     ("abuse complaints: the provider revokes it for good",
      ["revoke", RACK_V4["unapproved"], "--ban", "--reason", "abuse complaints"], False),
 ]
 
 
+API = "127.0.0.1:8080"  # the HTTP API, on the gateway namespace's loopback (plain HTTP is for loopback only)
+
+
+def api_call(lab, token, method, path):
+    """curl as the customer's dashboard: the HTTP status."""
+    res = lab.ns(lab.ns_gw, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", method, "-H",
+                 f"Authorization: Bearer {token}", f"http://{API}{path}", check=False)
+    return res.stdout.strip()
+
+
 def run_live(lab):
     ok = True
     src = RACK_V4["unapproved"]
+    token = json.loads(lab.ctl("token", "add", "customer-demo", "--role", "customer", "--scope",
+                               "198.51.100.16/28").stdout)["secret"]
+    say(f"     (portcullisctl token add customer-demo --role customer --scope 198.51.100.16/28: the dashboard's "
+        f"token, {token[:10]}...)")
     for i, (what, args, expect) in enumerate(LIVE, len(STEPS) + 1):
-        lab.ctl(*args, json_out=False)
+        if args[0] == "api":
+            status = api_call(lab, token, args[1], args[2])
+            how = f"curl -X {args[1]} http://{API}{args[2]} -> {status}"
+            ok &= status == "200"
+        else:
+            lab.ctl(*args, json_out=False)
+            how = f"portcullisctl {' '.join(args)}"
         rc, secs, out = lab.swaks(src, MX_V4, 25, timeout=10, helo=HOST)
         good = (rc == 0) == expect
         ok &= good
         result = f"delivered ({secs:.2f}s)" if rc == 0 else f"refused ({secs:.2f}s)"
         mark = f"{GREEN}ok{RESET}" if good else f"{RED}UNEXPECTED{RESET}"
-        say(f" {i:2}. {what}: portcullisctl {' '.join(args)}\n     {src} -> {MX_V4}:25: {result}  [{mark}]")
+        say(f" {i:2}. {what}: {how}\n     {src} -> {MX_V4}:25: {result}  [{mark}]")
+    status = api_call(lab, token, "GET", f"/v1/addresses/{RACK_V4['approved']}")
+    good = status == "403"
+    ok &= good
+    mark = f"{GREEN}ok{RESET}" if good else f"{RED}UNEXPECTED{RESET}"
+    say(f"     the same token on another customer's server ({RACK_V4['approved']}): {status}  [{mark}]")
     res = lab.ctl("approve", src, check=False, json_out=False)
     good = res.returncode == 1 and "banned" in res.stderr
     ok &= good
@@ -181,14 +209,14 @@ def main():
         lab.start_mx(tls=True)
         say(f"   SMTP server (aiosmtpd, with STARTTLS) in {lab.ns_net}: {MX_V4} / {MX_V6} on ports 25, 587 and 2525; "
             f"smarthost {RELAY_V4} / {RELAY_V6}")
-        lab.start_gateway()
+        lab.start_gateway(extra=["--api_listen", API])
         say(f"   portcullis is forwarding between the rack and the internet (policy: configs/lab.conf, "
             f"log: {lab.gateway_log})")
         say(f"   rack: {RACK_V4['approved']} and {RACK_V6['approved']} approved; {RACK_V4['unapproved']} and "
             f"{RACK_V6['unapproved']} not; {RACK_V4['unmanaged']} is outside the managed prefixes")
         say(f"\n{BOLD}== What customers' mail servers meet{RESET}")
         ok = run_steps(lab)
-        say(f"\n{BOLD}== Approvals on the running gateway{RESET} (portcullisctl, no restart)")
+        say(f"\n{BOLD}== Approvals on the running gateway{RESET} (portcullisctl and the HTTP API, no restart)")
         ok &= run_live(lab)
         say(f"\n{BOLD}== What a session says{RESET}: EHLO and MAIL FROM held to the approval, until STARTTLS")
         ok &= run_inspection(lab, len(STEPS) + len(LIVE) + 2)
@@ -214,6 +242,8 @@ def main():
    ip netns exec {lab.ns_rack} swaks -6 --server {MX_V6} --port 587 --local-interface {RACK_V6['unapproved']} --to you@example.net
    {lab.build_dir}/tools/portcullisctl --socket {lab.socket} approve {RACK_V4['unapproved']}
    {lab.build_dir}/tools/portcullisctl --socket {lab.socket} list
+   ip netns exec {lab.ns_gw} curl -H "Authorization: Bearer $TOKEN" http://{API}/v1/addresses/{RACK_V4['unapproved']}
+       (TOKEN: printed by portcullisctl --socket {lab.socket} token add NAME --role operator)
    tail -f {lab.gateway_log}        # counters every 5 s
    the messages the SMTP server accepted: {lab.mx_log}""")
         while lab.gateway.poll() is None:
