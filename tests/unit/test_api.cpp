@@ -75,8 +75,8 @@ TEST(ApiTokens, AHostileTokenFileIsRefusedWithOneLine) {
     const std::string hash(64, 'a');
     for (
         const std::string& text : std::vector<std::string>{
-            std::string("not json"), std::string("[]"), std::string(R"({"format":2,"tokens":[]})"), std::string(R"({"format":[]})"),
-            std::string(R"({"format":1,"tokens":{}})"),
+            std::string("not json"), std::string("[]"), std::string(R"({"format":2,"tokens":[]})"),
+            std::string(R"({"format":[]})"), std::string(R"({"format":1,"tokens":{}})"),
             R"({"format":1,"tokens":[{"name":"a","role":"root","sha256":")" + hash +
                 R"(","created":1,"created_by":"x","scopes":[]}]})",
             R"({"format":1,"tokens":[{"name":"a","role":"operator","sha256":"00","created":1,"created_by":"x","scopes":[]}]})",
